@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/constraints.txt
 	$(PIP) install -q --disable-pip-version-check torch==2.13.0
 	$(PIP) install -q --disable-pip-version-check --no-deps -c requirements/constraints.txt -r requirements/lock.txt
 	$(PIP) install -q --disable-pip-version-check --no-deps -e .
-	$(PY) -c "import torch, transformers, deepspeed, vlmeval.smp, math_verify, mathruler.grader; assert torch.__version__.startswith('2.13.0')"
+	$(PY) -c "import importlib.util, torch, transformers, deepspeed, math_verify, mathruler.grader; assert torch.__version__.startswith('2.13.0') and importlib.util.find_spec('vlmeval')"
 	touch $@
 
 test: $(STAMP)
