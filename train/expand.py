@@ -26,10 +26,11 @@ from PIL import Image
 SHORT_POLICIES = ("repeat", "skip")
 
 
-def parse_new_questions(value: object, where: str = "row") -> list[str]:
+def parse_new_questions(value: object, where: str | None = None) -> list[str]:
     """`new_questions` as a list of strings. Accepts a list, or a string holding a JSON or Python
     list literal (parsed, never executed). None/NaN/empty -> []. Anything else raises ValueError
-    naming `where`."""
+    (its message starts with `where`, when given)."""
+    prefix = f"{where}: " if where else ""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return []
     if isinstance(value, str):
@@ -42,11 +43,11 @@ def parse_new_questions(value: object, where: str = "row") -> list[str]:
             try:
                 value = ast.literal_eval(text)
             except (ValueError, SyntaxError, MemoryError, RecursionError):
-                raise ValueError(f"{where}: new_questions is not a JSON or Python list: {text[:80]!r}") from None
+                raise ValueError(f"{prefix}new_questions is not a JSON or Python list: {text[:80]!r}") from None
     if hasattr(value, "tolist"):  # numpy arrays from parquet
         value = value.tolist()
     if not isinstance(value, (list, tuple)) or not all(isinstance(q, str) for q in value):
-        raise ValueError(f"{where}: new_questions must be a list of strings, got {type(value).__name__}")
+        raise ValueError(f"{prefix}new_questions must be a list of strings, got {type(value).__name__}")
     return [q.strip() for q in value if q.strip()]
 
 

@@ -1,0 +1,208 @@
+"""The trainer end to end on the tiny model: GRPO and Share-GRPO under ZeRO-2, sharing layout,
+checkpoints and exact resume, export, bad data, and two-process data parallelism."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from bench.synthetic import counting_rows
+from train.config import load_config
+from train.tiny import build_tiny
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "reproduce" / "configs" / "tiny_cpu.yaml"
+REWARD = "tests.helpers.rewards:length_parity"
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trainer")
+    model = build_tiny(root / "model", seed=0)
+    data = root / "train.parquet"
+    pd.DataFrame(counting_rows(12, seed=0)).to_parquet(data)
+    return root, model, data
+
+
+def run_train(assets, out: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    _, model, data = assets
+    cmd = [
+        sys.executable, "-m", "train", "--config", str(TINY_CONFIG),
+        f"worker.actor.model.model_path={model}", f"data.train_files={data}", f"trainer.output_dir={out}",
+        "trainer.progress_bar=false", f"worker.reward.function={REWARD}", *overrides,
+    ]
+    env = {**os.environ, "MASTER_PORT": str(29600 + os.getpid() % 300 + hash(str(out)) % 50)}
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path / "model.safetensors"))
+
+
+REQUIRED = [
+    "reward/mean", "reward/accuracy", "reward/format", "adv/zero_frac", "adv/uniform_global_frac",
+    "adv/uniform_local_frac", "response/length_mean", "actor/pg_loss", "actor/clip_frac", "actor/approx_kl",
+    "actor/entropy", "actor/grad_norm", "actor/lr", "perf/tokens_per_s", "perf/step_time", "train/rows",
+]
+
+
+@pytest.mark.parametrize(
+    ("algo", "overrides", "rows_per_question"),
+    [
+        ("share_grpo", ["algorithm.num_variants=2", "worker.rollout.n=2"], 2 * 2 * 2),
+        ("grpo", ["algorithm.adv_estimator=grpo", "algorithm.num_variants=1", "worker.rollout.n=4"], 4),
+    ],
+)
+def test_end_to_end_zero2(assets, tmp_path, algo, overrides, rows_per_question):
+    out = tmp_path / algo
+    run_train(assets, out, "trainer.max_steps=3", "trainer.save_freq=0", "worker.actor.zero_stage=2", *overrides)
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        missing = [k for k in REQUIRED if k not in r]
+        assert not missing, missing
+        assert all(isinstance(v, (int, float)) and v == v and abs(v) != float("inf") for v in r.values())
+        assert r["train/rows_per_question"] == rows_per_question  # Q*Q*n rows per question
+        assert r["train/rows"] == 2 * rows_per_question  # rollout_batch_size = 2 questions
+    # the checkpoint exports to a plain HF folder whose weights moved away from the start
+    ckpt = out / "checkpoints" / "step_3"
+    assert (ckpt / "trainer_state.json").exists() and (out / "checkpoints" / "latest").read_text().strip() == "step_3"
+    export = tmp_path / f"{algo}_hf"
+    subprocess.run([sys.executable, "-m", "train.export", str(ckpt), str(export)], check=True, cwd=REPO,
+                   capture_output=True, timeout=300)
+    before, after = weights(assets[1]), weights(export)
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) > len(before) // 2, f"only {len(changed)} of {len(before)} tensors changed"
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from train.processing import load_processor
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(export)
+    assert torch.equal(model.state_dict()["lm_head.weight"], after["lm_head.weight"])
+    assert load_processor(export).tokenizer.convert_tokens_to_ids("</think>") is not None
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 12 and summary["skipped_rows"] == {}
+
+
+def test_resume_is_exact(assets, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    common = ["trainer.save_freq=2", "worker.actor.zero_stage=2", "algorithm.image_transform_prob=0.5"]
+    run_train(assets, straight, "trainer.max_steps=4", *common)
+    run_train(assets, resumed, "trainer.max_steps=2", *common)
+    run_train(assets, resumed, "trainer.max_steps=4", "trainer.resume=auto", *common)
+    a, b = metrics(straight), metrics(resumed)
+    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    for x, y in zip(a, b, strict=True):
+        for key in ("actor/pg_loss", "reward/mean", "actor/grad_norm", "adv/abs_mean", "response/length_mean"):
+            assert x[key] == pytest.approx(y[key], abs=1e-6), (x["step"], key)
+    sa = torch.load(straight / "checkpoints/step_4/ds/mp_rank_00_model_states.pt", weights_only=False)["module"]
+    sb = torch.load(resumed / "checkpoints/step_4/ds/mp_rank_00_model_states.pt", weights_only=False)["module"]
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], atol=1e-6, rtol=0)
+    # save_limit=2 kept the last two checkpoints only
+    assert sorted(p.name for p in (resumed / "checkpoints").glob("step_*")) == ["step_2", "step_4"]
+
+
+def test_dynamic_sampling_and_kl(assets, tmp_path):
+    out = tmp_path / "ds_kl"
+    run_train(assets, out, "trainer.max_steps=2", "trainer.save_freq=0", "algorithm.dynamic_sampling=true",
+              "algorithm.disable_kl=false", "algorithm.kl_coef=0.1", "worker.actor.zero_stage=0")
+    for r in metrics(out):
+        assert "actor/kl_loss" in r and r["actor/kl_loss"] >= 0
+        kept = r["train/rows"] / 8  # questions that survived the filter
+        assert kept + r["data/dynamic_dropped"] == 2
+
+
+def test_bad_rows_are_named_counted_and_skipped(assets, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (56, 56), (255, 0, 0)).save(tmp_path / "ok.png")
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    good = [{"problem": r["problem"], "answer": r["answer"], "images": ["ok.png"], "new_questions": r["new_questions"]}
+            for r in counting_rows(3, seed=1)]
+    bad = [
+        {"problem": "<image>How many?", "answer": None, "images": ["ok.png"], "new_questions": []},
+        {"problem": "<image><image>How many?", "answer": "2", "images": ["ok.png"], "new_questions": []},
+        {"problem": "<image>How many?", "answer": "2", "images": ["broken.png"], "new_questions": []},
+        {"problem": "<image>How many?", "answer": "2", "images": ["ok.png"], "new_questions": "__import__('os')"},
+        {"problem": "<image>" + "count the dots " * 200, "answer": "2", "images": ["ok.png"], "new_questions": []},
+    ]
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in good + bad))
+    out = tmp_path / "mixed"
+    result = run_train((assets[0], assets[1], data), out, "trainer.max_steps=1", "trainer.save_freq=0")
+    for n, reason in [(3, "no 'answer'"), (4, "2 <image> placeholder(s) but 1 image(s)"), (5, "image unreadable"),
+                      (6, "new_questions is not a JSON or Python list"), (7, "prompt of")]:
+        assert f"{data} row {n}: skipped: {reason}" in result.stderr, reason
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 3
+    assert summary["skipped_rows"] == {"missing_answer": 1, "image_count_mismatch": 1, "unreadable_image": 1,
+                                       "bad_rewrites": 1, "prompt_too_long": 1}
+
+    all_bad = tmp_path / "bad.jsonl"
+    all_bad.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    result = run_train((assets[0], assets[1], all_bad), tmp_path / "none", "trainer.max_steps=1", check=False)
+    assert result.returncode != 0 and "no usable training row" in result.stderr
+    assert not (tmp_path / "none" / "metrics.jsonl").exists()
+
+
+def test_config_validation_messages(tmp_path):
+    with pytest.raises(ValueError, match="needs algorithm.num_variants=1"):
+        load_config(TINY_CONFIG, ["algorithm.adv_estimator=grpo"])
+    with pytest.raises(ValueError, match="must be a multiple of worker.actor.global_batch_size"):
+        load_config(TINY_CONFIG, ["data.rollout_batch_size=3"])
+    with pytest.raises(ValueError, match="at least 2 responses"):
+        load_config(TINY_CONFIG, ["algorithm.adv_estimator=grpo", "algorithm.num_variants=1", "worker.rollout.n=1"])
+    with pytest.raises(ValueError, match=r"unknown config key\(s\): worker.rollout.nn; valid under worker.rollout."):
+        load_config(TINY_CONFIG, ["worker.rollout.nn=3"])
+    with pytest.raises(ValueError, match="valid names: share_grpo, grpo, dr_grpo"):
+        load_config(TINY_CONFIG, ["algorithm.adv_estimator=ppo"])
+    with pytest.raises(ValueError, match="worker.rollout.n must be int"):
+        load_config(TINY_CONFIG, ["worker.rollout.n=two"])
+    cfg = load_config(TINY_CONFIG, ["worker.actor.optim.lr=3", "trainer.max_steps=7"])
+    assert cfg.worker.actor.optim.lr == 3.0 and isinstance(cfg.worker.actor.optim.lr, float)
+    assert cfg.trainer.max_steps == 7
+    for name in ("qwen2_5_vl_7b_sharegrpo.yaml", "qwen2_5_vl_7b_grpo.yaml"):
+        cfg = load_config(REPO / "reproduce" / "configs" / name)
+        raw = yaml.safe_load((REPO / "reproduce" / "configs" / name).read_text())
+        assert cfg.data.rollout_batch_size == 512 and cfg.worker.actor.global_batch_size == 128
+        assert raw["trainer"]["save_freq"] and "resume" in raw["trainer"] and "save_limit" in raw["trainer"]
+
+
+def test_two_processes_hold_identical_parameters(assets, tmp_path):
+    _, model, data = assets
+    out = tmp_path / "dp"
+    script = REPO / "tests" / "helpers" / "dp_worker.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={29950 + os.getpid() % 40}", str(script), str(TINY_CONFIG),
+           f"worker.actor.model.model_path={model}", f"data.train_files={data}", f"trainer.output_dir={out}",
+           "trainer.progress_bar=false", f"worker.reward.function={REWARD}", "trainer.max_steps=2",
+           "trainer.save_freq=0", "worker.actor.zero_stage=2", "data.rollout_batch_size=2",
+           "worker.actor.global_batch_size=2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    hashes = [json.loads((out / f"params_rank{r}.json").read_text()) for r in (0, 1)]
+    initial = hashlib.sha256(b"".join(t.numpy().tobytes() for _, t in sorted(weights(model).items()))).hexdigest()
+    assert hashes[0]["after"] == hashes[1]["after"]  # data parallel: both ranks in step
+    assert hashes[0]["before"] == hashes[1]["before"] == initial
+    assert hashes[0]["after"] != initial
+    assert hashes[0]["questions"] != hashes[1]["questions"]  # each rank trained on its own questions

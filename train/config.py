@@ -1,0 +1,298 @@
+"""The trainer's configuration: one dataclass tree, loaded from YAML, overridden by dotted keys.
+
+Keys follow EasyR1's names where they mean the same thing (`data.rollout_batch_size`,
+`worker.rollout.n`, `worker.actor.global_batch_size`, ...). Every field is documented once, here.
+Invariants are checked when the config is built, with messages that say how to fix them.
+
+    cfg = load_config("reproduce/configs/tiny_cpu.yaml", ["trainer.max_steps=2", "worker.rollout.n=4"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+ADV_ESTIMATORS = ("share_grpo", "grpo", "dr_grpo")
+
+
+@dataclass
+class DataConfig:
+    train_files: str = ""
+    """Training data: a parquet/JSONL/JSON file or a `datasets` folder (columns below)."""
+    prompt_key: str = "problem"
+    """Column with the question (may contain `<image>` placeholders)."""
+    answer_key: str = "answer"
+    """Column with the gold answer."""
+    image_key: str = "images"
+    """Column with the images (bytes, file paths, {"bytes"|"path"} dicts or PIL images)."""
+    rewrites_key: str = "new_questions"
+    """Column with offline text rewrites (a list, or the string form of one); optional."""
+    max_prompt_length: int = 2048
+    """Rows whose prompt (tokens, images included) is longer are skipped and counted."""
+    max_response_length: int = 2048
+    """New tokens generated per response."""
+    rollout_batch_size: int = 512
+    """Questions (B) sampled per training step."""
+    shuffle: bool = True
+    """Reshuffle the data every epoch (seeded by trainer.seed)."""
+    min_pixels: int = 262144
+    """Images smaller than this are scaled up (before the processor)."""
+    max_pixels: int = 1048576
+    """Images larger than this are scaled down (before the processor)."""
+
+
+@dataclass
+class AlgorithmConfig:
+    adv_estimator: str = "share_grpo"
+    """share_grpo (hierarchical advantages over Q variants), grpo or dr_grpo (Q must be 1)."""
+    num_variants: int = 2
+    """Q: variants per question (Share-GRPO). 1 for GRPO."""
+    keep_original: bool = False
+    """Always use the original question as one of the Q text variants."""
+    short_variants: str = "repeat"
+    """Fewer than Q distinct text variants: "repeat" some, or "skip" the row (counted)."""
+    image_transform_prob: float = 0.3
+    """Probability that a variant's images are transformed (one of nine transforms)."""
+    image_transforms: list[str] | None = None
+    """Allowed transform names (None: all nine)."""
+    global_std_over: str = "responses"
+    """Share-GRPO global std over the Q*n "responses" (ours) or the Q*Q*n "rows" (released code)."""
+    advantage_terms: str = "both"
+    """Share-GRPO advantage terms: both, global, local (ablations)."""
+    dynamic_sampling: bool = False
+    """Drop question groups whose rewards are all equal before the update."""
+    disable_kl: bool = True
+    """No reference model and no KL term (the released setting)."""
+    kl_penalty: str = "low_var_kl"
+    """KL estimator when disable_kl is false: k1, k2, k3/low_var_kl."""
+    kl_coef: float = 1e-2
+    """Weight of the KL term in the loss."""
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    """AdamW learning rate."""
+    weight_decay: float = 1e-2
+    """AdamW weight decay."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    lr_warmup_steps: int = 0
+    """Linear warm-up steps (then constant)."""
+
+
+@dataclass
+class ModelConfig:
+    model_path: str = ""
+    """A Hugging Face checkpoint folder or hub id (hub ids download only when named)."""
+    freeze_vision_tower: bool = False
+    """Train only the language model (the released run trains the vision tower)."""
+    enable_gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass."""
+
+
+@dataclass
+class ActorConfig:
+    global_batch_size: int = 128
+    """Questions per optimizer update; rollout_batch_size / global_batch_size updates per step."""
+    micro_batch_size_per_device_for_update: int = 4
+    """Training rows per forward/backward (gradient accumulation inside an update)."""
+    micro_batch_size_per_device_for_experience: int = 16
+    """Rows per no-grad forward when computing old log-probs."""
+    ppo_epochs: int = 1
+    """Passes over the rollout per step."""
+    clip_ratio_low: float = 0.2
+    """PPO clip below 1."""
+    clip_ratio_high: float = 0.3
+    """PPO clip above 1."""
+    clip_ratio_dual: float = 3.0
+    """Dual-clip constant for negative advantages (0 disables)."""
+    loss_agg_mode: str = "token-mean"
+    """token-mean, seq-mean-token-mean or seq-mean-token-sum-norm."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clip."""
+    zero_stage: int = 2
+    """DeepSpeed ZeRO stage 0-3."""
+    bf16: bool = False
+    """bf16 training (GPU)."""
+    offload: bool = False
+    """ZeRO CPU offload of optimizer state (and parameters at stage 3)."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+@dataclass
+class RolloutConfig:
+    name: str = "hf"
+    """Generation engine: hf (transformers generate) or vllm (GPU)."""
+    n: int = 6
+    """Responses per variant prompt. GRPO baselines use n*Q for the same budget."""
+    temperature: float = 1.0
+    top_p: float = 0.99
+    top_k: int = -1
+    """-1: off."""
+    micro_batch_size: int = 64
+    """Prompts per generate call (hf engine)."""
+    gpu_memory_utilization: float = 0.6
+    """vllm engine only."""
+
+
+@dataclass
+class RewardConfig:
+    mode: str = "default"
+    """Verifier mode: default (ours) or paper (the released grader)."""
+    workers: int | None = None
+    """Verifier worker processes (None: one per CPU core)."""
+    timeout_s: float = 2.0
+    """Bound on one symbolic answer check."""
+    function: str | None = None
+    """Optional custom reward "module:function", called as fn(responses, golds) -> list[float];
+    the verifier still reports accuracy and format. None: the verifier's 0.9 acc + 0.1 format."""
+
+
+@dataclass
+class WorkerConfig:
+    actor: ActorConfig = field(default_factory=ActorConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+@dataclass
+class TrainerConfig:
+    output_dir: str = "runs/default"
+    """Checkpoints, metrics.jsonl and the saved config go here."""
+    max_steps: int = 100
+    """Training steps (one rollout batch each)."""
+    save_freq: int = 50
+    """Save a checkpoint every this many steps (and at the end); 0: only at the end."""
+    save_limit: int = 2
+    """Keep this many most recent checkpoints."""
+    resume: str = "auto"
+    """auto (latest checkpoint in output_dir, if any), none, or a checkpoint folder."""
+    seed: int = 1
+    """Seeds data order, expansion and sampling."""
+    logger: list[str] = field(default_factory=lambda: ["jsonl", "console"])
+    """Any of jsonl (always on), console, tensorboard, wandb."""
+    project_name: str = "r1-sharevl"
+    experiment_name: str = "run"
+    progress_bar: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        a, d, actor, ro = self.algorithm, self.data, self.worker.actor, self.worker.rollout
+        problems = []
+        if a.adv_estimator not in ADV_ESTIMATORS:
+            problems.append(f"algorithm.adv_estimator={a.adv_estimator!r}: valid names: {', '.join(ADV_ESTIMATORS)}")
+        if a.adv_estimator != "share_grpo" and a.num_variants != 1:
+            problems.append(f"algorithm.adv_estimator={a.adv_estimator} needs algorithm.num_variants=1 "
+                            "(give the GRPO baseline worker.rollout.n = n*Q for the same budget)")
+        if a.num_variants < 1:
+            problems.append("algorithm.num_variants must be >= 1")
+        if ro.n * a.num_variants < 2:
+            problems.append("a question needs at least 2 responses (worker.rollout.n * algorithm.num_variants >= 2)")
+        if d.rollout_batch_size % actor.global_batch_size:
+            problems.append(f"data.rollout_batch_size={d.rollout_batch_size} must be a multiple of "
+                            f"worker.actor.global_batch_size={actor.global_batch_size}")
+        if not 0 <= actor.zero_stage <= 3:
+            problems.append("worker.actor.zero_stage must be 0, 1, 2 or 3")
+        if not 0.0 <= a.image_transform_prob <= 1.0:
+            problems.append("algorithm.image_transform_prob must be in [0, 1]")
+        if d.min_pixels > d.max_pixels:
+            problems.append("data.min_pixels must not exceed data.max_pixels")
+        if self.trainer.save_limit < 1:
+            problems.append("trainer.save_limit must be >= 1")
+        if ro.name not in ("hf", "vllm"):
+            problems.append(f"worker.rollout.name={ro.name!r}: valid names: hf, vllm")
+        if self.worker.reward.function is not None and ":" not in self.worker.reward.function:
+            problems.append("worker.reward.function must look like package.module:function")
+        if self.worker.reward.mode not in ("default", "paper"):
+            problems.append(f"worker.reward.mode={self.worker.reward.mode!r}: valid names: default, paper")
+        if problems:
+            raise ValueError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+def _build(cls, values: dict[str, Any], path: str):
+    """A dataclass from a nested dict, rejecting unknown keys by their dotted path."""
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown config key(s): {', '.join(sorted(f'{path}{k}' for k in unknown))}; "
+                         f"valid under {path or 'the top level'}: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ValueError(f"config key {path}{name} must be a mapping")
+            kwargs[name] = _build(hint, value, f"{path}{name}.")
+        else:
+            kwargs[name] = value
+    return cls(**kwargs) if cls is not Config else _without_validation(cls, kwargs)
+
+
+def _without_validation(cls, kwargs):
+    obj = cls.__new__(cls)
+    for f in fields(cls):
+        setattr(obj, f.name, kwargs.get(f.name, f.default_factory()))  # type: ignore[misc]
+    return obj
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"override {dotted}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """YAML file (optional) plus `key=value` overrides (values parsed as YAML: 2, 1e-6, true, [a])."""
+    tree: dict = {}
+    if path is not None:
+        text = Path(path).read_text(encoding="utf-8")
+        tree = yaml.safe_load(text) or {}
+        if not isinstance(tree, dict):
+            raise ValueError(f"{path}: the config must be a mapping")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    cfg = _build(Config, tree, "")
+    _check_types(cfg, "")
+    cfg.validate()
+    return cfg
+
+
+def _check_types(obj, path: str) -> None:
+    """Coerce ints given for float fields; reject values of the wrong type with their key."""
+    hints = get_type_hints(type(obj))
+    for f in fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(value):
+            _check_types(value, f"{path}{f.name}.")
+        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+            setattr(obj, f.name, float(value))
+        elif hint in (int, float, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ValueError(f"config key {path}{f.name} must be {hint.__name__}, got {value!r}")
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)

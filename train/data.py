@@ -1,0 +1,163 @@
+"""Training data in the released format: columns `problem`, `answer`, `images`, optional
+`new_questions`, from parquet, JSONL/JSON or a `datasets` folder.
+
+Every row is checked once at load: a missing question or answer, an `<image>` count that does not
+match the images, an unreadable image, unparseable rewrites, or a prompt over the length limit is
+skipped with a message naming the file and row, and counted. If no row survives, loading stops
+with an error before any training. Images are decoded again, lazily, when a row is sampled.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+from bench.prompts import with_r1_prompt
+
+from .config import DataConfig
+from .expand import IMAGE_TRANSFORMS, parse_new_questions, resize_to_pixel_budget
+
+IMAGE_PLACEHOLDER = "<image>"
+
+
+class DataError(ValueError):
+    """No usable training row (or an unreadable data source)."""
+
+
+@dataclass
+class Row:
+    question: str  # without <image> placeholders
+    answer: str
+    images: list[Any]  # raw references; `load_images` decodes them
+    rewrites: list[str]
+    source: str  # "file row N", for messages
+    base_dir: Path = field(default=Path("."))
+
+    def load_images(self, min_pixels: int, max_pixels: int) -> list[Image.Image]:
+        return [resize_to_pixel_budget(decode_image(ref, self.base_dir), min_pixels, max_pixels) for ref in self.images]
+
+
+def decode_image(ref: Any, base_dir: Path) -> Image.Image:
+    """bytes, a path (relative to the data file), a {"bytes"|"path"} dict, or a PIL image."""
+    if isinstance(ref, Image.Image):
+        image = ref
+    elif isinstance(ref, dict):
+        if ref.get("bytes") is not None:
+            return decode_image(ref["bytes"], base_dir)
+        if ref.get("path"):
+            return decode_image(ref["path"], base_dir)
+        raise ValueError("image dict has neither bytes nor path")
+    elif isinstance(ref, (bytes, bytearray, memoryview)):
+        image = Image.open(io.BytesIO(bytes(ref)))
+    elif isinstance(ref, str):
+        path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+        image = Image.open(path)
+    else:
+        raise ValueError(f"unsupported image value of type {type(ref).__name__}")
+    image.load()
+    return image.convert("RGB")
+
+
+def read_frame(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if path.is_dir():
+        import datasets
+
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+        return ds.to_pandas()
+    if not path.exists():
+        raise DataError(f"training data not found: {path}")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    if path.suffix == ".jsonl":
+        return pd.read_json(path, lines=True, dtype=False)
+    if path.suffix == ".json":
+        return pd.read_json(path, dtype=False)
+    raise DataError(f"{path}: unsupported data format {path.suffix!r}; use .parquet, .jsonl, .json or a datasets folder")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if hasattr(value, "tolist") and not isinstance(value, (bytes, str)):
+        value = value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+LONGEST_INSTRUCTION = max((t.instruction for t in IMAGE_TRANSFORMS.values()), key=len)
+
+
+def build_messages(question: str, n_images: int, instruction: str | None = None) -> list[dict]:
+    """The user turn: the images, then instruction + question + " " + R1 prompt."""
+    text = with_r1_prompt(question if instruction is None else f"{instruction} {question}")
+    return [{"role": "user", "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": text}]}]
+
+
+def load_rows(cfg: DataConfig, processor, log=print) -> tuple[list[Row], Counter]:
+    """Valid rows and the counts of what was skipped and why."""
+    path = Path(cfg.train_files)
+    frame = read_frame(path)
+    for key in (cfg.prompt_key, cfg.answer_key):
+        if key not in frame.columns:
+            raise DataError(f"{path}: no column {key!r} (columns: {', '.join(map(str, frame.columns))})")
+    base_dir = path if path.is_dir() else path.parent
+    rows: list[Row] = []
+    skipped: Counter = Counter()
+
+    def skip(reason: str, where: str, detail: str) -> None:
+        skipped[reason] += 1
+        log(f"{where}: skipped: {detail}", file=sys.stderr)
+
+    for n, record in enumerate(frame.to_dict("records")):
+        where = f"{path} row {n}"
+        question, answer = record.get(cfg.prompt_key), record.get(cfg.answer_key)
+        if _missing(question):
+            skip("missing_question", where, f"no {cfg.prompt_key!r}")
+            continue
+        if _missing(answer):
+            skip("missing_answer", where, f"no {cfg.answer_key!r}")
+            continue
+        images = _as_list(record.get(cfg.image_key))
+        if str(question).count(IMAGE_PLACEHOLDER) != len(images):
+            skip("image_count_mismatch", where,
+                 f"{str(question).count(IMAGE_PLACEHOLDER)} {IMAGE_PLACEHOLDER} placeholder(s) but {len(images)} image(s)")
+            continue
+        try:
+            decoded = [resize_to_pixel_budget(decode_image(ref, base_dir), cfg.min_pixels, cfg.max_pixels) for ref in images]
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad row
+            skip("unreadable_image", where, f"image unreadable ({type(exc).__name__}: {exc})")
+            continue
+        try:
+            rewrites = parse_new_questions(record.get(cfg.rewrites_key))
+        except ValueError as exc:
+            skip("bad_rewrites", where, str(exc))
+            continue
+        clean = lambda q: " ".join(str(q).replace(IMAGE_PLACEHOLDER, " ").split())  # noqa: E731
+        question, rewrites = clean(question), [clean(r) for r in rewrites]
+        longest = max([question, *rewrites], key=len)
+        messages = build_messages(longest, len(decoded), LONGEST_INSTRUCTION)
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        length = processor(text=[text], images=decoded or None, return_tensors="pt")["input_ids"].shape[1]
+        if length > cfg.max_prompt_length:
+            skip("prompt_too_long", where, f"prompt of {length} tokens > data.max_prompt_length={cfg.max_prompt_length}")
+            continue
+        rows.append(Row(question, str(answer).strip(), images, rewrites, where, base_dir))
+    if not rows:
+        raise DataError(f"{path}: no usable training row ({sum(skipped.values())} skipped: {dict(skipped)})")
+    if skipped:
+        log(f"{path}: {len(rows)} rows kept, {sum(skipped.values())} skipped: {dict(skipped)}", file=sys.stderr)
+    return rows, skipped

@@ -1,0 +1,62 @@
+"""`python -m train.export CHECKPOINT OUT`: a plain Hugging Face checkpoint (weights, config,
+tokenizer, image processor) from a training checkpoint, loadable by transformers, VLMEvalKit
+and vLLM. Works for every ZeRO stage (partitioned states are consolidated to fp32)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from .checkpoint import DS_TAG
+
+
+def consolidated_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
+    ds_dir = checkpoint / DS_TAG
+    if any(ds_dir.glob("*optim_states.pt")) and any(ds_dir.glob("zero_pp_rank_*")):
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=DS_TAG)
+    states = torch.load(ds_dir / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+    return states["module"]
+
+
+def export(checkpoint: str | Path, out: str | Path) -> Path:
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from .processing import load_processor
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if not (checkpoint / "trainer_state.json").exists():
+        raise FileNotFoundError(f"{checkpoint}: not a complete training checkpoint (no trainer_state.json)")
+    cfg = yaml.safe_load((checkpoint / "config.yaml").read_text())
+    base = cfg["worker"]["actor"]["model"]["model_path"]
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(consolidated_state_dict(checkpoint), strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"{checkpoint}: weights do not fit {base}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    load_processor(base).save_pretrained(tmp)
+    shutil.copy(checkpoint / "config.yaml", tmp / "training_config.yaml")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", type=Path, help="a checkpoints/step_N folder")
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    print(f"exported to {export(args.checkpoint, args.out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Prompts in, responses out: prompt encoding shared by generation and the log-prob passes, and the
+generation engines behind one interface.
+
+`hf` (default): transformers `generate`, batched, temperature/top-p/top-k sampling, image tokens
+suppressed, stops at end-of-turn. `vllm` (GPU only): imported lazily; see `VLLMRollout`.
+Log-probs for the loss never come from the sampler: `response_log_probs` runs the training model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .algos import lookup
+
+
+@dataclass
+class Prompts:
+    """Encoded prompts, one entry per prompt: unpadded token ids (L_j,), and the pixel rows
+    (P_j, D) and grids (m_j, 3) of its images (P_j = 0 without images)."""
+
+    input_ids: list[Tensor]
+    pixel_values: list[Tensor]
+    image_grid_thw: list[Tensor]
+
+
+def encode_prompts(processor, texts: Sequence[str], images: Sequence[Sequence]) -> Prompts:
+    """Run the processor once over all prompts (chat-templated `texts`, `images[j]` for prompt j)
+    and split the result per prompt, so every image is processed once per variant."""
+    flat = [im for ims in images for im in ims]
+    enc = processor(text=list(texts), images=flat or None, return_tensors="pt", padding=True)
+    ids = [row[mask.bool()] for row, mask in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
+    merge = processor.image_processor.merge_size**2
+    grids = enc.get("image_grid_thw", torch.zeros(0, 3, dtype=torch.long))
+    pixels = enc.get("pixel_values")
+    dim = pixels.shape[-1] if pixels is not None else 0
+    pv, gr, g0, p0 = [], [], 0, 0
+    image_token = processor.image_token_id
+    for j, ims in enumerate(images):
+        grid = grids[g0 : g0 + len(ims)]
+        rows = int(grid.prod(-1).sum()) if len(ims) else 0
+        pv.append(pixels[p0 : p0 + rows] if rows else torch.zeros(0, dim))
+        gr.append(grid)
+        if int((ids[j] == image_token).sum()) != rows // merge:
+            raise RuntimeError("image tokens and image patches disagree after encoding")
+        g0, p0 = g0 + len(ims), p0 + rows
+    return Prompts(ids, pv, gr)
+
+
+def collate(
+    prompts: Prompts, prompt_index: Sequence[int], responses: Sequence[Tensor], pad_id: int
+) -> dict[str, Tensor]:
+    """Right-padded (prompt + response) rows for a forward pass, with the offsets needed to read
+    the response log-probs back."""
+    seqs = [torch.cat([prompts.input_ids[p], r]) for p, r in zip(prompt_index, responses, strict=True)]
+    width = max(len(s) for s in seqs)
+    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        input_ids[i, : len(s)], attention[i, : len(s)] = s, 1
+    batch = {"input_ids": input_ids, "attention_mask": attention}
+    pix = [prompts.pixel_values[p] for p in prompt_index]
+    if sum(len(x) for x in pix):
+        batch["pixel_values"] = torch.cat(pix)
+        batch["image_grid_thw"] = torch.cat([prompts.image_grid_thw[p] for p in prompt_index])
+    batch["prompt_lengths"] = torch.tensor([len(prompts.input_ids[p]) for p in prompt_index])
+    batch["response_lengths"] = torch.tensor([len(r) for r in responses])
+    return batch
+
+
+def response_log_probs(
+    model, batch: dict[str, Tensor], width: int, with_entropy: bool = False
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Log-probs of the response tokens under `model`.
+
+    Returns (log_probs (R, width), mask (R, width), entropy (R, width) or None), response tokens
+    left-aligned; width >= the longest response."""
+    inputs = {k: v for k, v in batch.items() if k not in ("prompt_lengths", "response_lengths")}
+    logits = model(**inputs, use_cache=False).logits[:, :-1].float()
+    targets = batch["input_ids"][:, 1:]
+    token_lp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    R = token_lp.shape[0]
+    out = token_lp.new_zeros(R, width)
+    mask = torch.zeros(R, width, dtype=torch.bool)
+    ent = token_lp.new_zeros(R, width) if with_entropy else None
+    for r in range(R):
+        start, n = int(batch["prompt_lengths"][r]) - 1, int(batch["response_lengths"][r])
+        out[r, :n] = token_lp[r, start : start + n]
+        mask[r, :n] = True
+        if with_entropy:
+            with torch.no_grad():
+                from .algos import token_entropy
+
+                ent[r, :n] = token_entropy(logits[r, start : start + n])
+    return out, mask, ent
+
+
+@dataclass
+class SamplingParams:
+    n: int
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1
+
+
+class HFRollout:
+    """transformers `generate` on the training model (ZeRO-3 parameters are gathered first)."""
+
+    def __init__(self, processor, micro_batch_size: int = 64, zero3: bool = False) -> None:
+        tok = processor.tokenizer
+        self.pad_id = tok.pad_token_id
+        self.eos_id = tok.convert_tokens_to_ids("<|im_end|>")
+        self.micro_batch_size = micro_batch_size
+        self.zero3 = zero3
+        self.suppress = [
+            tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+        ]
+
+    @torch.no_grad()
+    def generate(self, model, prompts: Prompts, params: SamplingParams) -> list[Tensor]:
+        """n responses per prompt, prompt-major ([j, k] order), each cut after its first
+        end-of-turn token (kept) or at max_new_tokens."""
+        responses: list[Tensor] = []
+        gather = contextlib.nullcontext()
+        if self.zero3:
+            import deepspeed
+
+            gather = deepspeed.zero.GatheredParameters(list(model.parameters()))
+        was_training = model.training
+        model.eval()
+        with gather:
+            for start in range(0, len(prompts.input_ids), self.micro_batch_size):
+                idx = list(range(start, min(start + self.micro_batch_size, len(prompts.input_ids))))
+                responses += self._generate_chunk(model, prompts, idx, params)
+        model.train(was_training)
+        return responses
+
+    def _generate_chunk(self, model, prompts: Prompts, idx: list[int], params: SamplingParams) -> list[Tensor]:
+        width = max(len(prompts.input_ids[j]) for j in idx)
+        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for row, j in enumerate(idx):  # left padding for generation
+            L = len(prompts.input_ids[j])
+            ids[row, width - L :], attn[row, width - L :] = prompts.input_ids[j], 1
+        kwargs = {"input_ids": ids, "attention_mask": attn}
+        if sum(len(prompts.pixel_values[j]) for j in idx):
+            kwargs["pixel_values"] = torch.cat([prompts.pixel_values[j] for j in idx])
+            kwargs["image_grid_thw"] = torch.cat([prompts.image_grid_thw[j] for j in idx])
+        out = model.generate(
+            **kwargs,
+            do_sample=True,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k if params.top_k > 0 else None,
+            max_new_tokens=params.max_new_tokens,
+            min_new_tokens=0,
+            num_return_sequences=params.n,
+            eos_token_id=self.eos_id,
+            pad_token_id=self.pad_id,
+            suppress_tokens=self.suppress,
+        )
+        result = []
+        for seq in out[:, width:]:
+            ends = (seq == self.eos_id).nonzero()
+            result.append(seq[: int(ends[0]) + 1] if len(ends) else seq)
+        return result
+
+
+class VLLMRollout:
+    """vLLM engine (GPU only). Not available in this release: it is imported lazily and refuses to
+    start with a clear message rather than failing inside a step."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        raise NotImplementedError(
+            "worker.rollout.name=vllm is not implemented yet; use worker.rollout.name=hf (see README, Status)"
+        )
+
+
+ROLLOUT_ENGINES: dict[str, Callable] = {"hf": HFRollout, "vllm": VLLMRollout}
+
+
+def make_rollout(name: str, *args, **kwargs):
+    return lookup(ROLLOUT_ENGINES, name, "rollout engine")(*args, **kwargs)
