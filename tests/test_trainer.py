@@ -206,3 +206,18 @@ def test_two_processes_hold_identical_parameters(assets, tmp_path):
     assert hashes[0]["before"] == hashes[1]["before"] == initial
     assert hashes[0]["after"] != initial
     assert hashes[0]["questions"] != hashes[1]["questions"]  # each rank trained on its own questions
+
+
+@pytest.mark.parametrize("stage", [1, 3])
+def test_other_zero_stages_freeze_and_checkpointing(assets, tmp_path, stage):
+    out = tmp_path / f"zero{stage}"
+    run_train(assets, out, "trainer.max_steps=2", "trainer.save_freq=0", f"worker.actor.zero_stage={stage}",
+              "worker.actor.model.freeze_vision_tower=true", "worker.actor.model.enable_gradient_checkpointing=true")
+    export = tmp_path / f"zero{stage}_hf"
+    subprocess.run([sys.executable, "-m", "train.export", str(out / "checkpoints" / "step_2"), str(export)],
+                   check=True, cwd=REPO, capture_output=True, timeout=300)
+    before, after = weights(assets[1]), weights(export)
+    visual = [k for k in before if k.startswith("visual.") or ".visual." in k]  # saved under either name
+    language = [k for k in before if k not in visual]
+    assert visual and all(torch.equal(before[k], after[k]) for k in visual)  # frozen tower untouched
+    assert any(not torch.equal(before[k], after[k]) for k in language)

@@ -37,6 +37,10 @@ def export(checkpoint: str | Path, out: str | Path) -> Path:
     base = cfg["worker"]["actor"]["model"]["model_path"]
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
     missing, unexpected = model.load_state_dict(consolidated_state_dict(checkpoint), strict=False)
+    # ZeRO's consolidation holds only trained parameters; frozen ones keep the base weights
+    # they never left.
+    if cfg["worker"]["actor"]["model"]["freeze_vision_tower"]:
+        missing = [k for k in missing if not k.startswith("model.visual.")]
     if missing or unexpected:
         raise RuntimeError(f"{checkpoint}: weights do not fit {base}: missing {missing[:5]}, unexpected {unexpected[:5]}")
     tmp = out.with_name(out.name + ".tmp")
