@@ -40,9 +40,13 @@ lock: $(STAMP)
 	{ head -4 requirements/lock.txt; $(PIP) freeze --exclude-editable | grep -v -E '^(torch==|r1-sharevl)'; } > requirements/lock.tmp
 	mv requirements/lock.tmp requirements/lock.txt
 
-# The CPU-scale reproduction lands with the trainer and evaluation issues; until then say so.
-reproduce-table1 reproduce-ablations: $(STAMP)
-	@echo "make $@: not implemented yet: it needs the trainer and evaluation (see README, Status)." >&2; exit 1
+# SCALE=mini (default): the whole pipeline on CPU; SCALE=paper: the 7B evaluation on GPUs.
+# CKPT=dir adds a trained checkpoint (paper scale), JUDGE=name VLMEvalKit's judged scores, FORCE=1 redoes stages.
+reproduce-table1: $(STAMP)
+	$(PY) -m reproduce run --scale $(SCALE) $(if $(CKPT),--ckpt $(CKPT)) $(if $(JUDGE),--judge $(JUDGE)) $(if $(FORCE),--force)
+
+reproduce-ablations: $(STAMP)
+	$(PY) -m reproduce ablations $(if $(FORCE),--force)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

@@ -28,10 +28,13 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
 
 
 def load_processor(path: str | Path):
-    """The processor of a checkpoint: `AutoProcessor` when torchvision is importable, else the
+    """The processor of a checkpoint: `AutoProcessor` when torchvision is usable, else the
     image-only assembly of the same parts."""
     if importlib.util.find_spec("torchvision") is not None:
-        return AutoProcessor.from_pretrained(path)
+        try:
+            return AutoProcessor.from_pretrained(path)
+        except ImportError:  # a placeholder torchvision (bench.vlmeval_compat) or a broken one
+            pass
     tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
     return ImageOnlyQwen2_5_VLProcessor(
         AutoImageProcessor.from_pretrained(path), tokenizer, chat_template=tokenizer.chat_template

@@ -1,0 +1,141 @@
+"""VLMEvalKit models with the paper's R1 thinking prompt, registered at run time (no fork).
+
+- `add_r1_prompt(message)`: a space and `R1_PROMPT` after the question text, once. The released
+  patch appended it to every text item; an interleaved message (text, image, text) then carried it
+  twice. We append it to the last text item only.
+- `R1Qwen2VLChat`: VLMEvalKit's `Qwen2VLChat` with the prompt added in `generate_inner`, so its
+  transformers, vLLM and LMDeploy paths all get it (the paper patched only the transformers path).
+- `LocalHFChat`: a CPU model on VLMEvalKit's `BaseModel` interface around a local Hugging Face
+  Qwen2.5-VL checkpoint (the tiny model, or any small one), using transformers `generate`;
+  `Qwen2VLChat` itself asks for a GPU and flash-attention.
+- `register(names_or_paths)`: adds entries to `vlmeval.config.supported_VLM` and returns the
+  names VLMEvalKit's runner will know them by.
+
+Both classes return {"prediction": response, "extra_records": {"full_response": response}}: with
+VLMEvalKit's SPLIT_THINK the prediction column holds the text after </think> (what exact-match
+scoring needs) and extra_records keeps the whole response.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from functools import partial
+from pathlib import Path
+
+from .prompts import with_r1_prompt
+from .vlmeval_compat import import_vlmeval
+
+R1_SHAREVL_7B = "HuanjinYao/R1-ShareVL-7B"
+QWEN25_VL_7B = "Qwen/Qwen2.5-VL-7B-Instruct"
+# The paper evaluated with VLMEvalKit's Qwen2.5-VL settings.
+QWEN_KWARGS = {"min_pixels": 1280 * 28 * 28, "max_pixels": 16384 * 28 * 28, "use_custom_prompt": False}
+
+
+def add_r1_prompt(message: list[dict]) -> list[dict]:
+    """A copy of a VLMEvalKit message with " " + R1_PROMPT after its last text item."""
+    message = copy.deepcopy(message)
+    texts = [i for i, item in enumerate(message) if item.get("type") == "text"]
+    if not texts:
+        return message + [{"type": "text", "value": with_r1_prompt("").lstrip()}]
+    message[texts[-1]]["value"] = with_r1_prompt(message[texts[-1]]["value"])
+    return message
+
+
+def structured(response: str) -> dict:
+    return {"prediction": response, "extra_records": {"full_response": response}}
+
+
+def _classes():
+    vlmeval = import_vlmeval()
+    from vlmeval.vlm.base import BaseModel
+    from vlmeval.vlm.qwen2_vl import Qwen2VLChat
+
+    class R1Qwen2VLChat(Qwen2VLChat):
+        """Qwen2VLChat with the R1 prompt appended once, for every inference backend."""
+
+        def generate_inner(self, message, dataset=None):
+            return structured(super().generate_inner(add_r1_prompt(message), dataset=dataset))
+
+    class LocalHFChat(BaseModel):
+        """A local Qwen2.5-VL checkpoint through transformers `generate` (CPU or GPU)."""
+
+        INTERLEAVE = True
+
+        def __init__(self, model_path: str, max_new_tokens: int = 512, temperature: float = 0.0,
+                     append_r1_prompt: bool = True, **kwargs) -> None:
+            import torch
+            from transformers import Qwen2_5_VLForConditionalGeneration
+
+            from train.processing import load_processor
+
+            super().__init__()
+            self.processor = load_processor(model_path)
+            self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_path, dtype=torch.float32).eval()
+            self.max_new_tokens, self.temperature, self.append_r1_prompt = max_new_tokens, temperature, append_r1_prompt
+
+        def generate_inner(self, message, dataset=None):
+            import torch
+            from PIL import Image
+
+            if self.append_r1_prompt:
+                message = add_r1_prompt(message)
+            content, images = [], []
+            for item in message:
+                if item["type"] == "image":
+                    images.append(Image.open(item["value"]).convert("RGB"))
+                    content.append({"type": "image"})
+                elif item["type"] == "text":
+                    content.append({"type": "text", "text": item["value"]})
+            text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                                      tokenize=False)
+            enc = self.processor(text=[text], images=images or None, return_tensors="pt")
+            tok = self.processor.tokenizer
+            sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+            with torch.no_grad():
+                out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens,
+                                          eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+                                          pad_token_id=tok.pad_token_id, **sampling)
+            response = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            return structured(response)
+
+    return vlmeval, R1Qwen2VLChat, LocalHFChat
+
+
+def model_name_for(name_or_path: str) -> str:
+    """The name VLMEvalKit files results under: registered names as they are, paths by folder."""
+    path = Path(name_or_path)
+    if path.exists():
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", path.resolve().name)
+    return name_or_path
+
+
+def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None = None,
+             max_new_tokens: int | None = None) -> list[str]:
+    """Register the paper's two models and any local checkpoints; returns VLMEvalKit model names.
+
+    `R1-ShareVL-7B` and `Qwen2.5-VL-7B-Instruct-R1` (the paper's base row: the same prompt) resolve
+    to hub ids; a local folder is registered under its folder name, with `LocalHFChat` on CPU and
+    `R1Qwen2VLChat` on GPU."""
+    import torch
+
+    vlmeval, R1Qwen2VLChat, LocalHFChat = _classes()
+    supported = vlmeval.config.supported_VLM
+    cpu = (not torch.cuda.is_available()) if cpu is None else cpu
+    gpu_kwargs = {**QWEN_KWARGS, "use_vllm": use_vllm, **({"max_new_tokens": max_new_tokens} if max_new_tokens else {})}
+    supported["R1-ShareVL-7B"] = partial(R1Qwen2VLChat, model_path=R1_SHAREVL_7B, **gpu_kwargs)
+    supported["Qwen2.5-VL-7B-Instruct-R1"] = partial(R1Qwen2VLChat, model_path=QWEN25_VL_7B, **gpu_kwargs)
+    names = []
+    for item in names_or_paths:
+        name = model_name_for(item)
+        if Path(item).exists():
+            if cpu:
+                supported[name] = partial(LocalHFChat, model_path=str(Path(item).resolve()),
+                                          **({"max_new_tokens": max_new_tokens} if max_new_tokens else {}))
+            else:
+                supported[name] = partial(R1Qwen2VLChat, model_path=str(Path(item).resolve()), **gpu_kwargs)
+        elif name not in supported:
+            raise ValueError(f"unknown model {item!r}: not a folder and not a VLMEvalKit model name "
+                             "(e.g. R1-ShareVL-7B, Qwen2.5-VL-7B-Instruct-R1, or a checkpoint path)")
+        names.append(name)
+    return names

@@ -1,0 +1,94 @@
+"""Run VLMEvalKit's own runner with the R1 prompt models registered.
+
+    python -m bench.run --model NAME_OR_PATH [...] --data DATASET [...] --work-dir DIR
+                        [--use-vllm] [--judge MODEL [--judge-base-url URL]] [--lmudata DIR]
+    torchrun --nproc-per-node 8 -m bench.run ...        # data parallel, as VLMEvalKit does
+
+Models: `R1-ShareVL-7B`, `Qwen2.5-VL-7B-Instruct-R1` (the paper's base row), any VLMEvalKit model
+name, or a local checkpoint folder. Datasets: VLMEvalKit names, or local TSVs `$LMUData/NAME.tsv`
+(`--lmudata` sets $LMUData), which is how everything runs offline. Without `--judge` VLMEvalKit
+only runs inference (its scorers for the math benchmarks need a judge endpoint); score the
+predictions with `python -m bench.score --work-dir DIR`. SPLIT_THINK=1 is set, so VLMEvalKit's
+own scorers see the text after </think>; the full responses stay in the predictions file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--model", nargs="+", required=True)
+    parser.add_argument("--data", nargs="+", required=True)
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--lmudata", type=Path, help="folder of local dataset TSVs (sets $LMUData)")
+    parser.add_argument("--use-vllm", action="store_true", help="VLMEvalKit's vLLM path (GPU)")
+    parser.add_argument("--judge", help="judge model name: run VLMEvalKit's own evaluation too")
+    parser.add_argument("--judge-base-url", help="OpenAI-compatible endpoint for the judge")
+    parser.add_argument("--max-new-tokens", type=int, help="generation budget (default: the model class's)")
+    parser.add_argument("--limit", type=int, help="first N items of each dataset (smoke runs)")
+    parser.add_argument("--reuse", action="store_true", help="reuse finished predictions in --work-dir")
+    args = parser.parse_args(argv)
+
+    if args.lmudata:
+        if not args.lmudata.is_dir():
+            parser.error(f"--lmudata {args.lmudata}: no such folder")
+        os.environ["LMUData"] = str(args.lmudata.resolve())
+    lmu = os.environ.get("LMUData")
+    if lmu:
+        missing = [d for d in args.data if "/" not in d and not (Path(lmu) / f"{d}.tsv").exists()]
+        if missing and os.environ.get("HF_HUB_OFFLINE") == "1":
+            parser.error(f"offline and no TSV for {', '.join(missing)} under $LMUData={lmu}")
+    os.environ.setdefault("SPLIT_THINK", "1")
+
+    from .adapter import register
+
+    names = register(args.model, use_vllm=args.use_vllm, max_new_tokens=args.max_new_tokens)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    vl_argv = ["vlmeval", "--data", *args.data, "--model", *names, "--work-dir", str(args.work_dir),
+               "--mode", "all" if args.judge else "infer"]
+    if args.judge:
+        vl_argv += ["--judge", args.judge] + (["--judge-base-url", args.judge_base_url] if args.judge_base_url else [])
+    if args.use_vllm:
+        vl_argv.append("--use-vllm")
+    if args.limit:
+        vl_argv += ["--limit", str(args.limit)]
+    if args.reuse:
+        vl_argv.append("--reuse")
+
+    import vlmeval.run
+
+    sys.argv = vl_argv
+    vlmeval.run.main()
+    if int(os.environ.get("RANK", "0")) == 0:
+        from .score import write_json_atomic
+
+        for name, source in zip(names, args.model, strict=True):
+            write_json_atomic(args.work_dir / name / "bench_run.json", {
+                "model": source, "vlmeval_name": name, "datasets": args.data, "lmudata": lmu,
+                "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
+            })
+    return 0
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("r1-sharevl", "ms-vlmeval", "transformers", "torch", "math-verify"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Judge-free scoring of VLMEvalKit prediction files with this project's verifier.
+
+    python -m bench.score --work-dir DIR [--mode default|paper]
+
+For every `{work_dir}/{model}/{model}_{dataset}.xlsx` (or .tsv/.csv/.json) the full responses are
+graded against the gold answers (boxed answer against gold; option letters, where an answer that
+repeats one option's text counts as that letter; yes/no and short text). Writes, per dataset,
+`{model}_{dataset}_r1_score.csv` (one row of metrics) and, per model, `r1_scores.json`; and
+`{work_dir}/scores.csv` for all models. VLMEvalKit's own scores (status.json or its score CSVs)
+are read where they exist. Every score is on the 0-100 scale.
+
+A prediction file that cannot be read, or lacks the columns needed, is reported by name and
+skipped (counted in the summary); the others are still scored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from .verify import grade_many
+from .verify.canonical import option_letter
+
+PRED_SUFFIXES = (".xlsx", ".tsv", ".csv", ".json")
+OWN_SUFFIXES = ("_r1_score.csv",)
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be scored."""
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def normalise(value: float) -> float:
+    """VLMEvalKit reports some metrics on 0-1 and others on 0-100: put everything on 0-100.
+    (A value <= 1 is read as a fraction.)"""
+    value = float(value)
+    return value * 100.0 if 0.0 <= value <= 1.0 else value
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix == ".xlsx":
+            frame = pd.read_excel(path)
+        elif path.suffix == ".tsv":
+            frame = pd.read_csv(path, sep="\t")
+        elif path.suffix == ".csv":
+            frame = pd.read_csv(path)
+        else:
+            frame = pd.read_json(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a broken results file
+        raise ResultsError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
+    missing = {"answer", "prediction"} - set(frame.columns)
+    if missing:
+        raise ResultsError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return frame
+
+
+def full_response(row: pd.Series) -> str:
+    """The whole response: extra_records' full_response (our adapters), else thinking + prediction."""
+    extra = row.get("extra_records")
+    if isinstance(extra, str) and extra.startswith("{"):
+        try:
+            record = ast.literal_eval(extra)  # parsed as a literal, never executed
+            if isinstance(record, dict) and isinstance(record.get("full_response"), str):
+                return record["full_response"]
+        except (ValueError, SyntaxError):
+            pass
+    elif isinstance(extra, dict) and isinstance(extra.get("full_response"), str):
+        return extra["full_response"]
+    prediction = "" if pd.isna(row["prediction"]) else str(row["prediction"])
+    thinking = row.get("thinking")
+    if isinstance(thinking, str) and thinking:
+        return f"<think>{thinking}</think>{prediction}"
+    return prediction
+
+
+def _option_answers(frame: pd.DataFrame, responses: list[str], golds: list[str]) -> list[str]:
+    """For multiple choice: a boxed option text (not a letter) becomes its letter."""
+    from .verify import extract_boxed, normalize_tag_spacing
+
+    letters = [c for c in "ABCDEFGH" if c in frame.columns]
+    if not letters:
+        return responses
+    out = []
+    for response, (_, row) in zip(responses, frame.iterrows(), strict=True):
+        boxed = extract_boxed(normalize_tag_spacing(response))
+        if boxed is not None and option_letter(boxed.strip()) is None:
+            matches = [c for c in letters if isinstance(row[c], str) and row[c].strip().lower() == boxed.strip().lower()]
+            if len(matches) == 1:
+                response = response[: response.rfind(boxed)] + matches[0] + response[response.rfind(boxed) + len(boxed):]
+        out.append(response)
+    return out
+
+
+def score_file(path: Path, mode: str = "default") -> dict:
+    frame = read_predictions(path)
+    if frame.empty:
+        raise ResultsError(f"{path}: no rows")
+    responses = [full_response(row) for _, row in frame.iterrows()]
+    golds = ["" if pd.isna(a) else str(a).strip() for a in frame["answer"]]
+    responses = _option_answers(frame, responses, golds)
+    grades = grade_many(responses, golds, mode=mode)
+    n = len(grades)
+    return {
+        "n": n,
+        "accuracy": 100.0 * sum(g.accuracy for g in grades) / n,
+        "format": 100.0 * sum(g.format for g in grades) / n,
+        "no_box": 100.0 * sum(g.extracted is None for g in grades) / n,
+        "empty_gold": sum(g.status == "empty_gold" for g in grades),
+        "judge_timeouts": sum(g.status == "timeout" for g in grades),
+        "verifier_mode": mode,
+    }
+
+
+def vlmeval_scores(model_dir: Path) -> dict[str, float]:
+    """VLMEvalKit's primary metrics from status.json, normalised to 0-100."""
+    status = model_dir / "status.json"
+    if not status.exists():
+        return {}
+    try:
+        datasets = json.loads(status.read_text()).get("datasets", {})
+    except json.JSONDecodeError:
+        print(f"{status}: not valid JSON; VLMEvalKit's own scores are ignored", file=sys.stderr)
+        return {}
+    out = {}
+    for name, info in datasets.items():
+        value = info.get("primary_metric_value") if isinstance(info, dict) else None
+        if isinstance(value, (int, float)):
+            out[name] = normalise(value)
+    return out
+
+
+def prediction_files(model_dir: Path) -> dict[str, Path]:
+    model = model_dir.name
+    files = {}
+    for path in sorted(model_dir.iterdir()):
+        if path.suffix not in PRED_SUFFIXES or path.name.endswith(OWN_SUFFIXES) or not path.stem.startswith(f"{model}_"):
+            continue
+        dataset = path.stem[len(model) + 1 :]
+        if re.search(r"_(acc|score|judge|gpt|auxmatch|result)", dataset):  # VLMEvalKit's own outputs
+            continue
+        files.setdefault(dataset, path)
+    return files
+
+
+def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
+    if not work_dir.is_dir():
+        raise ResultsError(f"--work-dir {work_dir}: no such folder")
+    rows, problems = [], 0
+    for model_dir in sorted(p for p in work_dir.iterdir() if p.is_dir() and p.name != "logs"):
+        theirs = vlmeval_scores(model_dir)
+        summary = {}
+        for dataset, path in prediction_files(model_dir).items():
+            try:
+                metrics = score_file(path, mode)
+            except ResultsError as exc:
+                print(exc, file=sys.stderr)
+                problems += 1
+                continue
+            metrics["vlmeval_score"] = theirs.get(dataset)
+            write_csv_atomic(pd.DataFrame([{"model": model_dir.name, "dataset": dataset, **metrics}]),
+                             model_dir / f"{model_dir.name}_{dataset}_r1_score.csv")
+            summary[dataset] = metrics
+            rows.append({"model": model_dir.name, "dataset": dataset, **metrics})
+        if summary:
+            write_json_atomic(model_dir / "r1_scores.json", {"model": model_dir.name, "scale": "0-100",
+                                                            "datasets": summary})
+    frame = pd.DataFrame(rows)
+    if rows:
+        write_csv_atomic(frame, work_dir / "scores.csv")
+    if not rows:
+        raise ResultsError(f"{work_dir}: no prediction file could be scored ({problems} unreadable)")
+    frame.attrs["problems"] = problems
+    return frame
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--mode", choices=("default", "paper"), default="default", help="verifier mode")
+    args = parser.parse_args(argv)
+    try:
+        frame = score_work_dir(args.work_dir, args.mode)
+    except ResultsError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(frame[["model", "dataset", "n", "accuracy", "format", "vlmeval_score"]].to_string(index=False))
+    if frame.attrs.get("problems"):
+        print(f"{frame.attrs['problems']} prediction file(s) skipped (see messages above)", file=sys.stderr)
+    print(f"wrote {args.work_dir / 'scores.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

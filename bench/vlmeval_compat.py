@@ -1,0 +1,85 @@
+"""A narrow shim that lets VLMEvalKit import on machines without torchvision.
+
+VLMEvalKit imports torchvision at import time (for dataset and model classes this project never
+uses), and the registry has no CPU build of torchvision. `import_vlmeval()` imports VLMEvalKit;
+only when torchvision cannot be imported does it first install a placeholder `torchvision`
+package whose every attribute is an object that raises a clear error when it is called. Nothing
+that this project runs calls torchvision, so a call means a code path that needs the real one.
+
+transformers checks for torchvision too; its availability is computed (and cached as False)
+before the placeholder goes in, so transformers keeps using its PIL image processors.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import types
+
+MESSAGE = "torchvision is not installed (no CPU build exists); this VLMEvalKit code path needs it: {}"
+
+
+class _Missing:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Missing(f"{self._name}.{attr}")
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(MESSAGE.format(self._name))
+
+    def __mro_entries__(self, bases):  # `class X(torchvision.Something)` at import time
+        return (object,)
+
+
+class _PlaceholderModule(types.ModuleType):
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return _Missing(f"{self.__name__}.{attr}")
+
+
+class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name == "torchvision" or name.startswith("torchvision."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        return _PlaceholderModule(spec.name)
+
+    def exec_module(self, module):
+        module.__path__ = []
+        module.__version__ = "0.0.0+placeholder"
+
+
+def torchvision_missing() -> bool:
+    return any(isinstance(f, _Finder) for f in sys.meta_path) or importlib.util.find_spec("torchvision") is None
+
+
+def install_placeholder() -> bool:
+    """Install the placeholder if torchvision is missing; True when it is (now) in place."""
+    if any(isinstance(f, _Finder) for f in sys.meta_path):
+        return True
+    if importlib.util.find_spec("torchvision") is not None:
+        return False
+    from transformers.utils import import_utils
+
+    import_utils.is_torchvision_available()  # cache False before the placeholder exists
+    import_utils.is_torchvision_greater_or_equal("0.0")
+    sys.meta_path.insert(0, _Finder())
+    return True
+
+
+def import_vlmeval():
+    """`vlmeval` with its model registry (`vlmeval.config.supported_VLM`) loaded."""
+    install_placeholder()
+    import vlmeval
+    import vlmeval.config  # noqa: F401
+
+    return vlmeval

@@ -1,0 +1,71 @@
+"""`python -m reproduce {table1,submit} ...`: the paper's Table 1 and the leaderboard submission."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reproduce")
+    commands = parser.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("table1", help="Table 1 from scored VLMEvalKit work dirs")
+    t.add_argument("--work-dir", type=Path, nargs="+", required=True)
+    t.add_argument("--out", type=Path, default=Path("results/paper_scale/table1"), help="path without extension")
+    t.add_argument("--allow-partial", action="store_true")
+    t.add_argument("--columns", nargs="+", help="dataset names as columns instead of the paper's six (no paper values)")
+    s = commands.add_parser("submit", help="leaderboard records and the supported_VLM entry")
+    s.add_argument("--work-dir", type=Path, required=True)
+    s.add_argument("--model", required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--meta", type=json.loads, default=None, help='JSON object of META fields, e.g. \'{"Param (B)": 8.3}\'')
+    r = commands.add_parser("run", help="the whole Table 1 pipeline at a scale (what make reproduce-table1 runs)")
+    r.add_argument("--scale", required=True, help="mini (CPU, default of make) or paper (GPU)")
+    r.add_argument("--ckpt", nargs="*", default=[], help="SCALE=paper: trained checkpoints to add as rows")
+    r.add_argument("--judge", help="SCALE=paper: a judge model for VLMEvalKit's own scores")
+    r.add_argument("--work-dir", type=Path, default=Path("runs/paper_eval"))
+    r.add_argument("--out", type=Path, default=Path("results/paper_scale/table1"))
+    r.add_argument("--force", action="store_true", help="redo finished stages (mini)")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_scale(args)
+    from .submit import SubmissionError, submit
+    from .table1 import TableError, build_dataset_table, build_paper_table1
+
+    try:
+        if args.command == "table1":
+            if args.columns:
+                paths = build_dataset_table(args.work_dir, args.out, args.columns, args.allow_partial)
+            else:
+                paths = build_paper_table1(args.work_dir, args.out, args.allow_partial)
+            print(paths[0].read_text())
+        else:
+            paths = submit(args.work_dir, args.model, args.out, args.meta)
+    except (TableError, SubmissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+SCALES = ("mini", "paper")
+
+
+def run_scale(args) -> int:
+    if args.scale not in SCALES:
+        print(f"error: SCALE={args.scale!r} is not a scale; valid: {', '.join(SCALES)}", file=sys.stderr)
+        return 2
+    if args.scale == "paper":
+        from .paper_scale import run_paper_scale
+
+        return run_paper_scale(args.ckpt, args.judge, args.work_dir, args.out)
+    from .mini import run_mini
+
+    return run_mini(force=args.force)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
