@@ -262,14 +262,22 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """YAML file (optional) plus `key=value` overrides (values parsed as YAML: 2, 1e-6, true, [a])."""
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(path: str | Path | list | None = None, overrides: list[str] | None = None) -> Config:
+    """YAML file(s) (later files override earlier ones) plus `key=value` overrides (values parsed
+    as YAML: 2, 1e-6, true, [a])."""
     tree: dict = {}
-    if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
-        tree = yaml.safe_load(text) or {}
-        if not isinstance(tree, dict):
-            raise ValueError(f"{path}: the config must be a mapping")
+    for file in [] if path is None else (path if isinstance(path, list) else [path]):
+        layer = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
+        if not isinstance(layer, dict):
+            raise ValueError(f"{file}: the config must be a mapping")
+        tree = _merge(tree, layer)
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like section.key=value")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .algos import lookup
+from .algos import lookup, token_entropy
 
 
 @dataclass
@@ -26,6 +26,11 @@ class Prompts:
     input_ids: list[Tensor]
     pixel_values: list[Tensor]
     image_grid_thw: list[Tensor]
+    image_token_id: int
+
+    def mm_token_type_ids(self, input_ids: Tensor) -> Tensor:
+        """1 on image tokens: Qwen2.5-VL computes its 3D (M-RoPE) positions only when given this."""
+        return (input_ids == self.image_token_id).int()
 
 
 def encode_prompts(processor, texts: Sequence[str], images: Sequence[Sequence]) -> Prompts:
@@ -48,39 +53,78 @@ def encode_prompts(processor, texts: Sequence[str], images: Sequence[Sequence]) 
         if int((ids[j] == image_token).sum()) != rows // merge:
             raise RuntimeError("image tokens and image patches disagree after encoding")
         g0, p0 = g0 + len(ims), p0 + rows
-    return Prompts(ids, pv, gr)
+    return Prompts(ids, pv, gr, image_token)
 
 
 def collate(
     prompts: Prompts, prompt_index: Sequence[int], responses: Sequence[Tensor], pad_id: int
 ) -> dict[str, Tensor]:
     """Right-padded (prompt + response) rows for a forward pass, with the offsets needed to read
-    the response log-probs back."""
+    the response log-probs back. Pixels stay with `prompts` (see `forward_logits`)."""
     seqs = [torch.cat([prompts.input_ids[p], r]) for p, r in zip(prompt_index, responses, strict=True)]
     width = max(len(s) for s in seqs)
     input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
         input_ids[i, : len(s)], attention[i, : len(s)] = s, 1
-    batch = {"input_ids": input_ids, "attention_mask": attention}
-    pix = [prompts.pixel_values[p] for p in prompt_index]
-    if sum(len(x) for x in pix):
-        batch["pixel_values"] = torch.cat(pix)
-        batch["image_grid_thw"] = torch.cat([prompts.image_grid_thw[p] for p in prompt_index])
+    batch = {"input_ids": input_ids, "attention_mask": attention, "mm_token_type_ids": prompts.mm_token_type_ids(input_ids)}
+    grids = [prompts.image_grid_thw[p] for p in prompt_index]
+    if sum(len(g) for g in grids):
+        batch["image_grid_thw"] = torch.cat(grids)
+    batch["prompt_index"] = torch.tensor(list(prompt_index))
     batch["prompt_lengths"] = torch.tensor([len(prompts.input_ids[p]) for p in prompt_index])
     batch["response_lengths"] = torch.tensor([len(r) for r in responses])
     return batch
 
 
+def forward_logits(model, prompts: Prompts, batch: dict[str, Tensor], share_images: bool = True) -> Tensor:
+    """Logits (R, L, V) of the rows in `batch`.
+
+    share_images=True runs the vision tower once per distinct prompt of the micro-batch and
+    scatters its features into every row of that prompt (Share-GRPO trains Q*n rows per prompt;
+    gradients from all of them flow into the one encoding). share_images=False is the plain
+    reference: every row carries its own pixels through the model's own forward."""
+    module = getattr(model, "module", model)  # a DeepSpeed engine or the model itself
+    index = batch["prompt_index"].tolist()
+    common = {"attention_mask": batch["attention_mask"], "use_cache": False}
+    has_images = "image_grid_thw" in batch
+    if not share_images:
+        extra = {}
+        if has_images:
+            extra = {"pixel_values": torch.cat([prompts.pixel_values[p] for p in index]),
+                     "image_grid_thw": batch["image_grid_thw"], "mm_token_type_ids": batch["mm_token_type_ids"]}
+        return model(input_ids=batch["input_ids"], **common, **extra).logits
+    inner = module.model
+    embeds = inner.get_input_embeddings()(batch["input_ids"])
+    if has_images:
+        unique = sorted(set(index))
+        with_pixels = [p for p in unique if len(prompts.pixel_values[p])]
+        feats = inner.get_image_features(torch.cat([prompts.pixel_values[p] for p in with_pixels]),
+                                         torch.cat([prompts.image_grid_thw[p] for p in with_pixels])).pooler_output
+        per_prompt, i = {}, 0
+        for p in with_pixels:
+            k = len(prompts.image_grid_thw[p])
+            per_prompt[p] = torch.cat(feats[i : i + k])
+            i += k
+        rows = torch.cat([per_prompt[p] for p in index if p in per_prompt])
+        mask = (batch["input_ids"] == prompts.image_token_id).unsqueeze(-1).expand_as(embeds)
+        embeds = embeds.masked_scatter(mask, rows.to(embeds.dtype))
+        position_ids, _ = inner.get_rope_index(batch["input_ids"], batch["mm_token_type_ids"],
+                                               image_grid_thw=batch["image_grid_thw"],
+                                               attention_mask=batch["attention_mask"])
+        common["position_ids"] = position_ids
+    return model(inputs_embeds=embeds, **common).logits
+
+
 def response_log_probs(
-    model, batch: dict[str, Tensor], width: int, with_entropy: bool = False
+    model, prompts: Prompts, batch: dict[str, Tensor], width: int, with_entropy: bool = False,
+    share_images: bool = True,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Log-probs of the response tokens under `model`.
 
     Returns (log_probs (R, width), mask (R, width), entropy (R, width) or None), response tokens
     left-aligned; width >= the longest response."""
-    inputs = {k: v for k, v in batch.items() if k not in ("prompt_lengths", "response_lengths")}
-    logits = model(**inputs, use_cache=False).logits[:, :-1].float()
+    logits = forward_logits(model, prompts, batch, share_images)[:, :-1].float()
     targets = batch["input_ids"][:, 1:]
     token_lp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     R = token_lp.shape[0]
@@ -93,8 +137,6 @@ def response_log_probs(
         mask[r, :n] = True
         if with_entropy:
             with torch.no_grad():
-                from .algos import token_entropy
-
                 ent[r, :n] = token_entropy(logits[r, start : start + n])
     return out, mask, ent
 
@@ -147,7 +189,7 @@ class HFRollout:
         for row, j in enumerate(idx):  # left padding for generation
             L = len(prompts.input_ids[j])
             ids[row, width - L :], attn[row, width - L :] = prompts.input_ids[j], 1
-        kwargs = {"input_ids": ids, "attention_mask": attn}
+        kwargs = {"input_ids": ids, "attention_mask": attn, "mm_token_type_ids": prompts.mm_token_type_ids(ids)}
         if sum(len(prompts.pixel_values[j]) for j in idx):
             kwargs["pixel_values"] = torch.cat([prompts.pixel_values[j] for j in idx])
             kwargs["image_grid_thw"] = torch.cat([prompts.image_grid_thw[j] for j in idx])

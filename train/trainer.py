@@ -321,9 +321,9 @@ def train(cfg: Config) -> dict:
                 for s in range(0, len(row_ids), exp_mb):
                     mb = collate(prompts, row_prompt[s : s + exp_mb], row_resp[s : s + exp_mb], pad_id)
                     if not single_update:
-                        parts.append(response_log_probs(engine.module, mb, width)[0])
+                        parts.append(response_log_probs(engine.module, prompts, mb, width)[0])
                     if ref_model is not None:
-                        ref_parts.append(response_log_probs(ref_model, mb, width)[0])
+                        ref_parts.append(response_log_probs(ref_model, prompts, mb, width)[0])
                 old_lp = torch.cat(parts) if parts else None
                 ref_lp = torch.cat(ref_parts) if ref_parts else None
             engine.train()
@@ -346,7 +346,7 @@ def train(cfg: Config) -> dict:
                 for s in range(0, len(sel), mb_size):
                     chunk = sel[s : s + mb_size]
                     mb = collate(prompts, [row_prompt[r] for r in chunk], [row_resp[r] for r in chunk], pad_id)
-                    lp, mask, ent = response_log_probs(engine, mb, width, with_entropy=True)
+                    lp, mask, ent = response_log_probs(engine, prompts, mb, width, with_entropy=True)
                     old = lp.detach() if old_lp is None else old_lp[chunk]
                     pg_loss, m = algos.ppo_policy_loss(
                         lp, old, row_adv[chunk], mask, actor.clip_ratio_low, actor.clip_ratio_high,
@@ -431,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     from .config import load_config
 
     parser = argparse.ArgumentParser(prog="python -m train", description="Share-GRPO / GRPO training.")
-    parser.add_argument("--config", required=True, help="YAML config (see reproduce/configs/)")
+    parser.add_argument("--config", required=True, action="append",
+                        help="YAML config (see reproduce/configs/); repeat to layer files, later ones win")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=5")
     args = parser.parse_args(argv)

@@ -1,0 +1,389 @@
+"""`make reproduce-table1` (SCALE=mini): the paper's experiment in miniature, on two CPU cores.
+
+Stages (each reused when its inputs are unchanged, redone with FORCE=1; an interrupted run picks up
+at the last finished stage, and RL runs resume from their last checkpoint):
+1. data: synthetic benchmarks (VLMEvalKit TSVs) and a training split with no benchmark image;
+   text variants come from paraphrase templates stored as `new_questions`.
+2. warm start: a tiny Qwen2.5-VL (`train.tiny`, size "mini"); its vision tower pretrained without
+   answer labels; a supervised warm-up on think/boxed traces, stopped by sampled accuracy (the
+   "Base" row).
+3. RL from the warm start, same steps and the same 8 generated responses per question:
+   GRPO (n = 8 samples of the original) and Share-GRPO (Q = 2 variants x n = 4), several seeds,
+   one learning rate for both (reproduce/configs/mini_base.yaml).
+4. evaluation of Base and every RL checkpoint through `bench.run` (VLMEvalKit) and `bench.score`.
+5. results/mini/: table1.md/.csv (mean ± std over seeds), curves.png, the configs, versions and
+   commit.
+
+The task answers (counts, digit sums, the colour with most dots, the tallest bar's height) do not
+change under the expansion's rotations, flips and noise, so transforms are on for every task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "reproduce" / "configs"
+TASKS = ["SynthCount", "SynthArith", "SynthCompare", "SynthChart"]
+METHODS = {"GRPO": "mini_grpo.yaml", "Share-GRPO": "mini_sharegrpo.yaml"}
+
+
+@dataclass(frozen=True)
+class MiniSpec:
+    seeds: tuple[int, ...] = (1, 2, 3)
+    bench_items: int = 60  # per benchmark task
+    train_rows: int = 3000
+    warm_eval_items: int = 64
+    side: int = 84
+    model_size: str = "mini"
+    vision_steps: int = 150
+    warmup_max_steps: int = 600
+    warmup_target: float = 0.25
+    warmup_eval_every: int = 50
+    rl_steps: int = 100
+    rl_save_freq: int = 25
+    parallel: int = 2
+    eval_max_new_tokens: int = 32
+    extra_overrides: tuple[str, ...] = field(default_factory=tuple)
+
+    def digest(self, *parts: str) -> str:
+        text = json.dumps([asdict(self), *parts], sort_keys=True)
+        for name in ("mini_base.yaml", *METHODS.values()):
+            text += (CONFIGS / name).read_text()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# The smoke version run by `make test`: tiny sizes, one seed, a couple of steps.
+SMOKE = MiniSpec(seeds=(1,), bench_items=3, train_rows=32, warm_eval_items=4, side=56, model_size="tiny",
+                 vision_steps=2, warmup_max_steps=2, warmup_eval_every=2, rl_steps=2, rl_save_freq=1,
+                 parallel=2, eval_max_new_tokens=8,
+                 extra_overrides=("data.min_pixels=3136", "data.max_pixels=3136", "data.max_response_length=8"))
+
+
+def say(message: str) -> None:
+    print(f"[mini] {message}", flush=True)
+
+
+class Stage:
+    """A stage's outputs under `root`, valid while its done.json matches the inputs' digest."""
+
+    def __init__(self, root: Path, digest: str, force: bool) -> None:
+        self.root, self.digest, self.force = root, digest, force
+
+    def done(self) -> bool:
+        marker = self.root / "done.json"
+        return not self.force and marker.exists() and json.loads(marker.read_text()).get("digest") == self.digest
+
+    def finish(self, info: dict | None = None) -> None:
+        tmp = self.root / ".done.json.tmp"
+        tmp.write_text(json.dumps({"digest": self.digest, **(info or {})}, indent=2))
+        os.replace(tmp, self.root / "done.json")
+
+
+# ---------------------------------------------------------------- stages
+def stage_data(spec: MiniSpec, runs: Path, force: bool) -> Path:
+    import pandas as pd
+
+    from bench.data import write
+
+    out = runs / "data"
+    stage = Stage(out, spec.digest("data"), force)
+    if stage.done():
+        say(f"data: reusing {out}")
+        return out
+    say("data: writing synthetic benchmarks and the training split")
+    shutil.rmtree(out, ignore_errors=True)
+    write(out, spec.bench_items, seed=0, side=spec.side, n_train=spec.train_rows + spec.warm_eval_items)
+    frame = pd.read_parquet(out / "train.parquet")
+    frame.iloc[: spec.train_rows].to_parquet(out / "train_rl.parquet")
+    frame.iloc[spec.train_rows :].to_parquet(out / "warm_eval.parquet")
+    stage.finish({"train_rows": spec.train_rows})
+    return out
+
+
+def _examples(path: Path):
+    import pandas as pd
+    from PIL import Image
+
+    from train.warmup import Example
+
+    frame = pd.read_parquet(path)
+    return [Example(p.replace("<image>", ""), a, Image.open(io.BytesIO(bytes(ims[0]))).convert("RGB"))
+            for p, a, ims in zip(frame["problem"], frame["answer"], frame["images"], strict=True)]
+
+
+def stage_warm_start(spec: MiniSpec, runs: Path, data: Path, force: bool) -> Path:
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from train.processing import load_processor
+    from train.tiny import build_tiny
+    from train.warmup import pretrain_vision, sampled_accuracy, supervised_warmup
+
+    out = runs / "models" / "Base"
+    stage = Stage(out, spec.digest("warm"), force)
+    if stage.done():
+        say(f"warm start: reusing {out}")
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    init = build_tiny(runs / "model_init", seed=0, size=spec.model_size)
+    torch.manual_seed(0)
+    processor = load_processor(init)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(init, dtype=torch.float32)
+    train, held_out = _examples(data / "train_rl.parquet"), _examples(data / "warm_eval.parquet")
+    t0 = time.time()
+    say(f"warm start: vision pretraining ({spec.vision_steps} steps, no answer labels)")
+    losses = pretrain_vision(model, processor, [e.image for e in train[:1000]], spec.vision_steps, lr=2e-3, log=say)
+    say(f"warm start: supervised warm-up until sampled accuracy >= {spec.warmup_target}")
+    history = supervised_warmup(model, processor, train, held_out, spec.warmup_max_steps, spec.warmup_target,
+                                lr=1e-3, eval_every=spec.warmup_eval_every, log=say)
+    acc, fmt = sampled_accuracy(model, processor, held_out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    tmp.rename(out)
+    stage.finish({"vision_loss_first_last": [losses[0], losses[-1]], "warmup": history,
+                  "final_sampled_accuracy": acc, "final_format": fmt, "seconds": time.time() - t0})
+    return out
+
+
+def rl_overrides(spec: MiniSpec, base: Path, data: Path, out: Path, seed: int) -> list[str]:
+    return [f"worker.actor.model.model_path={base}", f"data.train_files={data / 'train_rl.parquet'}",
+            f"trainer.output_dir={out}", f"trainer.seed={seed}", f"trainer.max_steps={spec.rl_steps}",
+            f"trainer.save_freq={spec.rl_save_freq}", "trainer.resume=auto", "trainer.progress_bar=false",
+            *spec.extra_overrides]
+
+
+def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool) -> dict[tuple[str, int], Path]:
+    """All RL runs, `spec.parallel` at a time (one thread each); returns run dir per (method, seed)."""
+    from tqdm import tqdm
+
+    jobs, outs = [], {}
+    for seed in spec.seeds:
+        for method, cfg in METHODS.items():
+            out = runs / "rl" / f"{method}-s{seed}"
+            outs[(method, seed)] = out
+            stage = Stage(out, spec.digest("rl", method, str(seed)), force)
+            if stage.done():
+                continue
+            if force:
+                shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "train", "--config", str(CONFIGS / "mini_base.yaml"), "--config",
+                   str(CONFIGS / cfg), *rl_overrides(spec, base, data, out, seed)]
+            jobs.append((method, seed, out, stage, cmd))
+    if not jobs:
+        say("RL: reusing every finished run")
+        return outs
+    say(f"RL: {len(jobs)} runs of {spec.rl_steps} steps, {spec.parallel} at a time")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    bars = {id(j): tqdm(total=spec.rl_steps, desc=f"{j[0]} seed {j[1]}", position=i, leave=True, dynamic_ncols=True)
+            for i, j in enumerate(jobs)}
+    running: list[tuple[tuple, subprocess.Popen, object]] = []
+    pending = list(jobs)
+    port = 29700
+    failed = []
+    while pending or running:
+        while pending and len(running) < spec.parallel:
+            job = pending.pop(0)
+            port += 1
+            log = (job[2] / "train.log").open("a")
+            proc = subprocess.Popen(job[4], stdout=log, stderr=subprocess.STDOUT, env={**env, "MASTER_PORT": str(port)})
+            running.append((job, proc, log))
+        time.sleep(1.0)
+        for job, proc, log in list(running):
+            metrics = job[2] / "metrics.jsonl"
+            steps = sum(1 for _ in metrics.open()) if metrics.exists() else 0
+            bar = bars[id(job)]
+            bar.update(steps - bar.n)
+            if proc.poll() is not None:
+                running.remove((job, proc, log))
+                log.close()
+                if proc.returncode == 0:
+                    job[3].finish({"method": job[0], "seed": job[1]})
+                else:
+                    failed.append(f"{job[0]} seed {job[1]} (exit {proc.returncode}; see {job[2] / 'train.log'})")
+    for bar in bars.values():
+        bar.close()
+    if failed:
+        raise RuntimeError("RL runs failed: " + "; ".join(failed))
+    return outs
+
+
+def stage_export(runs: Path, rl: dict[tuple[str, int], Path], force: bool) -> dict[tuple[str, int], Path]:
+    from train.checkpoint import find_resume
+    from train.export import export
+
+    models = {}
+    for (method, seed), out in rl.items():
+        target = runs / "models" / f"{method}-s{seed}"
+        ckpt = find_resume(out, "auto")
+        marker = target / "exported_from.txt"
+        if force or not marker.exists() or marker.read_text() != str(ckpt):
+            export(ckpt, target)
+            marker.write_text(str(ckpt))
+        models[(method, seed)] = target
+    return models
+
+
+def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force: bool) -> Path:
+    work = runs / "eval"
+    digest = spec.digest("eval", *[str(m) + (m / "exported_from.txt").read_text() if (m / "exported_from.txt").exists()
+                                   else str(m) for m in models])
+    stage = Stage(work, digest, force)
+    if stage.done():
+        say(f"evaluation: reusing {work}")
+        return work
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    say(f"evaluation: {len(models)} models x {len(TASKS)} benchmarks through VLMEvalKit")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = [sys.executable, "-m", "bench.run", "--model", *map(str, models), "--data", *TASKS, "--work-dir", str(work),
+           "--lmudata", str(data), "--max-new-tokens", str(spec.eval_max_new_tokens)]
+    subprocess.run(run, check=True, env=env)
+    subprocess.run([sys.executable, "-m", "bench.score", "--work-dir", str(work)], check=True, env=env)
+    stage.finish()
+    return work
+
+
+# ---------------------------------------------------------------- results
+def load_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def training_summary(rl: dict[tuple[str, int], Path]) -> dict:
+    """Training accuracy over the last 20% of steps, at equal steps and at equal wall-clock time."""
+    runs = {key: load_metrics(path) for key, path in rl.items()}
+    time_of = {key: sum(r["perf/step_time"] for r in rows) for key, rows in runs.items()}
+    budget = min(time_of.values())
+    out: dict = {"equal_wall_clock_s": budget}
+    for method in METHODS:
+        keys = [k for k in runs if k[0] == method]
+        steps, clock, zero = [], [], []
+        for k in keys:
+            rows = runs[k]
+            tail = rows[-max(1, len(rows) // 5):]
+            steps.append(statistics.fmean(r["reward/accuracy"] for r in tail))
+            t, upto = 0.0, []
+            for r in rows:
+                t += r["perf/step_time"]
+                if t > budget:
+                    break
+                upto.append(r)
+            window = upto[-max(1, len(rows) // 5):] or rows[:1]
+            clock.append(statistics.fmean(r["reward/accuracy"] for r in window))
+            zero.append(statistics.fmean(r["adv/zero_frac"] for r in rows))
+        out[method] = {"train_acc_equal_steps": steps, "train_acc_equal_time": clock, "zero_adv_frac": zero,
+                       "seconds_per_step": [time_of[k] / len(runs[k]) for k in keys]}
+    return out
+
+
+def plot_curves(rl: dict[tuple[str, int], Path], path: Path, window: int = 10) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    panels = [("reward/accuracy", "training accuracy"), ("reward/mean", "reward"),
+              ("adv/zero_frac", "zero-advantage rows"), ("adv/uniform_global_frac", "uniform question groups")]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7))
+    for ax, (key, title) in zip(axes.flat, panels, strict=True):
+        for method, colour in zip(METHODS, ("tab:blue", "tab:red"), strict=True):
+            series = [np.array([r[key] for r in load_metrics(p)]) for (m, _), p in rl.items() if m == method]
+            n = min(len(s) for s in series)
+            kernel = np.ones(window) / window
+            smooth = np.array([np.convolve(s[:n], kernel, mode="valid") for s in series])
+            x = np.arange(smooth.shape[1]) + window
+            ax.plot(x, smooth.mean(0), color=colour, label=f"{method} ({len(series)} seeds)")
+            ax.fill_between(x, smooth.min(0), smooth.max(0), color=colour, alpha=0.2)
+        ax.set_title(f"{title} (moving average of {window} steps; band: min-max over seeds)", fontsize=9)
+        ax.set_xlabel("RL step")
+        ax.legend(fontsize=8)
+    fig.suptitle("CPU-scale miniature (not the paper's scale): GRPO vs Share-GRPO, same responses per question")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, elapsed: float) -> list[Path]:
+    from reproduce.table1 import Row, render, write_outputs
+
+    scores = {p.parent.name: json.loads(p.read_text())["datasets"] for p in work.glob("*/r1_scores.json")}
+    rows = [Row("Base (warm start)", {t: [scores["Base"][t]["accuracy"]] for t in TASKS})]
+    for method in METHODS:
+        rows.append(Row(method, {t: [scores[f"{method}-s{s}"][t]["accuracy"] for s in spec.seeds] for t in TASKS}))
+    base_cfg = (CONFIGS / "mini_base.yaml").read_text()
+    lr = next(line.split(":")[1].strip() for line in base_cfg.splitlines() if line.strip().startswith("lr:"))
+    caption = (f"SCALE=mini (CPU miniature, NOT the paper's benchmarks or scale). Accuracy 0-100 on held-out synthetic "
+               f"benchmarks ({spec.bench_items} items each), mean ± std over seeds {list(spec.seeds)}; "
+               f"{spec.rl_steps} RL steps from one warm start, 8 questions per step and 8 generated responses per "
+               f"question for both methods (GRPO n = 8; Share-GRPO Q = 2 x n = 4); one learning rate for both, "
+               f"lr = {lr}, fixed before the comparison; greedy decoding through VLMEvalKit, scored by bench.score.")
+    paths = write_outputs(render(rows, TASKS, caption, with_paper=False), out / "table1")
+    summary = training_summary(rl)
+    with (out / "table1.md").open("a") as f:
+        f.write("\n**Training accuracy (sampled, last 20% of steps), mean over seeds**\n\n")
+        f.write("| method | at equal steps | at equal wall-clock "
+                f"({summary['equal_wall_clock_s']:.0f} s) | zero-advantage rows | s / step |\n|---|---|---|---|---|\n")
+        for method in METHODS:
+            m = summary[method]
+            f.write(f"| {method} | {100 * statistics.fmean(m['train_acc_equal_steps']):.1f} | "
+                    f"{100 * statistics.fmean(m['train_acc_equal_time']):.1f} | "
+                    f"{statistics.fmean(m['zero_adv_frac']):.2f} | {statistics.fmean(m['seconds_per_step']):.2f} |\n")
+    plot_curves(rl, out / "curves.png")
+    (out / "configs").mkdir(exist_ok=True)
+    for name in ("mini_base.yaml", *METHODS.values()):
+        shutil.copy(CONFIGS / name, out / "configs" / name)
+    from importlib.metadata import version
+
+    meta = {"scale": "mini", "spec": asdict(spec), "elapsed_s": elapsed, "training": summary,
+            "warm_start": json.loads((runs / "models" / "Base" / "done.json").read_text()),
+            "versions": {p: version(p) for p in ("torch", "transformers", "deepspeed", "ms-vlmeval", "math-verify")},
+            "commit": _commit()}
+    (out / "run.json").write_text(json.dumps(meta, indent=2))
+    return [*paths, out / "curves.png", out / "run.json"]
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_mini(force: bool = False, spec: MiniSpec | None = None, runs: Path | None = None,
+             out: Path | None = None) -> int:
+    spec = spec or MiniSpec()
+    runs = runs or REPO / "runs" / "mini"
+    out = out or REPO / "results" / "mini"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    say(f"SCALE=mini: a CPU miniature of Table 1 (not the paper's scale); work in {runs}")
+    data = stage_data(spec, runs, force)
+    base = stage_warm_start(spec, runs, data, force)
+    rl = stage_rl(spec, runs, base, data, force)
+    models = stage_export(runs, rl, force)
+    work = stage_eval(spec, runs, data, [base, *models.values()], force)
+    paths = write_results(spec, runs, work, rl, out, time.time() - t0)
+    say(f"done in {time.time() - t0:.0f} s. SCALE=mini outputs:")
+    for p in paths:
+        say(f"  {p}")
+    print((out / "table1.md").read_text())
+    return 0
+
+
+def replace_spec(**changes) -> MiniSpec:
+    return replace(MiniSpec(), **changes)
