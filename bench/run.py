@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = vl_argv
     vlmeval.run.main()
     if int(os.environ.get("RANK", "0")) == 0:
-        from .score import write_json_atomic
+        from .fileio import write_json_atomic
 
         for name, source in zip(names, args.model, strict=True):
             write_json_atomic(args.work_dir / name / "bench_run.json", {

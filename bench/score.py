@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from .fileio import write_json_atomic, write_text_atomic
 from .verify import grade_many
 from .verify.canonical import option_letter
 
@@ -37,19 +36,8 @@ class ResultsError(ValueError):
     """A results file that cannot be scored."""
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_text_atomic(path, frame.to_csv(index=False))
 
 
 def normalise(value: float) -> float:

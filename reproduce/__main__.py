@@ -28,9 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--work-dir", type=Path, default=Path("runs/paper_eval"))
     r.add_argument("--out", type=Path, default=Path("results/paper_scale/table1"))
     r.add_argument("--force", action="store_true", help="redo finished stages (mini)")
+    a = commands.add_parser("ablations", help="the paper's ablation tables at the CPU scale")
+    a.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "run":
         return run_scale(args)
+    if args.command == "ablations":
+        from .ablations import run_ablations
+
+        return run_ablations(force=args.force)
     from .submit import SubmissionError, submit
     from .table1 import TableError, build_dataset_table, build_paper_table1
 

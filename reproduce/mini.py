@@ -165,80 +165,94 @@ def rl_overrides(spec: MiniSpec, base: Path, data: Path, out: Path, seed: int) -
             *spec.extra_overrides]
 
 
-def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool) -> dict[tuple[str, int], Path]:
-    """All RL runs, `spec.parallel` at a time (one thread each); returns run dir per (method, seed)."""
+@dataclass(frozen=True)
+class RLRun:
+    name: str  # also the model's name in the evaluation
+    seed: int
+    configs: tuple[str, ...]  # files under reproduce/configs/, layered in order
+    overrides: tuple[str, ...] = ()
+
+
+def method_runs(spec: MiniSpec) -> list[RLRun]:
+    """Share-GRPO runs first: they take about twice as long, so two workers finish together."""
+    return [RLRun(f"{m}-s{seed}", seed, ("mini_base.yaml", cfg)) for m, cfg in reversed(METHODS.items())
+            for seed in spec.seeds]
+
+
+def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
+             plan: list[RLRun] | None = None) -> dict[str, Path]:
+    """RL runs, `spec.parallel` at a time (one thread each); returns the run dir per run name."""
     from tqdm import tqdm
 
     jobs, outs = [], {}
-    for seed in spec.seeds:
-        for method, cfg in METHODS.items():
-            out = runs / "rl" / f"{method}-s{seed}"
-            outs[(method, seed)] = out
-            stage = Stage(out, spec.digest("rl", method, str(seed)), force)
-            if stage.done():
-                continue
-            if force:
-                shutil.rmtree(out, ignore_errors=True)
-            out.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "train", "--config", str(CONFIGS / "mini_base.yaml"), "--config",
-                   str(CONFIGS / cfg), *rl_overrides(spec, base, data, out, seed)]
-            jobs.append((method, seed, out, stage, cmd))
+    for run in plan or method_runs(spec):
+        out = runs / "rl" / run.name
+        outs[run.name] = out
+        stage = Stage(out, spec.digest("rl", json.dumps(asdict(run))), force)
+        if stage.done():
+            continue
+        if force:
+            shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "train", *[a for c in run.configs for a in ("--config", str(CONFIGS / c))],
+               *rl_overrides(spec, base, data, out, run.seed), *run.overrides]
+        jobs.append((run, out, stage, cmd))
     if not jobs:
         say("RL: reusing every finished run")
         return outs
     say(f"RL: {len(jobs)} runs of {spec.rl_steps} steps, {spec.parallel} at a time")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    bars = {id(j): tqdm(total=spec.rl_steps, desc=f"{j[0]} seed {j[1]}", position=i, leave=True, dynamic_ncols=True)
-            for i, j in enumerate(jobs)}
-    running: list[tuple[tuple, subprocess.Popen, object]] = []
-    pending = list(jobs)
-    port = 29700
-    failed = []
+    bars = [tqdm(total=spec.rl_steps, desc=job[0].name, position=i, leave=True, dynamic_ncols=True)
+            for i, job in enumerate(jobs)]
+    pending = list(enumerate(jobs))
+    running: list[tuple[int, subprocess.Popen, object]] = []
+    failed, port = [], 29700 + os.getpid() % 200
     while pending or running:
         while pending and len(running) < spec.parallel:
-            job = pending.pop(0)
+            i, (run, out, stage, cmd) = pending.pop(0)
             port += 1
-            log = (job[2] / "train.log").open("a")
-            proc = subprocess.Popen(job[4], stdout=log, stderr=subprocess.STDOUT, env={**env, "MASTER_PORT": str(port)})
-            running.append((job, proc, log))
+            log = (out / "train.log").open("a")
+            running.append((i, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                env={**env, "MASTER_PORT": str(port)}), log))
         time.sleep(1.0)
-        for job, proc, log in list(running):
-            metrics = job[2] / "metrics.jsonl"
+        for item in list(running):
+            i, proc, log = item
+            run, out, stage, _ = jobs[i]
+            metrics = out / "metrics.jsonl"
             steps = sum(1 for _ in metrics.open()) if metrics.exists() else 0
-            bar = bars[id(job)]
-            bar.update(steps - bar.n)
+            bars[i].update(steps - bars[i].n)
             if proc.poll() is not None:
-                running.remove((job, proc, log))
+                running.remove(item)
                 log.close()
                 if proc.returncode == 0:
-                    job[3].finish({"method": job[0], "seed": job[1]})
+                    stage.finish({"run": asdict(run)})
                 else:
-                    failed.append(f"{job[0]} seed {job[1]} (exit {proc.returncode}; see {job[2] / 'train.log'})")
-    for bar in bars.values():
+                    failed.append(f"{run.name} (exit {proc.returncode}; see {out / 'train.log'})")
+    for bar in bars:
         bar.close()
     if failed:
         raise RuntimeError("RL runs failed: " + "; ".join(failed))
     return outs
 
 
-def stage_export(runs: Path, rl: dict[tuple[str, int], Path], force: bool) -> dict[tuple[str, int], Path]:
+def stage_export(runs: Path, rl: dict[str, Path], force: bool) -> dict[str, Path]:
     from train.checkpoint import find_resume
     from train.export import export
 
     models = {}
-    for (method, seed), out in rl.items():
-        target = runs / "models" / f"{method}-s{seed}"
+    for name, out in rl.items():
+        target = runs / "models" / name
         ckpt = find_resume(out, "auto")
         marker = target / "exported_from.txt"
         if force or not marker.exists() or marker.read_text() != str(ckpt):
             export(ckpt, target)
             marker.write_text(str(ckpt))
-        models[(method, seed)] = target
+        models[name] = target
     return models
 
 
-def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force: bool) -> Path:
-    work = runs / "eval"
+def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force: bool, name: str = "eval") -> Path:
+    work = runs / name
     digest = spec.digest("eval", *[str(m) + (m / "exported_from.txt").read_text() if (m / "exported_from.txt").exists()
                                    else str(m) for m in models])
     stage = Stage(work, digest, force)
@@ -262,14 +276,18 @@ def load_metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line]
 
 
-def training_summary(rl: dict[tuple[str, int], Path]) -> dict:
+def _method_of(name: str) -> str:
+    return name.rsplit("-s", 1)[0]
+
+
+def training_summary(rl: dict[str, Path]) -> dict:
     """Training accuracy over the last 20% of steps, at equal steps and at equal wall-clock time."""
     runs = {key: load_metrics(path) for key, path in rl.items()}
     time_of = {key: sum(r["perf/step_time"] for r in rows) for key, rows in runs.items()}
     budget = min(time_of.values())
     out: dict = {"equal_wall_clock_s": budget}
     for method in METHODS:
-        keys = [k for k in runs if k[0] == method]
+        keys = [k for k in runs if _method_of(k) == method]
         steps, clock, zero = [], [], []
         for k in keys:
             rows = runs[k]
@@ -289,7 +307,7 @@ def training_summary(rl: dict[tuple[str, int], Path]) -> dict:
     return out
 
 
-def plot_curves(rl: dict[tuple[str, int], Path], path: Path, window: int = 10) -> None:
+def plot_curves(rl: dict[str, Path], path: Path, window: int = 10) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -301,17 +319,18 @@ def plot_curves(rl: dict[tuple[str, int], Path], path: Path, window: int = 10) -
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for ax, (key, title) in zip(axes.flat, panels, strict=True):
         for method, colour in zip(METHODS, ("tab:blue", "tab:red"), strict=True):
-            series = [np.array([r[key] for r in load_metrics(p)]) for (m, _), p in rl.items() if m == method]
+            series = [np.array([r[key] for r in load_metrics(p)]) for name, p in rl.items() if _method_of(name) == method]
             n = min(len(s) for s in series)
             kernel = np.ones(window) / window
             smooth = np.array([np.convolve(s[:n], kernel, mode="valid") for s in series])
             x = np.arange(smooth.shape[1]) + window
             ax.plot(x, smooth.mean(0), color=colour, label=f"{method} ({len(series)} seeds)")
             ax.fill_between(x, smooth.min(0), smooth.max(0), color=colour, alpha=0.2)
-        ax.set_title(f"{title} (moving average of {window} steps; band: min-max over seeds)", fontsize=9)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("RL step")
         ax.legend(fontsize=8)
-    fig.suptitle("CPU-scale miniature (not the paper's scale): GRPO vs Share-GRPO, same responses per question")
+    fig.suptitle("CPU-scale miniature (not the paper's scale): GRPO vs Share-GRPO, same responses per question\n"
+                 f"moving average of {window} steps; bands: min-max over seeds", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

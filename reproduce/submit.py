@@ -99,7 +99,7 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     meta["Eval Date"] = datetime.date.today().strftime("%Y/%m/%d")
     meta["Scored By"] = f"r1-sharevl bench.score, judge-free verifier (mode {', '.join(modes)})"
     records = build_records(scores, model, meta)
-    from bench.score import write_json_atomic
+    from bench.fileio import write_json_atomic
 
     write_json_atomic(out, records)
     entry = out.with_suffix(".supported_vlm.py")

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.fileio import write_text_atomic
 
 from .paper import PaperCell, load_paper_table, paper_cell
 
@@ -125,16 +125,7 @@ def render(rows: list[Row], columns: list[str], caption: str, with_paper: bool) 
 
 
 def write_outputs(outputs: dict[str, str], out: Path) -> list[Path]:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext, text in outputs.items():
-        path = out.with_suffix(f".{ext}")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
+    return [write_text_atomic(out.with_suffix(f".{ext}"), text) for ext, text in outputs.items()]
 
 
 def build_dataset_table(work_dirs: list[Path], out: Path, columns: list[str], allow_partial: bool = False,

@@ -35,3 +35,27 @@ def test_mini_pipeline_smoke(tmp_path, capsys):
     said = capsys.readouterr().out
     assert "data: reusing" in said and "warm start: reusing" in said and "RL: reusing" in said
     assert "evaluation: reusing" in said
+
+
+def test_ablations_smoke(tmp_path):
+    from dataclasses import replace
+
+    from reproduce.ablations import run_ablations
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "steps: 2\nseed: 1\ntables:\n"
+        "  variants:\n"
+        "    - {name: 'Q = 1', configs: [mini_grpo.yaml], overrides: [worker.rollout.n=4]}\n"
+        "    - {name: 'Q = 2, image only', configs: [mini_sharegrpo.yaml],"
+        " overrides: [worker.rollout.n=2, algorithm.text_variants=false]}\n"
+    )
+    spec = replace(SMOKE, rl_steps=2)
+    assert run_ablations(spec=spec, runs=tmp_path / "runs", out=tmp_path / "out", plan_file=plan) == 0
+    table = pd.read_csv(tmp_path / "out" / "ablations.csv")
+    assert set(table["model"]) == {"Q = 1", "Q = 2, image only"}
+    md = (tmp_path / "out" / "ablations.md").read_text()
+    assert "Ablation 'variants'" in md and "NOT the paper's scale" in md
+    rows = [json.loads(line) for line in
+            (tmp_path / "runs" / "rl" / "abl-variants-Q-2-image-only" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["train/rows_per_question"] == 2 * 2 * 2

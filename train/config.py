@@ -53,6 +53,9 @@ class AlgorithmConfig:
     """Q: variants per question (Share-GRPO). 1 for GRPO."""
     keep_original: bool = False
     """Always use the original question as one of the Q text variants."""
+    text_variants: bool = True
+    """Draw variants from the offline rewrites; false: every variant keeps the original text
+    (the "image variants only" ablation)."""
     short_variants: str = "repeat"
     """Fewer than Q distinct text variants: "repeat" some, or "skip" the row (counted)."""
     image_transform_prob: float = 0.3

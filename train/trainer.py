@@ -39,10 +39,11 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from bench.fileio import write_text_atomic
 from bench.verify import grade_many
 
 from . import algos
-from .checkpoint import find_resume, load_checkpoint, save_checkpoint, write_text_atomic
+from .checkpoint import find_resume, load_checkpoint, save_checkpoint
 from .config import Config, config_to_dict
 from .data import Row, build_messages, load_rows
 from .expand import draw_image_variant, draw_text_variants
@@ -147,8 +148,9 @@ def expand_questions(rows: list[Row], cfg: Config, rng: random.Random) -> tuple[
     a, d = cfg.algorithm, cfg.data
     messages, images, counts = [], [], Counter()
     for row in rows:
-        variants = draw_text_variants(row.question, row.rewrites, a.num_variants, rng, a.keep_original, "repeat")
-        counts["short_variants"] += len(set([row.question, *row.rewrites])) < a.num_variants
+        rewrites = row.rewrites if a.text_variants else []
+        variants = draw_text_variants(row.question, rewrites, a.num_variants, rng, a.keep_original, "repeat")
+        counts["short_variants"] += len({row.question, *rewrites}) < a.num_variants
         base = row.load_images(d.min_pixels, d.max_pixels)
         for question in variants:
             variant = draw_image_variant(base, rng, a.image_transform_prob, a.image_transforms)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from ..fileio import write_text_atomic
 from .grade import DEFAULT_TIMEOUT_S, MODES, grade, grade_many
 from .judge import get_judge
 from .table import DEFAULT_TABLE, load_table
@@ -38,14 +37,6 @@ def read_jsonl(path: Path) -> tuple[list[str], list[str], list[str]]:
             responses.append(row["response"])
             answers.append(str(row["answer"]))
     return responses, answers, problems
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def agreement(table: Path, timeout_s: float) -> str:
@@ -101,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(problem, file=sys.stderr)
     grades = grade_many(responses, answers, mode=args.mode, timeout_s=args.timeout)
     if args.out:
-        write_atomic(args.out, "".join(json.dumps(g.to_dict()) + "\n" for g in grades))
+        write_text_atomic(args.out, "".join(json.dumps(g.to_dict()) + "\n" for g in grades))
     n = len(grades)
     summary = {
         "file": str(args.jsonl),
