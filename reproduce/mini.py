@@ -56,10 +56,18 @@ class MiniSpec:
     eval_max_new_tokens: int = 32
     extra_overrides: tuple[str, ...] = field(default_factory=tuple)
 
-    def digest(self, *parts: str) -> str:
-        text = json.dumps([asdict(self), *parts], sort_keys=True)
-        for name in ("mini_base.yaml", *METHODS.values()):
-            text += (CONFIGS / name).read_text()
+    def digest(self, stage: str, *parts: str) -> str:
+        """What a stage's outputs depend on: its own fields and those of the stages before it
+        (so the ablations, with other RL settings, reuse the data and warm start)."""
+        fields = {"data": ("bench_items", "train_rows", "warm_eval_items", "side")}
+        fields["warm"] = (*fields["data"], "model_size", "vision_steps", "warmup_max_steps", "warmup_target",
+                          "warmup_eval_every")
+        fields["rl"] = (*fields["warm"], "rl_steps", "rl_save_freq", "extra_overrides")
+        fields["eval"] = (*fields["data"], "eval_max_new_tokens")
+        spec = asdict(self)
+        text = json.dumps([stage, {k: spec[k] for k in fields[stage]}, *parts], sort_keys=True)
+        if stage == "rl":
+            text += "".join(p.read_text() for p in sorted(CONFIGS.glob("mini_*.yaml")))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -59,3 +59,13 @@ def test_ablations_smoke(tmp_path):
     rows = [json.loads(line) for line in
             (tmp_path / "runs" / "rl" / "abl-variants-Q-2-image-only" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["train/rows_per_question"] == 2 * 2 * 2
+
+
+def test_stage_digests_cover_only_their_inputs():
+    from dataclasses import replace
+
+    other_rl = replace(SMOKE, rl_steps=SMOKE.rl_steps + 5, seeds=(7,))
+    assert other_rl.digest("data") == SMOKE.digest("data") and other_rl.digest("warm") == SMOKE.digest("warm")
+    assert other_rl.digest("rl", "x") != SMOKE.digest("rl", "x")
+    other_warm = replace(SMOKE, vision_steps=SMOKE.vision_steps + 1)
+    assert other_warm.digest("data") == SMOKE.digest("data") and other_warm.digest("warm") != SMOKE.digest("warm")
