@@ -58,10 +58,6 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__version__ = "0.0.0+placeholder"
 
 
-def torchvision_missing() -> bool:
-    return any(isinstance(f, _Finder) for f in sys.meta_path) or importlib.util.find_spec("torchvision") is None
-
-
 def install_placeholder() -> bool:
     """Install the placeholder if torchvision is missing; True when it is (now) in place."""
     if any(isinstance(f, _Finder) for f in sys.meta_path):

@@ -29,7 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -410,7 +410,3 @@ def run_mini(force: bool = False, spec: MiniSpec | None = None, runs: Path | Non
         say(f"  {p}")
     print((out / "table1.md").read_text())
     return 0
-
-
-def replace_spec(**changes) -> MiniSpec:
-    return replace(MiniSpec(), **changes)
