@@ -73,9 +73,18 @@ def install_placeholder() -> bool:
 
 
 def import_vlmeval():
-    """`vlmeval` with its model registry (`vlmeval.config.supported_VLM`) loaded."""
-    install_placeholder()
-    import vlmeval
-    import vlmeval.config  # noqa: F401
+    """`vlmeval` with its model registry (`vlmeval.config.supported_VLM`) loaded.
 
+    `vlmeval.vlm` switches autograd off for the whole process at import time
+    (`torch.set_grad_enabled(False)`); the caller's grad mode is restored, so importing the
+    evaluation side never breaks training in the same process."""
+    import torch
+
+    install_placeholder()
+    grad_enabled = torch.is_grad_enabled()
+    try:
+        import vlmeval
+        import vlmeval.config  # noqa: F401
+    finally:
+        torch.set_grad_enabled(grad_enabled)
     return vlmeval

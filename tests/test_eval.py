@@ -253,3 +253,11 @@ def test_paper_scale_preflight_lists_everything_missing(tmp_path, monkeypatch):
     out = subprocess.run([sys.executable, "-m", "reproduce", "run", "--scale", "huge"], capture_output=True,
                          text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "valid: mini, paper" in out.stderr
+
+
+def test_importing_vlmeval_keeps_autograd_on():
+    code = ("import torch\nfrom bench.vlmeval_compat import import_vlmeval\nimport_vlmeval()\n"
+            "import vlmeval.vlm\nprint(torch.is_grad_enabled())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True"
