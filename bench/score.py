@@ -84,7 +84,7 @@ def full_response(row: pd.Series) -> str:
     return prediction
 
 
-def _option_answers(frame: pd.DataFrame, responses: list[str], golds: list[str]) -> list[str]:
+def _option_answers(frame: pd.DataFrame, responses: list[str]) -> list[str]:
     """For multiple choice: a boxed option text (not a letter) becomes its letter."""
     from .verify import extract_boxed, normalize_tag_spacing
 
@@ -108,7 +108,7 @@ def score_file(path: Path, mode: str = "default") -> dict:
         raise ResultsError(f"{path}: no rows")
     responses = [full_response(row) for _, row in frame.iterrows()]
     golds = ["" if pd.isna(a) else str(a).strip() for a in frame["answer"]]
-    responses = _option_answers(frame, responses, golds)
+    responses = _option_answers(frame, responses)
     grades = grade_many(responses, golds, mode=mode)
     n = len(grades)
     return {

@@ -297,9 +297,8 @@ def train(cfg: Config) -> dict:
         timings["reward"] = time.perf_counter() - t
 
         # 4. advantages and 5. the shared training rows
-        adv = compute_advantages(rewards, cfg)  # (B, Qa, Q, n)
-        Qa = adv.shape[1]
-        layout = algos.share_layout(B, Q, n) if Qa == Q else algos.share_layout(B, 1, n)
+        adv = compute_advantages(rewards, cfg)  # (B, Q, Q, n); the config holds Q = 1 for grpo/dr_grpo
+        layout = algos.share_layout(B, Q, n)
         row_adv = adv.reshape(-1)
         vanish = algos.advantage_vanishing(rewards, adv)
         keep_q, dropped = (algos.dynamic_sampling_filter(rewards) if a.dynamic_sampling

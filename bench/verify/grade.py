@@ -123,13 +123,20 @@ def grade_many(
         normalized = normalize_tag_spacing(str(response))
         rows.append((_extract(normalized, mode), str(gold).strip(), format_matches(normalized)))
 
-    decisions: dict[tuple[str | None, str], tuple[bool, str]] = {}
+    decisions = _decide([(pred, gold) for pred, gold, _ in rows], mode, workers, timeout_s)
+    return [_make(*decisions[(pred, gold)], fmt=fmt, extracted=pred) for pred, gold, fmt in rows]
+
+
+def _decide(keys: list[tuple[str | None, str]], mode: str, workers: int | None,
+            timeout_s: float) -> dict[tuple[str | None, str], tuple[bool, str]]:
+    """(match, status) per distinct (answer, gold): cache, then cheap rules, then the bounded
+    symbolic judge for what is left; settled decisions go into the cache."""
+    decisions: dict[tuple[str | None, str], tuple[bool, str] | None] = {}
     pending: list[tuple[str, str]] = []
-    for pred, gold, _ in rows:
-        key = (pred, gold)
+    for key in keys:
         if key in decisions:
             continue
-        decision = _cache.get((mode, *key)) or _pre_judge(pred, gold, mode)
+        decision = _cache.get((mode, *key)) or _pre_judge(*key, mode)
         decisions[key] = decision  # None: the symbolic judge decides, below
         if decision is None:
             pending.append(key)
@@ -139,7 +146,7 @@ def grade_many(
     for key, decision in decisions.items():
         if decision[1] in ("ok", "gold_unparseable"):  # a timeout or crash is never cached
             _cache.put((mode, *key), decision)
-    return [_make(*decisions[(pred, gold)], fmt=fmt, extracted=pred) for pred, gold, fmt in rows]
+    return decisions
 
 
 def grade(response: str, gold: str, mode: str = "default", timeout_s: float = DEFAULT_TIMEOUT_S) -> Grade:
@@ -149,8 +156,5 @@ def grade(response: str, gold: str, mode: str = "default", timeout_s: float = DE
 
 def answers_match(pred: str, gold: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
     """Is the extracted answer `pred` the same answer as `gold` (default mode)?"""
-    gold = str(gold).strip()
-    decision = _cache.get(("default", pred, gold)) or _pre_judge(pred, gold, "default")
-    if decision is None:
-        decision = get_judge().run("math_verify", [(pred, gold)], timeout_s)[0]
-    return decision[0]
+    key = (pred, str(gold).strip())
+    return _decide([key], "default", None, timeout_s)[key][0]
