@@ -6,6 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+PEER := .venv-peer
+PEER_STAMP := $(PEER)/.installed
 SCALE ?= mini
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -28,9 +30,18 @@ $(STAMP): pyproject.toml requirements/lock.txt requirements/constraints.txt
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not gpu" $(PYTEST_ARGS)
 
+# The peer trainer (TRL) lives in its own environment, made on first use; .venv never depends on it.
+$(PEER_STAMP): requirements/peer.txt requirements/lock.txt requirements/constraints.txt
+	test -x $(PEER)/bin/python || $(PYTHON) -m venv $(PEER)
+	$(PEER)/bin/pip install -q --disable-pip-version-check torch==2.13.0
+	$(PEER)/bin/pip install -q --disable-pip-version-check -c requirements/constraints.txt -c requirements/lock.txt -r requirements/peer.txt
+	touch $@
+
 # Benchmarks: print the figures (throughputs, step times); never asserted as wall-clock limits.
-bench-perf: $(STAMP)
+# The side-by-side run against TRL writes results/perf/cpu.{md,json}.
+bench-perf: $(STAMP) $(PEER_STAMP)
 	$(PY) -m pytest -q -s tests/perf --benchmark-enable --benchmark-columns=median,min,max,rounds
+	$(PY) -m bench.perf --peer-python $(PEER)/bin/python $(if $(ALTERNATIONS),--alternations $(ALTERNATIONS))
 
 lint: $(STAMP)
 	$(PY) -m ruff check bench train reproduce tests
@@ -49,4 +60,4 @@ reproduce-ablations: $(STAMP)
 	$(PY) -m reproduce ablations $(if $(FORCE),--force)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .benchmarks
+	rm -rf $(VENV) $(PEER) .pytest_cache .benchmarks

@@ -180,6 +180,12 @@ def test_config_validation_messages(tmp_path):
     cfg = load_config(TINY_CONFIG, ["worker.actor.optim.lr=3", "trainer.max_steps=7"])
     assert cfg.worker.actor.optim.lr == 3.0 and isinstance(cfg.worker.actor.optim.lr, float)
     assert cfg.trainer.max_steps == 7
+    # PyYAML reads 1e-6 (no dot) as a string; a float field takes it as the number it means
+    assert load_config(TINY_CONFIG, ["worker.actor.optim.lr=1e-6"]).worker.actor.optim.lr == 1e-6
+    with pytest.raises(ValueError, match="worker.actor.optim.lr must be float"):
+        load_config(TINY_CONFIG, ["worker.actor.optim.lr=fast"])
+    with pytest.raises(ValueError, match=r"worker.rollout.min_tokens=99 must be in \[0, data.max_response_length=16\]"):
+        load_config(TINY_CONFIG, ["worker.rollout.min_tokens=99"])
     for name in ("qwen2_5_vl_7b_sharegrpo.yaml", "qwen2_5_vl_7b_grpo.yaml"):
         cfg = load_config(REPO / "reproduce" / "configs" / name)
         raw = yaml.safe_load((REPO / "reproduce" / "configs" / name).read_text())

@@ -138,6 +138,9 @@ class RolloutConfig:
     top_p: float = 0.99
     top_k: int = -1
     """-1: off."""
+    min_tokens: int = 0
+    """Responses are at least this long (end-of-turn suppressed until then); benchmarks set it
+    equal to data.max_response_length for a fixed amount of work per step (vLLM's name)."""
     micro_batch_size: int = 64
     """Prompts per generate call (hf engine)."""
     gpu_memory_utilization: float = 0.6
@@ -218,6 +221,9 @@ class Config:
             problems.append("data.min_pixels must not exceed data.max_pixels")
         if self.trainer.save_limit < 1:
             problems.append("trainer.save_limit must be >= 1")
+        if not 0 <= ro.min_tokens <= d.max_response_length:
+            problems.append(f"worker.rollout.min_tokens={ro.min_tokens} must be in [0, data.max_response_length="
+                            f"{d.max_response_length}]")
         if ro.name not in ("hf", "vllm"):
             problems.append(f"worker.rollout.name={ro.name!r}: valid names: hf, vllm")
         if self.worker.reward.function is not None and ":" not in self.worker.reward.function:
@@ -293,7 +299,8 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
 
 
 def _check_types(obj, path: str) -> None:
-    """Coerce ints given for float fields; reject values of the wrong type with their key."""
+    """Coerce ints and numeric strings given for float fields (PyYAML reads `1e-6`, without a dot,
+    as a string); reject values of the wrong type with their key."""
     hints = get_type_hints(type(obj))
     for f in fields(obj):
         value, hint = getattr(obj, f.name), hints[f.name]
@@ -301,8 +308,18 @@ def _check_types(obj, path: str) -> None:
             _check_types(value, f"{path}{f.name}.")
         elif hint is float and isinstance(value, int) and not isinstance(value, bool):
             setattr(obj, f.name, float(value))
+        elif hint is float and isinstance(value, str) and _is_float(value):
+            setattr(obj, f.name, float(value))
         elif hint in (int, float, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
             raise ValueError(f"config key {path}{f.name} must be {hint.__name__}, got {value!r}")
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity", "-infinity")
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -148,6 +148,7 @@ class SamplingParams:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = -1
+    min_tokens: int = 0
 
 
 class HFRollout:
@@ -200,7 +201,7 @@ class HFRollout:
             top_p=params.top_p,
             top_k=params.top_k if params.top_k > 0 else None,
             max_new_tokens=params.max_new_tokens,
-            min_new_tokens=0,
+            min_new_tokens=params.min_tokens,
             num_return_sequences=params.n,
             eos_token_id=self.eos_id,
             pad_token_id=self.pad_id,

@@ -261,7 +261,7 @@ def train(cfg: Config) -> dict:
     B, Q, n = d.rollout_batch_size // world, a.num_variants, ro.n
     questions_per_update = actor.global_batch_size // world
     single_update = questions_per_update == B and actor.ppo_epochs == 1
-    params = SamplingParams(n, d.max_response_length, ro.temperature, ro.top_p, ro.top_k)
+    params = SamplingParams(n, d.max_response_length, ro.temperature, ro.top_p, ro.top_k, ro.min_tokens)
     metrics: dict[str, float] = {}
     bar = None
     if tr.progress_bar and rank == 0:
@@ -357,12 +357,12 @@ def train(cfg: Config) -> dict:
                     if ref_lp is not None:
                         kl = algos.aggregate(algos.kl_penalty(lp, ref_lp[chunk], a.kl_penalty), mask, actor.loss_agg_mode)
                         loss = loss + a.kl_coef * kl
-                        upd["actor/kl_loss"] += float(kl) * len(chunk)
+                        upd["actor/kl_loss"] += float(kl.detach()) * len(chunk)
                     unit = float(mask.sum()) if AGGREGATION_UNIT[actor.loss_agg_mode] == "tokens" else float(len(chunk))
                     engine.set_gradient_accumulation_boundary(s + mb_size >= len(sel))
                     engine.backward(loss * (unit / total))
                     engine.step()
-                    upd["actor/pg_loss"] += float(pg_loss) * len(chunk)
+                    upd["actor/pg_loss"] += float(pg_loss.detach()) * len(chunk)
                     for k, v in m.items():
                         upd[f"actor/{k}"] += float(v) * len(chunk)
                     upd["actor/entropy"] += float((ent * mask).sum() / mask.sum().clamp(min=1)) * len(chunk)

@@ -1,0 +1,89 @@
+"""One benchmark run of our trainer: `python -m bench.perf.run_ours WORK_DIR --mode grpo|share_grpo --out F`.
+
+Writes per-step wall times (between consecutive step ends, so nothing of a step is left out), the
+trainer's own time split, generated tokens and the process's peak RSS as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench.fileio import write_json_atomic
+from bench.perf.workload import Workload, load, peak_rss_mb
+
+REPO = Path(__file__).resolve().parents[2]
+MODES = {
+    # the same 4 generated responses per question either way
+    "grpo": ["algorithm.adv_estimator=grpo", "algorithm.num_variants=1", "worker.rollout.n=4"],
+    "share_grpo": ["algorithm.adv_estimator=share_grpo", "algorithm.num_variants=2", "worker.rollout.n=2"],
+}
+SPLIT = {"generate": "perf/generate_time", "reward": "perf/reward_time", "log_prob": "perf/old_log_prob_time",
+         "update": "perf/update_time"}
+
+
+def overrides(work_dir: Path, w: Workload, mode: str, out_dir: Path) -> list[str]:
+    return [
+        f"worker.actor.model.model_path={work_dir / 'model'}", f"data.train_files={work_dir / 'train.parquet'}",
+        f"trainer.output_dir={out_dir}", f"trainer.max_steps={w.steps}", "trainer.save_freq=0",
+        "trainer.progress_bar=false", "trainer.logger=[]", f"trainer.seed={w.seed}",
+        f"data.rollout_batch_size={w.prompts}", f"worker.actor.global_batch_size={w.prompts}",
+        f"data.max_response_length={w.new_tokens}", f"worker.rollout.min_tokens={w.new_tokens}",
+        f"worker.rollout.temperature={w.temperature}", "worker.rollout.top_p=1.0", "worker.rollout.top_k=-1",
+        "algorithm.disable_kl=true", "worker.actor.ppo_epochs=1", "worker.actor.bf16=false",
+        "worker.actor.model.enable_gradient_checkpointing=false", "worker.actor.zero_stage=0",
+        f"worker.actor.optim.lr={w.lr}", "worker.actor.optim.lr_warmup_steps=0",
+        "worker.actor.micro_batch_size_per_device_for_update=64",
+        "worker.actor.micro_batch_size_per_device_for_experience=64",
+        f"worker.reward.workers={w.reward_workers}", *MODES[mode],
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf.run_ours")
+    parser.add_argument("work_dir", type=Path)
+    parser.add_argument("--mode", choices=sorted(MODES), default="grpo")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("extra", nargs="*", help="further config overrides")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    w = load(args.work_dir)
+
+    from train import trainer
+    from train.config import load_config
+
+    ends: list[float] = []
+    steps: list[dict] = []
+    log = trainer.MetricLogger.log
+
+    def timed_log(self, step, metrics):
+        ends.append(time.perf_counter())
+        steps.append(dict(metrics))
+        log(self, step, metrics)
+
+    trainer.MetricLogger.log = timed_log
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config([str(REPO / "reproduce/configs/tiny_cpu.yaml")],
+                          overrides(args.work_dir, w, args.mode, Path(tmp) / "run") + args.extra)
+        start = time.perf_counter()
+        trainer.train(cfg)
+    # step k's wall time: from the end of step k-1 (or the loop's start) to the end of step k
+    walls = [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)][w.warmup_steps :]
+    measured = steps[w.warmup_steps :]
+    result = {
+        "trainer": f"ours ({args.mode})",
+        "step_time": walls,
+        "tokens": [m["response/length_mean"] * w.prompts * w.completions for m in measured],
+        "split": {k: [m[v] for m in measured] for k, v in SPLIT.items()},
+        "peak_rss_mb": peak_rss_mb(),
+        "loss": [m["actor/pg_loss"] for m in measured],
+    }
+    write_json_atomic(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""One benchmark run of TRL's GRPOTrainer, inside the peer environment (.venv-peer):
+`python -m bench.perf.run_trl WORK_DIR --out F`.
+
+The same model, processor, questions, images, prompt text and reward (`bench.verify.grade_many`)
+as `run_ours.py`; TRL's own defaults elsewhere (DAPO token-mean loss, group-std scaling). Only
+TRL's public hooks are used to time it: callbacks for step ends, wrappers around its generate,
+reward and log-prob methods."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from bench.fileio import write_json_atomic
+from bench.perf.workload import load, peak_rss_mb
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf.run_trl")
+    parser.add_argument("work_dir", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    w = load(args.work_dir)
+
+    import torch
+    from datasets import Dataset
+    from transformers import Qwen2_5_VLForConditionalGeneration, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from bench.prompts import with_r1_prompt
+    from bench.verify import grade_many
+    from train.config import DataConfig
+    from train.data import load_rows
+    from train.processing import load_processor
+
+    torch.manual_seed(w.seed)
+    model_dir = args.work_dir / "model"
+    processor = load_processor(model_dir)
+    data_cfg = DataConfig(train_files=str(args.work_dir / "train.parquet"), min_pixels=3136, max_pixels=3136)
+    rows, _ = load_rows(data_cfg, processor, log=lambda *a, **k: None)
+    # TRL puts the image before the text of the user turn: the same prompt as build_messages
+    dataset = Dataset.from_list([
+        {"prompt": [{"role": "user", "content": with_r1_prompt(r.question)}],
+         "image": r.load_images(data_cfg.min_pixels, data_cfg.max_pixels)[0], "answer": r.answer}
+        for r in rows
+    ])
+
+    def reward(completions, answer, **_):
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [g.overall for g in grade_many(texts, list(answer), workers=w.reward_workers)]
+
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = GRPOConfig(
+            output_dir=tmp, max_steps=w.steps, per_device_train_batch_size=w.prompts * w.completions,
+            gradient_accumulation_steps=1, num_generations=w.completions, num_iterations=1,
+            max_completion_length=w.new_tokens, generation_kwargs={"min_new_tokens": w.new_tokens},
+            temperature=w.temperature, top_p=1.0, top_k=0, beta=0.0, learning_rate=w.lr,
+            lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", bf16=False, fp16=False,
+            use_cpu=True, gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to=[],
+            seed=w.seed, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
+        )
+        trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
+                              processing_class=processor)
+        timers: dict[str, list[float]] = defaultdict(list)  # per step, summed within a step
+        current: dict[str, float] = defaultdict(float)
+        marks: dict[str, float] = {}
+        tokens: list[int] = []
+        prompt_tokens: list[int] = []
+
+        def timed(name, fn, on_result=None):
+            def wrapper(*a, **k):
+                t = time.perf_counter()
+                out = fn(*a, **k)
+                if name != "log_prob" or not torch.is_grad_enabled():  # with grad: the update's own forward
+                    current[name] += time.perf_counter() - t
+                if on_result:
+                    on_result(a, out)
+                return out
+            return wrapper
+
+        def count(a, out):
+            tokens.append(sum(len(c) for c in out[0]))
+            prompt_tokens.append(sum(len(p) for p in a[0]))
+
+        trainer._generate_single_turn = timed("generate", trainer._generate_single_turn, count)
+        trainer._calculate_rewards = timed("reward", trainer._calculate_rewards)
+        trainer._get_per_token_logps_and_entropies = timed("log_prob", trainer._get_per_token_logps_and_entropies)
+        prepare = trainer._prepare_inputs
+
+        def prepare_and_mark(*a, **k):
+            out = prepare(*a, **k)
+            marks["prepared"] = time.perf_counter()
+            return out
+
+        trainer._prepare_inputs = prepare_and_mark
+        ends: list[float] = []
+
+        class StepClock(TrainerCallback):
+            def on_train_begin(self, *_, **__):
+                ends.append(time.perf_counter())
+
+            def on_step_end(self, *_, **__):
+                now = time.perf_counter()
+                current["update"] += now - marks["prepared"]
+                for k in ("generate", "reward", "log_prob", "update"):
+                    timers[k].append(current.pop(k, 0.0))
+                ends.append(now)
+
+        trainer.add_callback(StepClock())
+        trainer.train()
+    walls = [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)][w.warmup_steps :]
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h][w.warmup_steps :]
+    result = {
+        "trainer": "TRL GRPOTrainer",
+        "step_time": walls,
+        "tokens": tokens[w.warmup_steps :],
+        "prompt_tokens": prompt_tokens[w.warmup_steps :],
+        "split": {k: v[w.warmup_steps :] for k, v in timers.items()},
+        "peak_rss_mb": peak_rss_mb(),
+        "loss": losses,
+    }
+    write_json_atomic(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

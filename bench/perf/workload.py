@@ -1,0 +1,57 @@
+"""The benchmark's workload, shared by both runners: one definition, written next to the model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workload:
+    prompts: int = 2
+    """Questions per step."""
+    completions: int = 4
+    """Generated responses per question (GRPO: n=4; Share-GRPO: Q=2 variants x n=2)."""
+    new_tokens: int = 64
+    """Every completion is exactly this long (min = max new tokens)."""
+    temperature: float = 1.0
+    lr: float = 1e-6
+    warmup_steps: int = 2
+    measured_steps: int = 10
+    rows: int = 64
+    """Questions in the generated training file."""
+    seed: int = 0
+    reward_workers: int = 1
+
+    @property
+    def steps(self) -> int:
+        return self.warmup_steps + self.measured_steps
+
+
+def prepare(work_dir: Path, workload: Workload) -> Path:
+    """Build the tiny model and the training file into work_dir (once) and write workload.json."""
+    import pandas as pd
+
+    from bench.synthetic import counting_rows
+    from train.tiny import build_tiny
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    spec = work_dir / "workload.json"
+    if spec.exists() and json.loads(spec.read_text()) == asdict(workload):
+        return work_dir
+    build_tiny(work_dir / "model", seed=workload.seed)
+    pd.DataFrame(counting_rows(workload.rows, seed=workload.seed)).to_parquet(work_dir / "train.parquet")
+    spec.write_text(json.dumps(asdict(workload), indent=2))
+    return work_dir
+
+
+def load(work_dir: Path) -> Workload:
+    return Workload(**json.loads((work_dir / "workload.json").read_text()))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size so far."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
