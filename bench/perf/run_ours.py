@@ -6,7 +6,6 @@ trainer's own time split, generated tokens and the process's peak RSS as JSON.""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
