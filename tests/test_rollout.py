@@ -1,5 +1,6 @@
 """Prompt encoding, row collation and the shared-image forward against the plain reference."""
 
+import pytest
 import torch
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
@@ -37,3 +38,56 @@ def test_shared_image_forward_matches_reference(tmp_path):
     assert g_s.keys() == g_r.keys() and any("visual" in k for k in g_s)
     for k in g_s:
         torch.testing.assert_close(g_s[k], g_r[k], atol=1e-5, rtol=1e-4)
+
+
+def _generate_reference(model, rollout, prompts, params):
+    """transformers `generate` with the settings HFRollout stands for (the pre-speed-up engine)."""
+    width = max(len(x) for x in prompts.input_ids)
+    ids = torch.full((len(prompts.input_ids), width), rollout.pad_id)
+    attn = torch.zeros_like(ids)
+    for r, x in enumerate(prompts.input_ids):
+        ids[r, width - len(x) :], attn[r, width - len(x) :] = x, 1
+    kwargs = {"input_ids": ids, "attention_mask": attn, "mm_token_type_ids": prompts.mm_token_type_ids(ids)}
+    if any(len(p) for p in prompts.pixel_values):
+        kwargs |= {"pixel_values": torch.cat(prompts.pixel_values), "image_grid_thw": torch.cat(prompts.image_grid_thw)}
+    out = model.generate(**kwargs, do_sample=True, temperature=params.temperature, top_p=params.top_p,
+                         top_k=params.top_k if params.top_k > 0 else None, max_new_tokens=params.max_new_tokens,
+                         min_new_tokens=params.min_tokens, num_return_sequences=params.n,
+                         eos_token_id=rollout.eos_id, pad_token_id=rollout.pad_id, suppress_tokens=rollout.suppress)
+    result = []
+    for seq in out[:, width:]:
+        ends = (seq == rollout.eos_id).nonzero()
+        result.append(seq[: int(ends[0]) + 1] if len(ends) else seq)
+    return result
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(n=3, max_new_tokens=24),
+    SamplingParams(n=2, max_new_tokens=20, temperature=0.7, top_p=0.9, top_k=40, min_tokens=5),
+], ids=["plain", "warped"])
+def test_sampler_gives_the_tokens_of_transformers_generate(tmp_path, params):
+    """The lean sampling loop is a speed-up only: same seed, same tokens as `generate`, for image
+    and text-only prompts in one batch, with early end-of-turn stops and min_tokens."""
+    path = build_tiny(tmp_path / "m", seed=0)
+    proc = load_processor(path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
+    rollout = HFRollout(proc)
+    images = [[Image.new("RGB", (56, 56), (200, 30, 30))], [], [Image.new("RGB", (56, 56), (30, 30, 200))]]
+    texts = [proc.apply_chat_template(build_messages(q, len(im)), add_generation_prompt=True, tokenize=False)
+             for q, im in zip(["How many?", "What is 2+2? Think first.", "Which colour?"], images, strict=True)]
+    prompts = encode_prompts(proc, texts, images)
+    with torch.no_grad():
+        for layer in model.model.language_model.layers:  # sharp attention: tokens depend on every position
+            layer.self_attn.q_proj.weight *= 6
+            layer.self_attn.k_proj.weight *= 6
+        # make end-of-turn likely (logit about 4), so that rows stop at different lengths
+        h = model.model.language_model(input_ids=prompts.input_ids[1][None]).last_hidden_state.mean(dim=(0, 1))
+        model.lm_head.weight[rollout.eos_id] = 4 * h / h.square().sum()
+    torch.manual_seed(7)
+    ours = rollout.generate(model, prompts, params)
+    torch.manual_seed(7)
+    reference = _generate_reference(model, rollout, prompts, params)
+    assert [r.tolist() for r in ours] == [r.tolist() for r in reference]
+    lengths = {len(r) for r in ours}
+    assert len(lengths) > 1 and min(lengths) >= max(params.min_tokens, 1)
+    assert all(int(r[-1]) == rollout.eos_id for r in ours if len(r) < params.max_new_tokens)
