@@ -1,8 +1,9 @@
 """Prompts in, responses out: prompt encoding shared by generation and the log-prob passes, and the
 generation engines behind one interface.
 
-`hf` (default): a lean sampling loop over the transformers model (the tokens of `generate` for a seed), batched, temperature/top-p/top-k sampling, image tokens
-suppressed, stops at end-of-turn. `vllm` (GPU only): imported lazily; see `VLLMRollout`.
+`hf` (default): a lean sampling loop over the transformers model (for a seed, the tokens of
+`generate`), batched, temperature/top-p/top-k sampling, image tokens suppressed, stops at
+end-of-turn. `vllm` (GPU only): imported lazily; see `VLLMRollout`.
 Log-probs for the loss never come from the sampler: `response_log_probs` runs the training model.
 """
 
@@ -248,7 +249,12 @@ class HFRollout:
     @staticmethod
     def _warpers(params: SamplingParams):
         """transformers' own temperature / top-k / top-p warpers, in `generate`'s order."""
-        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+        from transformers import (
+            LogitsProcessorList,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
 
         warpers = LogitsProcessorList()
         if params.temperature != 1.0:
