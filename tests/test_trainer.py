@@ -102,6 +102,20 @@ def test_end_to_end_zero2(assets, tmp_path, algo, overrides, rows_per_question):
     assert summary["rows"] == 12 and summary["skipped_rows"] == {}
 
 
+def test_shared_prefix_keeps_results_identical(assets, tmp_path):
+    """The shared-prompt forward is a speed-up only: same seed, same responses, rewards, losses
+    and gradient norms as every row running its whole prompt (the path before the change)."""
+    common = ["trainer.max_steps=3", "trainer.save_freq=0", "worker.actor.zero_stage=2",
+              "algorithm.image_transform_prob=0.5", "worker.actor.micro_batch_size_per_device_for_update=4"]
+    run_train(assets, tmp_path / "shared", *common, "worker.actor.share_prompt_prefix=true")
+    run_train(assets, tmp_path / "rows", *common, "worker.actor.share_prompt_prefix=false")
+    for x, y in zip(metrics(tmp_path / "shared"), metrics(tmp_path / "rows"), strict=True):
+        for key in ("reward/mean", "response/length_mean", "data/image_transformed_frac"):
+            assert x[key] == y[key], (x["step"], key)
+        for key in ("actor/pg_loss", "actor/grad_norm", "actor/entropy", "actor/approx_kl"):
+            assert x[key] == pytest.approx(y[key], abs=1e-5, rel=1e-4), (x["step"], key)
+
+
 def test_resume_is_exact(assets, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     common = ["trainer.save_freq=2", "worker.actor.zero_stage=2", "algorithm.image_transform_prob=0.5"]

@@ -61,85 +61,138 @@ def encode_prompts(processor, texts: Sequence[str], images: Sequence[Sequence]) 
 def collate(
     prompts: Prompts, prompt_index: Sequence[int], responses: Sequence[Tensor], pad_id: int
 ) -> dict[str, Tensor]:
-    """Right-padded (prompt + response) rows for a forward pass, with the offsets needed to read
-    the response log-probs back. Pixels stay with `prompts` (see `forward_logits`)."""
+    """A micro-batch of rows (prompt `prompt_index[r]`, response `responses[r]`): right-padded
+    prompt + response ids for the full-row forward, right-padded response ids (R, Lr) and their
+    mask for the log-probs. Pixels stay with `prompts` (see `response_logits`)."""
     seqs = [torch.cat([prompts.input_ids[p], r]) for p, r in zip(prompt_index, responses, strict=True)]
-    width = max(len(s) for s in seqs)
-    input_ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        input_ids[i, : len(s)], attention[i, : len(s)] = s, 1
+    input_ids = _right_pad(seqs, pad_id)
+    attention = _right_pad([torch.ones_like(s) for s in seqs], 0)
     batch = {"input_ids": input_ids, "attention_mask": attention, "mm_token_type_ids": prompts.mm_token_type_ids(input_ids)}
     grids = [prompts.image_grid_thw[p] for p in prompt_index]
     if sum(len(g) for g in grids):
         batch["image_grid_thw"] = torch.cat(grids)
     batch["prompt_index"] = torch.tensor(list(prompt_index))
     batch["prompt_lengths"] = torch.tensor([len(prompts.input_ids[p]) for p in prompt_index])
-    batch["response_lengths"] = torch.tensor([len(r) for r in responses])
+    batch["response_ids"] = _right_pad(list(responses), pad_id)
+    batch["response_mask"] = _right_pad([torch.ones_like(r, dtype=torch.bool) for r in responses], False)
     return batch
 
 
-def forward_logits(model, prompts: Prompts, batch: dict[str, Tensor], share_images: bool = True) -> Tensor:
-    """Logits (R, L, V) of the rows in `batch`.
+def _right_pad(rows: Sequence[Tensor], value) -> Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=rows[0].dtype)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
 
-    share_images=True runs the vision tower once per distinct prompt of the micro-batch and
-    scatters its features into every row of that prompt (Share-GRPO trains Q*n rows per prompt;
-    gradients from all of them flow into the one encoding). share_images=False is the plain
-    reference: every row carries its own pixels through the model's own forward."""
+
+def _image_embeds(inner, prompts: Prompts, input_ids: Tensor, order: Sequence[int]) -> tuple[Tensor, Tensor | None]:
+    """Token embeddings of `input_ids` (one row per entry of `order`, prompt ids first) with the
+    image features of prompt order[i] scattered into row i; the vision tower runs once per
+    distinct prompt. Returns (embeds, image_grid_thw of the rows or None)."""
+    embeds = inner.get_input_embeddings()(input_ids)
+    unique = [p for p in dict.fromkeys(order) if len(prompts.pixel_values[p])]
+    if not unique:
+        return embeds, None
+    feats = inner.get_image_features(torch.cat([prompts.pixel_values[p] for p in unique]),
+                                     torch.cat([prompts.image_grid_thw[p] for p in unique])).pooler_output
+    per_prompt, i = {}, 0
+    for p in unique:
+        k = len(prompts.image_grid_thw[p])
+        per_prompt[p] = torch.cat(feats[i : i + k])
+        i += k
+    rows = torch.cat([per_prompt[p] for p in order if p in per_prompt])
+    mask = (input_ids == prompts.image_token_id).unsqueeze(-1).expand_as(embeds)
+    return embeds.masked_scatter(mask, rows.to(embeds.dtype)), torch.cat([prompts.image_grid_thw[p] for p in order])
+
+
+def _logits_full_rows(model, prompts: Prompts, batch: dict[str, Tensor], share_images: bool) -> Tensor:
+    """Logits (R, L, V) over whole prompt + response rows. share_images=False is the plain
+    reference: each row carries its own pixels through the model's own forward."""
     module = getattr(model, "module", model)  # a DeepSpeed engine or the model itself
     index = batch["prompt_index"].tolist()
     common = {"attention_mask": batch["attention_mask"], "use_cache": False}
-    has_images = "image_grid_thw" in batch
+    if "image_grid_thw" not in batch:
+        return model(input_ids=batch["input_ids"], **common).logits
     if not share_images:
-        extra = {}
-        if has_images:
-            extra = {"pixel_values": torch.cat([prompts.pixel_values[p] for p in index]),
-                     "image_grid_thw": batch["image_grid_thw"], "mm_token_type_ids": batch["mm_token_type_ids"]}
-        return model(input_ids=batch["input_ids"], **common, **extra).logits
+        return model(input_ids=batch["input_ids"], pixel_values=torch.cat([prompts.pixel_values[p] for p in index]),
+                     image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"],
+                     **common).logits
     inner = module.model
-    embeds = inner.get_input_embeddings()(batch["input_ids"])
-    if has_images:
-        unique = sorted(set(index))
-        with_pixels = [p for p in unique if len(prompts.pixel_values[p])]
-        feats = inner.get_image_features(torch.cat([prompts.pixel_values[p] for p in with_pixels]),
-                                         torch.cat([prompts.image_grid_thw[p] for p in with_pixels])).pooler_output
-        per_prompt, i = {}, 0
-        for p in with_pixels:
-            k = len(prompts.image_grid_thw[p])
-            per_prompt[p] = torch.cat(feats[i : i + k])
-            i += k
-        rows = torch.cat([per_prompt[p] for p in index if p in per_prompt])
-        mask = (batch["input_ids"] == prompts.image_token_id).unsqueeze(-1).expand_as(embeds)
-        embeds = embeds.masked_scatter(mask, rows.to(embeds.dtype))
-        position_ids, _ = inner.get_rope_index(batch["input_ids"], batch["mm_token_type_ids"],
-                                               image_grid_thw=batch["image_grid_thw"],
-                                               attention_mask=batch["attention_mask"])
-        common["position_ids"] = position_ids
-    return model(inputs_embeds=embeds, **common).logits
+    embeds, grid = _image_embeds(inner, prompts, batch["input_ids"], index)
+    position_ids, _ = inner.get_rope_index(batch["input_ids"], batch["mm_token_type_ids"], image_grid_thw=grid,
+                                           attention_mask=batch["attention_mask"])
+    return model(inputs_embeds=embeds, position_ids=position_ids, **common).logits
+
+
+def _logits_shared_prefix(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
+    """Response logits (R, Lr, V), each distinct prompt of the micro-batch run once: its KV
+    cache is repeated for its rows and their responses are run on top of it (Share-GRPO trains
+    Q*n rows per prompt). Gradients from every row flow back through the shared prompt pass."""
+    from transformers import DynamicCache
+
+    module = getattr(model, "module", model)
+    inner = module.model
+    index = batch["prompt_index"].tolist()
+    unique = list(dict.fromkeys(index))
+    slot = torch.tensor([unique.index(p) for p in index])
+    width = max(len(prompts.input_ids[p]) for p in unique)
+    ids = torch.zeros((len(unique), width), dtype=torch.long)  # padding is masked out; any text id does
+    attn = torch.zeros_like(ids)
+    for i, p in enumerate(unique):  # left padding: every prompt ends at the last column
+        ids[i, width - len(prompts.input_ids[p]) :], attn[i, width - len(prompts.input_ids[p]) :] = prompts.input_ids[p], 1
+    embeds, grid = _image_embeds(inner, prompts, ids, unique)
+    if grid is not None:
+        position_ids, _ = inner.get_rope_index(ids, prompts.mm_token_type_ids(ids), image_grid_thw=grid, attention_mask=attn)
+    else:
+        position_ids = (attn.cumsum(-1) - 1).clamp(min=0).unsqueeze(0).expand(3, -1, -1)
+    cache = DynamicCache(config=module.config)
+    first = model(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids, past_key_values=cache,
+                  use_cache=True, logits_to_keep=1).logits  # (U, 1, V): predicts each response's first token
+    cache.batch_select_indices(slot)
+    response_ids, response_mask = batch["response_ids"], batch["response_mask"]
+    start = position_ids.amax(dim=(0, 2))[slot] + 1  # text positions continue after the prompt's last one
+    positions = (start[:, None] + torch.arange(response_ids.shape[1])).unsqueeze(0).expand(3, -1, -1)
+    rest = model(input_ids=response_ids, attention_mask=torch.cat([attn[slot], response_mask.long()], dim=1),
+                 position_ids=positions, past_key_values=cache, use_cache=True).logits
+    return torch.cat([first[slot], rest[:, :-1]], dim=1)
+
+
+FORWARD_MODES = ("shared_prefix", "rows", "plain")
+
+
+def response_logits(model, prompts: Prompts, batch: dict[str, Tensor], mode: str = "shared_prefix") -> Tensor:
+    """Logits (R, Lr, V) whose position j predicts response token j of each row.
+
+    shared_prefix: each distinct prompt once, responses on its KV cache (not under gradient
+    checkpointing, which turns the cache off). rows: whole rows, the vision tower once per distinct
+    prompt. plain: whole rows through the model's own forward (the reference)."""
+    if mode == "shared_prefix":
+        return _logits_shared_prefix(model, prompts, batch)
+    if mode not in FORWARD_MODES:
+        raise ValueError(f"forward mode {mode!r}: valid names: {', '.join(FORWARD_MODES)}")
+    logits = _logits_full_rows(model, prompts, batch, share_images=mode == "rows")
+    Lr = batch["response_ids"].shape[1]
+    at = (batch["prompt_lengths"][:, None] - 1 + torch.arange(Lr)).clamp(max=logits.shape[1] - 1)
+    return logits.gather(1, at.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
 
 
 def response_log_probs(
     model, prompts: Prompts, batch: dict[str, Tensor], width: int, with_entropy: bool = False,
-    share_images: bool = True,
+    mode: str = "shared_prefix",
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Log-probs of the response tokens under `model`.
-
-    Returns (log_probs (R, width), mask (R, width), entropy (R, width) or None), response tokens
-    left-aligned; width >= the longest response."""
-    logits = forward_logits(model, prompts, batch, share_images)[:, :-1].float()
-    targets = batch["input_ids"][:, 1:]
+    """Log-probs of the response tokens under `model`: (log_probs (R, width), mask (R, width),
+    entropy (R, width) or None), response tokens left-aligned; width >= the longest response.
+    Logits are computed for response positions only."""
+    logits = response_logits(model, prompts, batch, mode).float()
+    targets, mask = batch["response_ids"], batch["response_mask"]
     token_lp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    R = token_lp.shape[0]
-    out = token_lp.new_zeros(R, width)
-    mask = torch.zeros(R, width, dtype=torch.bool)
-    ent = token_lp.new_zeros(R, width) if with_entropy else None
-    for r in range(R):
-        start, n = int(batch["prompt_lengths"][r]) - 1, int(batch["response_lengths"][r])
-        out[r, :n] = token_lp[r, start : start + n]
-        mask[r, :n] = True
-        if with_entropy:
-            with torch.no_grad():
-                ent[r, :n] = token_entropy(logits[r, start : start + n])
+    pad = width - token_lp.shape[1]
+    out = torch.nn.functional.pad(token_lp * mask, (0, pad))
+    mask = torch.nn.functional.pad(mask, (0, pad))
+    ent = None
+    if with_entropy:
+        with torch.no_grad():
+            ent = torch.nn.functional.pad(token_entropy(logits) * batch["response_mask"], (0, pad))
     return out, mask, ent
 
 

@@ -261,6 +261,8 @@ def train(cfg: Config) -> dict:
     B, Q, n = d.rollout_batch_size // world, a.num_variants, ro.n
     questions_per_update = actor.global_batch_size // world
     single_update = questions_per_update == B and actor.ppo_epochs == 1
+    shared = actor.share_prompt_prefix and not actor.model.enable_gradient_checkpointing
+    mode = "shared_prefix" if shared else "rows"
     params = SamplingParams(n, d.max_response_length, ro.temperature, ro.top_p, ro.top_k, ro.min_tokens)
     metrics: dict[str, float] = {}
     bar = None
@@ -322,9 +324,9 @@ def train(cfg: Config) -> dict:
                 for s in range(0, len(row_ids), exp_mb):
                     mb = collate(prompts, row_prompt[s : s + exp_mb], row_resp[s : s + exp_mb], pad_id)
                     if not single_update:
-                        parts.append(response_log_probs(engine.module, prompts, mb, width)[0])
+                        parts.append(response_log_probs(engine.module, prompts, mb, width, mode=mode)[0])
                     if ref_model is not None:
-                        ref_parts.append(response_log_probs(ref_model, prompts, mb, width)[0])
+                        ref_parts.append(response_log_probs(ref_model, prompts, mb, width, mode=mode)[0])
                 old_lp = torch.cat(parts) if parts else None
                 ref_lp = torch.cat(ref_parts) if ref_parts else None
             engine.train()
@@ -347,7 +349,7 @@ def train(cfg: Config) -> dict:
                 for s in range(0, len(sel), mb_size):
                     chunk = sel[s : s + mb_size]
                     mb = collate(prompts, [row_prompt[r] for r in chunk], [row_resp[r] for r in chunk], pad_id)
-                    lp, mask, ent = response_log_probs(engine, prompts, mb, width, with_entropy=True)
+                    lp, mask, ent = response_log_probs(engine, prompts, mb, width, with_entropy=True, mode=mode)
                     old = lp.detach() if old_lp is None else old_lp[chunk]
                     pg_loss, m = algos.ppo_policy_loss(
                         lp, old, row_adv[chunk], mask, actor.clip_ratio_low, actor.clip_ratio_high,
