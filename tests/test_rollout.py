@@ -7,7 +7,14 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 
 from train.data import build_messages
 from train.processing import load_processor
-from train.rollout import FORWARD_MODES, HFRollout, SamplingParams, collate, encode_prompts, response_log_probs
+from train.rollout import (
+    FORWARD_MODES,
+    HFRollout,
+    SamplingParams,
+    collate,
+    encode_prompts,
+    response_log_probs,
+)
 from train.tiny import build_tiny
 
 
