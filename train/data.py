@@ -10,6 +10,7 @@ with an error before any training. Images are decoded again, lazily, when a row 
 from __future__ import annotations
 
 import io
+import json
 import math
 import sys
 from collections import Counter
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from PIL import Image
 
 from bench.prompts import with_r1_prompt
@@ -66,7 +66,9 @@ def decode_image(ref: Any, base_dir: Path) -> Image.Image:
     return image.convert("RGB")
 
 
-def read_frame(path: str | Path) -> pd.DataFrame:
+def read_records(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """(column names, one dict per row) of a training file. Read with pyarrow and json rather than
+    pandas, which would add about 60 MB to every training process for a one-off read."""
     path = Path(path)
     if path.is_dir():
         import datasets
@@ -74,16 +76,39 @@ def read_frame(path: str | Path) -> pd.DataFrame:
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
             ds = ds["train"] if "train" in ds else next(iter(ds.values()))
-        return ds.to_pandas()
+        return list(ds.column_names), ds.to_list()
     if not path.exists():
         raise DataError(f"training data not found: {path}")
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix == ".jsonl":
-        return pd.read_json(path, lines=True, dtype=False)
-    if path.suffix == ".json":
-        return pd.read_json(path, dtype=False)
+        import pyarrow.parquet as pq
+
+        table = pq.ParquetFile(path).read()  # pq.read_table would import pandas through pyarrow.dataset
+        return list(table.column_names), table.to_pylist()
+    if path.suffix in (".jsonl", ".json"):
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix == ".jsonl":
+                records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            else:
+                records = json.loads(text)
+        except json.JSONDecodeError as e:
+            line = e.lineno if path.suffix == ".json" else next(
+                i + 1 for i, ln in enumerate(text.splitlines()) if ln.strip() and not _parses(ln))
+            raise DataError(f"{path} line {line}: not valid JSON ({e.msg})") from None
+        if isinstance(records, dict):  # {"column": [values, ...]}
+            records = [dict(zip(records, values, strict=True)) for values in zip(*records.values(), strict=True)]
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise DataError(f"{path}: expected JSON objects, one per row")
+        return list(dict.fromkeys(k for r in records for k in r)), records
     raise DataError(f"{path}: unsupported data format {path.suffix!r}; use .parquet, .jsonl, .json or a datasets folder")
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _missing(value: Any) -> bool:
@@ -110,10 +135,10 @@ def build_messages(question: str, n_images: int, instruction: str | None = None)
 def load_rows(cfg: DataConfig, processor, log=print) -> tuple[list[Row], Counter]:
     """Valid rows and the counts of what was skipped and why."""
     path = Path(cfg.train_files)
-    frame = read_frame(path)
+    columns, records = read_records(path)
     for key in (cfg.prompt_key, cfg.answer_key):
-        if key not in frame.columns:
-            raise DataError(f"{path}: no column {key!r} (columns: {', '.join(map(str, frame.columns))})")
+        if key not in columns:
+            raise DataError(f"{path}: no column {key!r} (columns: {', '.join(map(str, columns))})")
     base_dir = path if path.is_dir() else path.parent
     rows: list[Row] = []
     skipped: Counter = Counter()
@@ -122,7 +147,7 @@ def load_rows(cfg: DataConfig, processor, log=print) -> tuple[list[Row], Counter
         skipped[reason] += 1
         log(f"{where}: skipped: {detail}", file=sys.stderr)
 
-    for n, record in enumerate(frame.to_dict("records")):
+    for n, record in enumerate(records):
         where = f"{path} row {n}"
         question, answer = record.get(cfg.prompt_key), record.get(cfg.answer_key)
         if _missing(question):

@@ -1,0 +1,38 @@
+"""Training files in every supported format read to the same rows; malformed files are named."""
+
+import json
+
+import datasets
+import pandas as pd
+import pytest
+
+from bench.synthetic import counting_rows
+from train.data import DataError, read_records
+
+
+def test_formats_read_to_the_same_records(tmp_path):
+    rows = counting_rows(3, seed=1)
+    pd.DataFrame(rows).to_parquet(tmp_path / "t.parquet")
+    text_rows = [{k: (["a.png"] if k == "images" else v) for k, v in r.items()} for r in rows]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in text_rows) + "\n")
+    (tmp_path / "t.json").write_text(json.dumps(text_rows))
+    (tmp_path / "cols.json").write_text(json.dumps({k: [r[k] for r in text_rows] for k in text_rows[0]}))
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
+    for name, expected in [("t.parquet", rows), ("ds", rows), ("t.jsonl", text_rows), ("t.json", text_rows),
+                           ("cols.json", text_rows)]:
+        columns, records = read_records(tmp_path / name)
+        assert columns == ["problem", "answer", "images", "new_questions"], name
+        assert records == expected, name
+
+
+def test_malformed_json_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "a", "answer": "1"}\n{"problem": "b", "answer": \n')
+    with pytest.raises(DataError, match=r"bad.jsonl line 2: not valid JSON"):
+        read_records(bad)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="expected JSON objects"):
+        read_records(tmp_path / "list.json")
+    with pytest.raises(DataError, match="unsupported data format '.csv'"):
+        (tmp_path / "t.csv").write_text("a,b\n")
+        read_records(tmp_path / "t.csv")
