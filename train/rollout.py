@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -29,6 +30,8 @@ class Prompts:
     pixel_values: list[Tensor]
     image_grid_thw: list[Tensor]
     image_token_id: int
+    images: list[list] = field(default_factory=list)
+    """The PIL images of each prompt (the vLLM engine processes images itself)."""
 
     def mm_token_type_ids(self, input_ids: Tensor) -> Tensor:
         """1 on image tokens: Qwen2.5-VL computes its 3D (M-RoPE) positions only when given this."""
@@ -55,7 +58,7 @@ def encode_prompts(processor, texts: Sequence[str], images: Sequence[Sequence]) 
         if int((ids[j] == image_token).sum()) != rows // merge:
             raise RuntimeError("image tokens and image patches disagree after encoding")
         g0, p0 = g0 + len(ims), p0 + rows
-    return Prompts(ids, pv, gr, image_token)
+    return Prompts(ids, pv, gr, image_token, [list(ims) for ims in images])
 
 
 def collate(
@@ -215,9 +218,7 @@ class HFRollout:
         self.eos_id = tok.convert_tokens_to_ids("<|im_end|>")
         self.micro_batch_size = micro_batch_size
         self.zero3 = zero3
-        self.suppress = [
-            tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
-        ]
+        self.suppress = [tok.convert_tokens_to_ids(t) for t in SUPPRESSED_TOKENS]
 
     @torch.no_grad()
     def generate(self, model, prompts: Prompts, params: SamplingParams) -> list[Tensor]:
@@ -320,17 +321,93 @@ class HFRollout:
 
 
 class VLLMRollout:
-    """vLLM engine (GPU only). Not available in this release: it is imported lazily and refuses to
-    start with a clear message rather than failing inside a step."""
+    """vLLM on the training GPU (colocated, GPU only, imported lazily). Before every generation
+    the training model's current weights are copied into the engine (ZeRO-3 shards are gathered
+    first), so rollouts are always on-policy; the engine runs in bf16 with its own KV cache.
+    Prompts go in as the same token ids (image placeholders already expanded) plus their images."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        raise NotImplementedError(
-            "worker.rollout.name=vllm is not implemented yet; use worker.rollout.name=hf (see README, Status)"
+    def __init__(self, processor, cfg) -> None:
+        try:
+            import vllm
+        except ImportError as e:
+            raise ImportError("worker.rollout.name=vllm needs vLLM on a CUDA machine: pip install -e '.[vllm]' "
+                              "(or use worker.rollout.name=hf)") from e
+        if not torch.cuda.is_available():
+            raise RuntimeError("worker.rollout.name=vllm needs a CUDA GPU; use worker.rollout.name=hf on CPU")
+        ro, d = cfg.worker.rollout, cfg.data
+        tok = processor.tokenizer
+        self.eos_id = tok.convert_tokens_to_ids("<|im_end|>")
+        self.suppress = [tok.convert_tokens_to_ids(t) for t in SUPPRESSED_TOKENS]
+        self.zero3 = cfg.worker.actor.zero_stage == 3
+        self.llm = vllm.LLM(
+            model=cfg.worker.actor.model.model_path, dtype="bfloat16", seed=cfg.trainer.seed + int(os.environ.get("RANK", 0)),
+            gpu_memory_utilization=ro.gpu_memory_utilization, max_model_len=d.max_prompt_length + d.max_response_length,
+            enable_prefix_caching=True, distributed_executor_backend="external_launcher",
         )
+        self._vllm = vllm
+
+    def refresh_weights(self, model) -> None:
+        """Copy the training model's parameters into the engine (Hugging Face names; vLLM's
+        Qwen2.5-VL loader maps them) and drop the engine's prefix cache, which holds old keys."""
+        module = getattr(model, "module", model)
+        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        gather = contextlib.nullcontext()
+        if self.zero3:
+            import deepspeed
+
+            gather = deepspeed.zero.GatheredParameters(list(module.parameters()))
+        with gather, torch.no_grad():
+            runner.load_weights((name, p.detach()) for name, p in module.named_parameters())
+        self.llm.reset_prefix_cache()
+
+    def generate(self, model, prompts: Prompts, params: SamplingParams) -> list[Tensor]:
+        """Same contract as HFRollout.generate: n responses per prompt, prompt-major, each cut after
+        its first end-of-turn token (kept) or at max_new_tokens."""
+        self.refresh_weights(model)
+        outputs = self.llm.generate(vllm_inputs(prompts), self._vllm.SamplingParams(**vllm_sampling_kwargs(
+            params, self.eos_id, self.suppress)), use_tqdm=False)
+        responses = []
+        for out in outputs:
+            for completion in out.outputs:
+                ids = list(completion.token_ids)
+                if completion.finish_reason == "stop" and (not ids or ids[-1] != self.eos_id):
+                    ids.append(self.eos_id)
+                responses.append(torch.tensor(ids, dtype=torch.long))
+        return responses
 
 
-ROLLOUT_ENGINES: dict[str, Callable] = {"hf": HFRollout, "vllm": VLLMRollout}
+SUPPRESSED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
 
 
-def make_rollout(name: str, *args, **kwargs):
-    return lookup(ROLLOUT_ENGINES, name, "rollout engine")(*args, **kwargs)
+def vllm_inputs(prompts: Prompts) -> list[dict]:
+    """One vLLM prompt per entry: the encoded token ids and, where there are any, the images."""
+    inputs = []
+    for j, ids in enumerate(prompts.input_ids):
+        item: dict = {"prompt_token_ids": ids.tolist()}
+        images = prompts.images[j] if prompts.images else []
+        if images:
+            item["multi_modal_data"] = {"image": images if len(images) > 1 else images[0]}
+        inputs.append(item)
+    return inputs
+
+
+def vllm_sampling_kwargs(params: SamplingParams, eos_id: int, suppress: Sequence[int]) -> dict:
+    """Keyword arguments of vllm.SamplingParams for the same sampling as HFRollout."""
+    return {
+        "n": params.n, "temperature": params.temperature, "top_p": params.top_p,
+        "top_k": params.top_k if params.top_k > 0 else 0, "max_tokens": params.max_new_tokens,
+        "min_tokens": params.min_tokens, "stop_token_ids": [eos_id], "ignore_eos": False,
+        "logit_bias": {t: -100.0 for t in suppress}, "detokenize": False,
+    }
+
+
+ROLLOUT_ENGINES: dict[str, Callable] = {
+    "hf": lambda processor, cfg: HFRollout(processor, cfg.worker.rollout.micro_batch_size,
+                                           cfg.worker.actor.zero_stage == 3),
+    "vllm": VLLMRollout,
+}
+
+
+def make_rollout(name: str, processor, cfg):
+    """The rollout engine `name` (worker.rollout.name) for this config."""
+    return lookup(ROLLOUT_ENGINES, name, "rollout engine")(processor, cfg)

@@ -16,8 +16,12 @@ Where this differs from the released code (EasyR1-based), and why:
 - Image-transform instructions say what was done; the released ones swap the two rotations.
 - Old log-probs are not recomputed when there is one update per rollout and one PPO epoch: they
   equal the detached current ones, so the ratio is exactly 1 (the released code recomputes them).
-- Rollouts come from transformers `generate` (vLLM is not wired in yet); log-probs always come
-  from the training model's forward pass.
+- Rollouts come from a lean sampling loop over the training model (`hf`, the tokens of transformers
+  `generate` for a seed) or a colocated vLLM engine refreshed with the current weights every step
+  (`vllm`, GPU, bf16; its sampling is seeded per rank but a resumed run does not replay it
+  bit for bit). Log-probs always come from the training model's forward pass.
+- Each distinct prompt of a micro-batch runs once and its rows' responses run on its KV cache
+  (`worker.actor.share_prompt_prefix`); the released code runs every row's whole prompt.
 - Every random choice is derived from (trainer.seed, step, rank), so a run replays exactly and a
   resumed run continues exactly as an uninterrupted one.
 """
@@ -238,7 +242,7 @@ def train(cfg: Config) -> dict:
         ref_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path).eval()
         ref_model.requires_grad_(False)
     engine, scheduler = build_engine(model, cfg, world)
-    rollout = make_rollout(ro.name, processor, ro.micro_batch_size, actor.zero_stage == 3)
+    rollout = make_rollout(ro.name, processor, cfg)
     reward_fn = None
     if cfg.worker.reward.function:
         import importlib

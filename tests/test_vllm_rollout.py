@@ -1,0 +1,105 @@
+"""The vLLM engine: what can be checked without a GPU (inputs, sampling settings, the message when
+vLLM or CUDA is missing), and, on a GPU machine, that its samples follow the training model's
+current weights."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from train.config import load_config
+from train.data import build_messages
+from train.processing import load_processor
+from train.rollout import (
+    SUPPRESSED_TOKENS,
+    SamplingParams,
+    encode_prompts,
+    make_rollout,
+    vllm_inputs,
+    vllm_sampling_kwargs,
+)
+from train.tiny import build_tiny
+
+TINY_CONFIG = Path(__file__).resolve().parents[1] / "reproduce" / "configs" / "tiny_cpu.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = build_tiny(tmp_path_factory.mktemp("vllm") / "m", seed=0)
+    return path, load_processor(path)
+
+
+def _prompts(proc):
+    images = [[Image.new("RGB", (56, 56), (200, 30, 30))], [],
+              [Image.new("RGB", (56, 56), (0, 0, 200)), Image.new("RGB", (56, 56), (0, 200, 0))]]
+    texts = [proc.apply_chat_template(build_messages(q, len(im)), add_generation_prompt=True, tokenize=False)
+             for q, im in zip(["How many?", "What is 2+2?", "Which differs?"], images, strict=True)]
+    return encode_prompts(proc, texts, images), images
+
+
+def test_vllm_inputs_carry_the_same_tokens_and_the_images(tiny):
+    _, proc = tiny
+    prompts, images = _prompts(proc)
+    inputs = vllm_inputs(prompts)
+    assert [x["prompt_token_ids"] for x in inputs] == [ids.tolist() for ids in prompts.input_ids]
+    assert inputs[0]["multi_modal_data"]["image"] is images[0][0]
+    assert "multi_modal_data" not in inputs[1]
+    assert inputs[2]["multi_modal_data"]["image"] == images[2]
+    # the image placeholders are already expanded: one pad token per merged patch
+    image_pad = proc.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert inputs[0]["prompt_token_ids"].count(image_pad) == 4 and inputs[2]["prompt_token_ids"].count(image_pad) == 8
+
+
+def test_vllm_sampling_settings_mirror_the_hf_engine():
+    kw = vllm_sampling_kwargs(SamplingParams(n=4, max_new_tokens=64, temperature=0.7, top_p=0.9, top_k=-1,
+                                             min_tokens=3), eos_id=7, suppress=[1, 2])
+    assert kw["n"] == 4 and kw["max_tokens"] == 64 and kw["min_tokens"] == 3
+    assert kw["temperature"] == 0.7 and kw["top_p"] == 0.9 and kw["top_k"] == 0  # 0: off
+    assert kw["stop_token_ids"] == [7] and kw["logit_bias"] == {1: -100.0, 2: -100.0}
+    assert vllm_sampling_kwargs(SamplingParams(n=1, max_new_tokens=8, top_k=20), 7, [])["top_k"] == 20
+    assert len(SUPPRESSED_TOKENS) == 4
+
+
+def test_vllm_engine_without_vllm_or_cuda_says_what_to_use(tiny):
+    path, proc = tiny
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine: the engine may start here")
+    cfg = load_config(TINY_CONFIG, [f"worker.actor.model.model_path={path}", "worker.rollout.name=vllm"])
+    with pytest.raises((ImportError, RuntimeError), match="worker.rollout.name=hf"):
+        make_rollout("vllm", proc, cfg)
+    with pytest.raises(ValueError, match="valid names: hf, vllm"):
+        make_rollout("sglang", proc, cfg)
+
+
+@pytest.mark.gpu
+def test_vllm_samples_follow_the_refreshed_weights(tiny):
+    """After the training model's weights change and are refreshed into the engine, vLLM's
+    log-probs of its own samples match the training model's forward (bf16 tolerance)."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from train.rollout import collate, response_log_probs
+
+    path, proc = tiny
+    cfg = load_config(TINY_CONFIG, [f"worker.actor.model.model_path={path}", "worker.rollout.name=vllm",
+                                    "worker.rollout.gpu_memory_utilization=0.3"])
+    engine = make_rollout("vllm", proc, cfg)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)  # a different policy from the checkpoint vLLM loaded
+    prompts, _ = _prompts(proc)
+    params = SamplingParams(n=2, max_new_tokens=8)
+    engine.refresh_weights(model)
+    kw = vllm_sampling_kwargs(params, engine.eos_id, engine.suppress) | {"logprobs": 0}
+    outputs = engine.llm.generate(vllm_inputs(prompts), engine._vllm.SamplingParams(**kw), use_tqdm=False)
+    responses, sampler_lp = [], []
+    for out in outputs:
+        for c in out.outputs:
+            responses.append(torch.tensor(c.token_ids))
+            sampler_lp.append(torch.tensor([lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids, strict=True)]))
+    index = [j for j in range(3) for _ in range(2)]
+    batch = collate(prompts, index, responses, proc.tokenizer.pad_token_id)
+    with torch.no_grad():
+        lp, mask, _ = response_log_probs(model, prompts, batch, width=8)
+    for r, ref in enumerate(sampler_lp):
+        torch.testing.assert_close(lp[r, : len(ref)], ref.float(), atol=0.1, rtol=0.05)
