@@ -241,3 +241,18 @@ def test_other_zero_stages_freeze_and_checkpointing(assets, tmp_path, stage):
     language = [k for k in before if k not in visual]
     assert visual and all(torch.equal(before[k], after[k]) for k in visual)  # frozen tower untouched
     assert any(not torch.equal(before[k], after[k]) for k in language)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("engine", ["hf", "vllm"])
+def test_gpu_bf16_end_to_end(assets, tmp_path, engine):
+    """On a CUDA machine: two bf16 Share-GRPO steps under ZeRO-2 with either rollout engine, and
+    the KL term with its reference model on the GPU too."""
+    out = tmp_path / engine
+    run_train(assets, out, "trainer.max_steps=2", "trainer.save_freq=0", "worker.actor.zero_stage=2",
+              "worker.actor.bf16=true", f"worker.rollout.name={engine}", "algorithm.disable_kl=false",
+              "worker.rollout.gpu_memory_utilization=0.3")
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(v == v and abs(v) != float("inf") for r in rows for v in r.values())
+    assert rows[-1]["actor/grad_norm"] > 0

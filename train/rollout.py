@@ -81,6 +81,11 @@ def collate(
     return batch
 
 
+def model_device(model) -> torch.device:
+    """Where the model's (first) parameters live: inputs built on the CPU are moved there."""
+    return next(getattr(model, "module", model).parameters()).device
+
+
 def _right_pad(rows: Sequence[Tensor], value) -> Tensor:
     out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=rows[0].dtype)
     for i, r in enumerate(rows):
@@ -96,8 +101,9 @@ def _image_embeds(inner, prompts: Prompts, input_ids: Tensor, order: Sequence[in
     unique = [p for p in dict.fromkeys(order) if len(prompts.pixel_values[p])]
     if not unique:
         return embeds, None
-    feats = inner.get_image_features(torch.cat([prompts.pixel_values[p] for p in unique]),
-                                     torch.cat([prompts.image_grid_thw[p] for p in unique])).pooler_output
+    dev = input_ids.device
+    feats = inner.get_image_features(torch.cat([prompts.pixel_values[p] for p in unique]).to(dev),
+                                     torch.cat([prompts.image_grid_thw[p] for p in unique]).to(dev)).pooler_output
     per_prompt, i = {}, 0
     for p in unique:
         k = len(prompts.image_grid_thw[p])
@@ -105,7 +111,8 @@ def _image_embeds(inner, prompts: Prompts, input_ids: Tensor, order: Sequence[in
         i += k
     rows = torch.cat([per_prompt[p] for p in order if p in per_prompt])
     mask = (input_ids == prompts.image_token_id).unsqueeze(-1).expand_as(embeds)
-    return embeds.masked_scatter(mask, rows.to(embeds.dtype)), torch.cat([prompts.image_grid_thw[p] for p in order])
+    grid = torch.cat([prompts.image_grid_thw[p] for p in order]).to(dev)
+    return embeds.masked_scatter(mask, rows.to(embeds.dtype)), grid
 
 
 def _logits_full_rows(model, prompts: Prompts, batch: dict[str, Tensor], share_images: bool) -> Tensor:
@@ -117,7 +124,8 @@ def _logits_full_rows(model, prompts: Prompts, batch: dict[str, Tensor], share_i
     if "image_grid_thw" not in batch:
         return model(input_ids=batch["input_ids"], **common).logits
     if not share_images:
-        return model(input_ids=batch["input_ids"], pixel_values=torch.cat([prompts.pixel_values[p] for p in index]),
+        pixels = torch.cat([prompts.pixel_values[p] for p in index]).to(batch["input_ids"].device)
+        return model(input_ids=batch["input_ids"], pixel_values=pixels,
                      image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"],
                      **common).logits
     inner = module.model
@@ -137,12 +145,14 @@ def _logits_shared_prefix(model, prompts: Prompts, batch: dict[str, Tensor]) -> 
     inner = module.model
     index = batch["prompt_index"].tolist()
     unique = list(dict.fromkeys(index))
-    slot = torch.tensor([unique.index(p) for p in index])
+    dev = batch["input_ids"].device
+    slot = torch.tensor([unique.index(p) for p in index], device=dev)
     width = max(len(prompts.input_ids[p]) for p in unique)
     ids = torch.zeros((len(unique), width), dtype=torch.long)  # padding is masked out; any text id does
     attn = torch.zeros_like(ids)
     for i, p in enumerate(unique):  # left padding: every prompt ends at the last column
         ids[i, width - len(prompts.input_ids[p]) :], attn[i, width - len(prompts.input_ids[p]) :] = prompts.input_ids[p], 1
+    ids, attn = ids.to(dev), attn.to(dev)
     embeds, grid = _image_embeds(inner, prompts, ids, unique)
     if grid is not None:
         position_ids, _ = inner.get_rope_index(ids, prompts.mm_token_type_ids(ids), image_grid_thw=grid, attention_mask=attn)
@@ -154,7 +164,7 @@ def _logits_shared_prefix(model, prompts: Prompts, batch: dict[str, Tensor]) -> 
     cache.batch_select_indices(slot)
     response_ids, response_mask = batch["response_ids"], batch["response_mask"]
     start = position_ids.amax(dim=(0, 2))[slot] + 1  # text positions continue after the prompt's last one
-    positions = (start[:, None] + torch.arange(response_ids.shape[1])).unsqueeze(0).expand(3, -1, -1)
+    positions = (start[:, None] + torch.arange(response_ids.shape[1], device=dev)).unsqueeze(0).expand(3, -1, -1)
     rest = model(input_ids=response_ids, attention_mask=torch.cat([attn[slot], response_mask.long()], dim=1),
                  position_ids=positions, past_key_values=cache, use_cache=True).logits
     return torch.cat([first[slot], rest[:, :-1]], dim=1)
@@ -175,7 +185,7 @@ def response_logits(model, prompts: Prompts, batch: dict[str, Tensor], mode: str
         raise ValueError(f"forward mode {mode!r}: valid names: {', '.join(FORWARD_MODES)}")
     logits = _logits_full_rows(model, prompts, batch, share_images=mode == "rows")
     Lr = batch["response_ids"].shape[1]
-    at = (batch["prompt_lengths"][:, None] - 1 + torch.arange(Lr)).clamp(max=logits.shape[1] - 1)
+    at = (batch["prompt_lengths"][:, None] - 1 + torch.arange(Lr, device=logits.device)).clamp(max=logits.shape[1] - 1)
     return logits.gather(1, at.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
 
 
@@ -185,7 +195,8 @@ def response_log_probs(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Log-probs of the response tokens under `model`: (log_probs (R, width), mask (R, width),
     entropy (R, width) or None), response tokens left-aligned; width >= the longest response.
-    Logits are computed for response positions only."""
+    Logits are computed for response positions only; the results are on the model's device."""
+    batch = {k: v.to(model_device(model)) for k, v in batch.items()}
     logits = response_logits(model, prompts, batch, mode).float()
     targets, mask = batch["response_ids"], batch["response_mask"]
     token_lp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
@@ -255,12 +266,15 @@ class HFRollout:
         for row, j in enumerate(idx):  # left padding for generation
             L = len(prompts.input_ids[j])
             ids[row, width - L :], attn[row, width - L :] = prompts.input_ids[j], 1
+        dev = model_device(model)
+        ids, attn = ids.to(dev), attn.to(dev)
         embeds = inner.get_input_embeddings()(ids)
         position_ids = next_position = None
         with_pixels = [j for j in idx if len(prompts.pixel_values[j])]
         if with_pixels:
-            grid = torch.cat([prompts.image_grid_thw[j] for j in idx])
-            feats = inner.get_image_features(torch.cat([prompts.pixel_values[j] for j in with_pixels]), grid).pooler_output
+            grid = torch.cat([prompts.image_grid_thw[j] for j in idx]).to(dev)
+            pixels = torch.cat([prompts.pixel_values[j] for j in with_pixels]).to(dev)
+            feats = inner.get_image_features(pixels, grid).pooler_output
             mask = (ids == prompts.image_token_id).unsqueeze(-1).expand_as(embeds)
             embeds = embeds.masked_scatter(mask, torch.cat(feats).to(embeds.dtype))
             position_ids, _ = inner.get_rope_index(ids, prompts.mm_token_type_ids(ids), image_grid_thw=grid,
@@ -274,8 +288,8 @@ class HFRollout:
         attn = attn.repeat_interleave(params.n, dim=0)
         rows = attn.shape[0]
         warp = self._warpers(params)
-        unfinished = torch.ones(rows, dtype=torch.bool)
-        out = torch.empty(rows, 0, dtype=torch.long)
+        unfinished = torch.ones(rows, dtype=torch.bool, device=dev)
+        out = torch.empty(rows, 0, dtype=torch.long, device=dev)
         for t in range(params.max_new_tokens):
             scores = logits[:, -1].to(dtype=torch.float32, copy=True)
             scores[:, self.suppress] = -math.inf
@@ -295,7 +309,7 @@ class HFRollout:
                                           use_cache=True).last_hidden_state
             logits = model.lm_head(hidden)
         result = []
-        for seq in out:
+        for seq in out.cpu():
             ends = (seq == self.eos_id).nonzero()
             result.append(seq[: int(ends[0]) + 1] if len(ends) else seq)
         return result

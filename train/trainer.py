@@ -52,7 +52,7 @@ from .config import Config, config_to_dict
 from .data import Row, build_messages, load_rows
 from .expand import draw_image_variant, draw_text_variants
 from .processing import load_processor
-from .rollout import SamplingParams, collate, encode_prompts, make_rollout, response_log_probs
+from .rollout import SamplingParams, collate, encode_prompts, make_rollout, model_device, response_log_probs
 
 AGGREGATION_UNIT = {"token-mean": "tokens", "seq-mean-token-mean": "rows", "seq-mean-token-sum-norm": "rows"}
 
@@ -242,6 +242,8 @@ def train(cfg: Config) -> dict:
         ref_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path).eval()
         ref_model.requires_grad_(False)
     engine, scheduler = build_engine(model, cfg, world)
+    if ref_model is not None:
+        ref_model.to(model_device(engine))
     rollout = make_rollout(ro.name, processor, cfg)
     reward_fn = None
     if cfg.worker.reward.function:
@@ -356,7 +358,7 @@ def train(cfg: Config) -> dict:
                     lp, mask, ent = response_log_probs(engine, prompts, mb, width, with_entropy=True, mode=mode)
                     old = lp.detach() if old_lp is None else old_lp[chunk]
                     pg_loss, m = algos.ppo_policy_loss(
-                        lp, old, row_adv[chunk], mask, actor.clip_ratio_low, actor.clip_ratio_high,
+                        lp, old, row_adv[chunk].to(lp.device), mask, actor.clip_ratio_low, actor.clip_ratio_high,
                         actor.clip_ratio_dual or None, actor.loss_agg_mode, d.max_response_length,
                     )
                     loss = pg_loss
