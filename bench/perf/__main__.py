@@ -54,6 +54,8 @@ def summarize(runs: list[dict], w: Workload) -> dict:
         "tokens_per_s": statistics.median(tokens) / med,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
         "split_s": {**split, "other": med - sum(split.values())},
+        # the verifier on this run's own responses (every completion graded each step)
+        "grades_per_s": w.prompts * w.completions / split["reward"] if split["reward"] > 0 else float("inf"),
     }
 
 
@@ -72,6 +74,8 @@ def report(summary: dict, ratios: dict, w: Workload) -> str:
         f"{w.new_tokens} new tokens, temperature {w.temperature}, no KL, fp32, AdamW; {w.warmup_steps} warm-up + "
         f"{w.measured_steps} measured steps per run, {summary['alternations']} alternations.",
         "",
+        "Time split in seconds per step (medians); update = training forward + backward + optimizer step.",
+        "",
         "| trainer | step (s, median) | generated tok/s | peak RSS (MB) | generate | reward | log-prob | update | other |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -82,7 +86,9 @@ def report(summary: dict, ratios: dict, w: Workload) -> str:
         sp = s["split_s"]
         lines.append(f"| {s['trainer']} | {s['step_time_s']:.3f} | {s['tokens_per_s']:,.0f} | {s['peak_rss_mb']:,.0f} | "
                      + " | ".join(f"{sp[k]:.3f}" for k in (*SPLIT, "other")) + " |")
-    lines += ["", "| ratio | median | min | max | target |", "|---|---|---|---|---|"]
+    grades = summary["trainers"]["ours_grpo"]["grades_per_s"]
+    lines += ["", f"Verifier (`grade_many`) on the trainer's own responses: {grades:,.0f} grades/s (target 1,000).",
+              "", "| ratio | median | min | max | target |", "|---|---|---|---|---|"]
     targets = {"tokens/s, ours GRPO / TRL": ">= 1.5", "peak RSS, ours GRPO / TRL": "<= 1.0",
                "step time, ours Share-GRPO / ours GRPO": "<= 1.3", "step time, ours GRPO / TRL": ""}
     for name, r in ratios.items():
