@@ -256,3 +256,42 @@ def test_gpu_bf16_end_to_end(assets, tmp_path, engine):
     assert [r["step"] for r in rows] == [1, 2]
     assert all(v == v and abs(v) != float("inf") for r in rows for v in r.values())
     assert rows[-1]["actor/grad_norm"] > 0
+
+
+def test_metric_logger_writes_jsonl_tensorboard_and_wandb(tmp_path, monkeypatch):
+    """The logger's calls into TensorBoard and W&B (stand-ins record them: neither package is in
+    the CPU environment), and JSONL lines that a resumed run trims to the steps it keeps."""
+    import types
+
+    from train.trainer import MetricLogger
+
+    calls = []
+
+    class Writer:
+        def __init__(self, log_dir):
+            calls.append(("tb_dir", log_dir))
+
+        def add_scalar(self, key, value, step):
+            calls.append(("tb", key, value, step))
+
+    class Run:
+        def log(self, metrics, step):
+            calls.append(("wandb", dict(metrics), step))
+
+    tb = types.ModuleType("torch.utils.tensorboard")
+    tb.SummaryWriter = Writer
+    wandb = types.ModuleType("wandb")
+    wandb.init = lambda **kw: calls.append(("wandb_init", kw["project"], kw["name"], "trainer" in kw["config"])) or Run()
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", tb)
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    cfg = load_config(TINY_CONFIG, [f"trainer.output_dir={tmp_path}", "trainer.logger=[jsonl, tensorboard, wandb]",
+                                    "trainer.project_name=p", "trainer.experiment_name=e"])
+    logger = MetricLogger(cfg, rank=0, start_step=0)
+    for step in (1, 2, 3):
+        logger.log(step, {"reward/mean": step / 10, "perf/step_time": 1.0})
+    assert calls[0] == ("tb_dir", str(tmp_path / "tensorboard")) and ("wandb_init", "p", "e", True) in calls
+    assert ("tb", "reward/mean", 0.2, 2) in calls and ("wandb", {"reward/mean": 0.3, "perf/step_time": 1.0}, 3) in calls
+    MetricLogger(cfg, rank=0, start_step=2)  # a run resumed from step 2 redoes step 3
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    MetricLogger(cfg, rank=1, start_step=0).log(9, {"reward/mean": 1.0})  # other ranks write nothing
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
