@@ -20,7 +20,7 @@ def test_bench_perf_runs_ours_and_reports(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(out.with_suffix(".json").read_text())
     assert set(summary["trainers"]) == {"ours_grpo", "ours_share_grpo"}
-    for key, rows in (("ours_grpo", 8), ("ours_share_grpo", 16)):
+    for key in ("ours_grpo", "ours_share_grpo"):
         s = summary["trainers"][key]
         assert s["steps"] == 2 and s["tokens_per_step"] == 2 * 4 * 64  # min = max new tokens: exactly 64 each
         assert set(s["split_s"]) == {"generate", "reward", "log_prob", "update", "other"}
