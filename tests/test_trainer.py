@@ -196,6 +196,8 @@ def test_config_validation_messages(tmp_path):
     assert cfg.trainer.max_steps == 7
     # PyYAML reads 1e-6 (no dot) as a string; a float field takes it as the number it means
     assert load_config(TINY_CONFIG, ["worker.actor.optim.lr=1e-6"]).worker.actor.optim.lr == 1e-6
+    with pytest.raises(ValueError, match="offload needs worker.actor.zero_stage 2 or 3"):
+        load_config(TINY_CONFIG, ["worker.actor.offload=true", "worker.actor.zero_stage=1"])
     with pytest.raises(ValueError, match="worker.actor.optim.lr must be float"):
         load_config(TINY_CONFIG, ["worker.actor.optim.lr=fast"])
     with pytest.raises(ValueError, match=r"worker.rollout.min_tokens=99 must be in \[0, data.max_response_length=16\]"):
@@ -228,11 +230,12 @@ def test_two_processes_hold_identical_parameters(assets, tmp_path):
     assert hashes[0]["questions"] != hashes[1]["questions"]  # each rank trained on its own questions
 
 
-@pytest.mark.parametrize("stage", [1, 3])
-def test_other_zero_stages_freeze_and_checkpointing(assets, tmp_path, stage):
+@pytest.mark.parametrize("stage, offload", [(1, False), (3, False), (2, True)])
+def test_other_zero_stages_freeze_checkpointing_offload(assets, tmp_path, stage, offload):
     out = tmp_path / f"zero{stage}"
     run_train(assets, out, "trainer.max_steps=2", "trainer.save_freq=0", f"worker.actor.zero_stage={stage}",
-              "worker.actor.model.freeze_vision_tower=true", "worker.actor.model.enable_gradient_checkpointing=true")
+              "worker.actor.model.freeze_vision_tower=true", "worker.actor.model.enable_gradient_checkpointing=true",
+              f"worker.actor.offload={str(offload).lower()}")
     export = tmp_path / f"zero{stage}_hf"
     subprocess.run([sys.executable, "-m", "train.export", str(out / "checkpoints" / "step_2"), str(export)],
                    check=True, cwd=REPO, capture_output=True, timeout=300)

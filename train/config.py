@@ -217,6 +217,8 @@ class Config:
         if d.rollout_batch_size % actor.global_batch_size:
             problems.append(f"data.rollout_batch_size={d.rollout_batch_size} must be a multiple of "
                             f"worker.actor.global_batch_size={actor.global_batch_size}")
+        if actor.offload and actor.zero_stage < 2:
+            problems.append("worker.actor.offload needs worker.actor.zero_stage 2 or 3 (ZeRO-Offload)")
         if not 0 <= actor.zero_stage <= 3:
             problems.append("worker.actor.zero_stage must be 0, 1, 2 or 3")
         if not 0.0 <= a.image_transform_prob <= 1.0:

@@ -87,7 +87,12 @@ def deepspeed_config(cfg: Config, world: int) -> dict:
         zero["offload_optimizer"] = {"device": "cpu"}
         if actor.zero_stage == 3:
             zero["offload_param"] = {"device": "cpu"}
+    offload = {}
+    if actor.offload and not torch.cuda.is_available():
+        # on a CPU-only machine the "offloaded" state stays where it is: torch's AdamW is fine
+        offload = {"zero_force_ds_cpu_optimizer": False}
     return {
+        **offload,
         # Accumulation is driven by the loop (set_gradient_accumulation_boundary): the number of
         # rows per update varies with dynamic sampling, so DeepSpeed's own count is kept at 1.
         "train_micro_batch_size_per_gpu": actor.micro_batch_size_per_device_for_update,
@@ -112,7 +117,14 @@ def build_engine(model, cfg: Config, world: int):
         model.gradient_checkpointing_enable()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = actor.optim
-    optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay, betas=tuple(opt.betas))
+    if actor.offload and torch.cuda.is_available():
+        # ZeRO-Offload steps the optimizer on the CPU: DeepSpeed's vectorised Adam (JIT-built once)
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        optimizer = DeepSpeedCPUAdam(params, lr=opt.lr, weight_decay=opt.weight_decay, betas=tuple(opt.betas),
+                                     adamw_mode=True)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay, betas=tuple(opt.betas))
     warmup = max(0, opt.lr_warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
     engine, optimizer, _, scheduler = deepspeed.initialize(
