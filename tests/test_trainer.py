@@ -246,6 +246,17 @@ def test_other_zero_stages_freeze_checkpointing_offload(assets, tmp_path, stage,
     assert any(not torch.equal(before[k], after[k]) for k in language)
 
 
+def test_bf16_on_cpu(assets, tmp_path):
+    """worker.actor.bf16 trains the model in bfloat16 (DeepSpeed's bf16 mode), here on the CPU."""
+    out = tmp_path / "bf16"
+    run_train(assets, out, "trainer.max_steps=2", "trainer.save_freq=0", "worker.actor.zero_stage=2",
+              "worker.actor.bf16=true")
+    rows = metrics(out)
+    assert all(v == v and abs(v) != float("inf") for r in rows for v in r.values())
+    state = torch.load(out / "checkpoints/step_2/ds/mp_rank_00_model_states.pt", weights_only=False)["module"]
+    assert {v.dtype for v in state.values()} == {torch.bfloat16}
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("engine", ["hf", "vllm"])
 def test_gpu_bf16_end_to_end(assets, tmp_path, engine):
