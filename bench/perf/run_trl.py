@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             max_completion_length=w.new_tokens, generation_kwargs={"min_new_tokens": w.new_tokens},
             temperature=w.temperature, top_p=1.0, top_k=0, beta=0.0, learning_rate=w.lr,
             lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", bf16=False, fp16=False,
-            use_cpu=True, gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to=[],
+            use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to=[],
             seed=w.seed, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
         )
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
