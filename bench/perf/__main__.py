@@ -53,6 +53,7 @@ def summarize(runs: list[dict], w: Workload) -> dict:
         "step_time_s": med, "tokens_per_step": statistics.median(tokens),
         "tokens_per_s": statistics.median(tokens) / med,
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+        "peak_gpu_mb": max((r.get("peak_gpu_mb") or 0.0) for r in runs) or None,
         "split_s": {**split, "other": med - sum(split.values())},
         # the verifier on this run's own responses (every completion graded each step)
         "grades_per_s": w.prompts * w.completions / split["reward"] if split["reward"] > 0 else float("inf"),
@@ -86,6 +87,9 @@ def report(summary: dict, ratios: dict, w: Workload) -> str:
         sp = s["split_s"]
         lines.append(f"| {s['trainer']} | {s['step_time_s']:.3f} | {s['tokens_per_s']:,.0f} | {s['peak_rss_mb']:,.0f} | "
                      + " | ".join(f"{sp[k]:.3f}" for k in (*SPLIT, "other")) + " |")
+    gpu = {s["trainer"]: s["peak_gpu_mb"] for s in summary["trainers"].values() if s["peak_gpu_mb"]}
+    if gpu:
+        lines += ["", "Peak GPU memory (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in gpu.items())]
     grades = summary["trainers"]["ours_grpo"]["grades_per_s"]
     lines += ["", f"Verifier (`grade_many`) on the trainer's own responses: {grades:,.0f} grades/s (target 1,000).",
               "", "| ratio | median | min | max | target |", "|---|---|---|---|---|"]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bench.fileio import write_json_atomic
-from bench.perf.workload import Workload, load, peak_rss_mb
+from bench.perf.workload import Workload, load, peak_gpu_mb, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
 MODES = {
@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "tokens": [m["response/length_mean"] * w.prompts * w.completions for m in measured],
         "split": {k: [m[v] for m in measured] for k, v in SPLIT.items()},
         "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": peak_gpu_mb(),
         "loss": [m["actor/pg_loss"] for m in measured],
     }
     write_json_atomic(args.out, result)

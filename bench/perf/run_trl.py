@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.fileio import write_json_atomic
-from bench.perf.workload import load, peak_rss_mb
+from bench.perf.workload import load, peak_gpu_mb, peak_rss_mb
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "prompt_tokens": prompt_tokens[w.warmup_steps :],
         "split": {k: v[w.warmup_steps :] for k, v in timers.items()},
         "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_mb": peak_gpu_mb(),
         "loss": losses,
     }
     write_json_atomic(args.out, result)
