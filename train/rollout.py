@@ -93,6 +93,17 @@ def _right_pad(rows: Sequence[Tensor], value) -> Tensor:
     return out
 
 
+def _left_padded(prompts: Prompts, order: Sequence[int], pad_id: int, device) -> tuple[Tensor, Tensor]:
+    """(ids, attention mask) of prompts order[i], left-padded so that every prompt ends at the
+    last column, on `device`."""
+    width = max(len(prompts.input_ids[p]) for p in order)
+    ids = torch.full((len(order), width), pad_id, dtype=torch.long)
+    attn = torch.zeros_like(ids)
+    for i, p in enumerate(order):
+        ids[i, width - len(prompts.input_ids[p]) :], attn[i, width - len(prompts.input_ids[p]) :] = prompts.input_ids[p], 1
+    return ids.to(device), attn.to(device)
+
+
 def _image_embeds(inner, prompts: Prompts, input_ids: Tensor, order: Sequence[int]) -> tuple[Tensor, Tensor | None]:
     """Token embeddings of `input_ids` (one row per entry of `order`, prompt ids first) with the
     image features of prompt order[i] scattered into row i; the vision tower runs once per
@@ -147,12 +158,7 @@ def _logits_shared_prefix(model, prompts: Prompts, batch: dict[str, Tensor]) -> 
     unique = list(dict.fromkeys(index))
     dev = batch["input_ids"].device
     slot = torch.tensor([unique.index(p) for p in index], device=dev)
-    width = max(len(prompts.input_ids[p]) for p in unique)
-    ids = torch.zeros((len(unique), width), dtype=torch.long)  # padding is masked out; any text id does
-    attn = torch.zeros_like(ids)
-    for i, p in enumerate(unique):  # left padding: every prompt ends at the last column
-        ids[i, width - len(prompts.input_ids[p]) :], attn[i, width - len(prompts.input_ids[p]) :] = prompts.input_ids[p], 1
-    ids, attn = ids.to(dev), attn.to(dev)
+    ids, attn = _left_padded(prompts, unique, 0, dev)  # padding is masked out; any text id does
     embeds, grid = _image_embeds(inner, prompts, ids, unique)
     if grid is not None:
         position_ids, _ = inner.get_rope_index(ids, prompts.mm_token_type_ids(ids), image_grid_thw=grid, attention_mask=attn)
@@ -221,15 +227,13 @@ class SamplingParams:
 
 
 class HFRollout:
-    """transformers `generate` on the training model (ZeRO-3 parameters are gathered first)."""
+    """Sampling on the training model itself (ZeRO-3 parameters are gathered first)."""
 
     def __init__(self, processor, micro_batch_size: int = 64, zero3: bool = False) -> None:
-        tok = processor.tokenizer
-        self.pad_id = tok.pad_token_id
-        self.eos_id = tok.convert_tokens_to_ids("<|im_end|>")
+        self.pad_id = processor.tokenizer.pad_token_id
+        self.eos_id, self.suppress = stop_and_suppressed_ids(processor.tokenizer)
         self.micro_batch_size = micro_batch_size
         self.zero3 = zero3
-        self.suppress = [tok.convert_tokens_to_ids(t) for t in SUPPRESSED_TOKENS]
 
     @torch.no_grad()
     def generate(self, model, prompts: Prompts, params: SamplingParams) -> list[Tensor]:
@@ -260,23 +264,11 @@ class HFRollout:
         from transformers import DynamicCache
 
         inner = model.model
-        width = max(len(prompts.input_ids[j]) for j in idx)
-        ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros_like(ids)
-        for row, j in enumerate(idx):  # left padding for generation
-            L = len(prompts.input_ids[j])
-            ids[row, width - L :], attn[row, width - L :] = prompts.input_ids[j], 1
         dev = model_device(model)
-        ids, attn = ids.to(dev), attn.to(dev)
-        embeds = inner.get_input_embeddings()(ids)
+        ids, attn = _left_padded(prompts, idx, self.pad_id, dev)
+        embeds, grid = _image_embeds(inner, prompts, ids, idx)
         position_ids = next_position = None
-        with_pixels = [j for j in idx if len(prompts.pixel_values[j])]
-        if with_pixels:
-            grid = torch.cat([prompts.image_grid_thw[j] for j in idx]).to(dev)
-            pixels = torch.cat([prompts.pixel_values[j] for j in with_pixels]).to(dev)
-            feats = inner.get_image_features(pixels, grid).pooler_output
-            mask = (ids == prompts.image_token_id).unsqueeze(-1).expand_as(embeds)
-            embeds = embeds.masked_scatter(mask, torch.cat(feats).to(embeds.dtype))
+        if grid is not None:
             position_ids, _ = inner.get_rope_index(ids, prompts.mm_token_type_ids(ids), image_grid_thw=grid,
                                                    attention_mask=attn)
             next_position = position_ids.amax(dim=(0, 2)).repeat_interleave(params.n) + 1  # (rows,)
@@ -349,9 +341,7 @@ class VLLMRollout:
         if not torch.cuda.is_available():
             raise RuntimeError("worker.rollout.name=vllm needs a CUDA GPU; use worker.rollout.name=hf on CPU")
         ro, d = cfg.worker.rollout, cfg.data
-        tok = processor.tokenizer
-        self.eos_id = tok.convert_tokens_to_ids("<|im_end|>")
-        self.suppress = [tok.convert_tokens_to_ids(t) for t in SUPPRESSED_TOKENS]
+        self.eos_id, self.suppress = stop_and_suppressed_ids(processor.tokenizer)
         self.zero3 = cfg.worker.actor.zero_stage == 3
         self.llm = vllm.LLM(
             model=cfg.worker.actor.model.model_path, dtype="bfloat16", seed=cfg.trainer.seed + int(os.environ.get("RANK", 0)),
@@ -391,6 +381,11 @@ class VLLMRollout:
 
 
 SUPPRESSED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
+def stop_and_suppressed_ids(tokenizer) -> tuple[int, list[int]]:
+    """The end-of-turn id every response stops at, and the vision ids no response may contain."""
+    return tokenizer.convert_tokens_to_ids("<|im_end|>"), [tokenizer.convert_tokens_to_ids(t) for t in SUPPRESSED_TOKENS]
 
 
 def vllm_inputs(prompts: Prompts) -> list[dict]:
