@@ -86,15 +86,10 @@ def read_records(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
         return list(table.column_names), table.to_pylist()
     if path.suffix in (".jsonl", ".json"):
         text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix == ".jsonl":
-                records = [json.loads(line) for line in text.splitlines() if line.strip()]
-            else:
-                records = json.loads(text)
-        except json.JSONDecodeError as e:
-            line = e.lineno if path.suffix == ".json" else next(
-                i + 1 for i, ln in enumerate(text.splitlines()) if ln.strip() and not _parses(ln))
-            raise DataError(f"{path} line {line}: not valid JSON ({e.msg})") from None
+        if path.suffix == ".jsonl":
+            records = [_json(line, path, n) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        else:
+            records = _json(text, path)
         if isinstance(records, dict):  # {"column": [values, ...]}
             records = [dict(zip(records, values, strict=True)) for values in zip(*records.values(), strict=True)]
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
@@ -103,12 +98,12 @@ def read_records(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     raise DataError(f"{path}: unsupported data format {path.suffix!r}; use .parquet, .jsonl, .json or a datasets folder")
 
 
-def _parses(line: str) -> bool:
+def _json(text: str, path: Path, line: int | None = None) -> Any:
+    """Parsed JSON; a DataError naming the file and line where it is not valid JSON."""
     try:
-        json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    return True
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} line {line or e.lineno}: not valid JSON ({e.msg})") from None
 
 
 def _missing(value: Any) -> bool:
