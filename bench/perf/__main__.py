@@ -18,10 +18,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from bench.perf.workload import Workload, prepare
+from bench.perf.workload import SPLIT, Workload, prepare
 
 REPO = Path(__file__).resolve().parents[2]
-SPLIT = ("generate", "reward", "log_prob", "update")
 RUNS = {  # name -> (module, mode)
     "ours_grpo": ("bench.perf.run_ours", "grpo"),
     "trl": ("bench.perf.run_trl", None),

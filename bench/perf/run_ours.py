@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bench.fileio import write_json_atomic
-from bench.perf.workload import Workload, load, peak_gpu_mb, peak_rss_mb
+from bench.perf.workload import SPLIT, Workload, load, peak_gpu_mb, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
 MODES = {
@@ -20,8 +20,8 @@ MODES = {
     "grpo": ["algorithm.adv_estimator=grpo", "algorithm.num_variants=1", "worker.rollout.n=4"],
     "share_grpo": ["algorithm.adv_estimator=share_grpo", "algorithm.num_variants=2", "worker.rollout.n=2"],
 }
-SPLIT = {"generate": "perf/generate_time", "reward": "perf/reward_time", "log_prob": "perf/old_log_prob_time",
-         "update": "perf/update_time"}
+METRIC = {"generate": "perf/generate_time", "reward": "perf/reward_time",  # the trainer's timer for each part
+          "log_prob": "perf/old_log_prob_time", "update": "perf/update_time"}
 
 
 def overrides(work_dir: Path, w: Workload, mode: str, out_dir: Path) -> list[str]:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         "trainer": f"ours ({args.mode})",
         "step_time": walls,
         "tokens": [m["response/length_mean"] * w.prompts * w.completions for m in measured],
-        "split": {k: [m[v] for m in measured] for k, v in SPLIT.items()},
+        "split": {k: [m[METRIC[k]] for m in measured] for k in SPLIT},
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_mb": peak_gpu_mb(),
         "loss": [m["actor/pg_loss"] for m in measured],

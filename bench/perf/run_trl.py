@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.fileio import write_json_atomic
-from bench.perf.workload import load, peak_gpu_mb, peak_rss_mb
+from bench.perf.workload import SPLIT, load, peak_gpu_mb, peak_rss_mb
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             def on_step_end(self, *_, **__):
                 now = time.perf_counter()
                 current["update"] += now - marks["prepared"]
-                for k in ("generate", "reward", "log_prob", "update"):
+                for k in SPLIT:
                     timers[k].append(current.pop(k, 0.0))
                 ends.append(now)
 

@@ -6,6 +6,9 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+SPLIT = ("generate", "reward", "log_prob", "update")
+"""Where a step's time goes, as both runners report it (update: forward + backward + optimizer)."""
+
 
 @dataclass(frozen=True)
 class Workload:
