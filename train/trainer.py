@@ -83,16 +83,11 @@ def init_distributed() -> tuple[int, int]:
 def deepspeed_config(cfg: Config, world: int) -> dict:
     actor = cfg.worker.actor
     zero: dict = {"stage": actor.zero_stage}
-    if actor.offload and actor.zero_stage >= 2:
+    if actor.offload:  # the config allows it at stage 2 or 3 only
         zero["offload_optimizer"] = {"device": "cpu"}
         if actor.zero_stage == 3:
             zero["offload_param"] = {"device": "cpu"}
-    offload = {}
-    if actor.offload and not torch.cuda.is_available():
-        # on a CPU-only machine the "offloaded" state stays where it is: torch's AdamW is fine
-        offload = {"zero_force_ds_cpu_optimizer": False}
-    return {
-        **offload,
+    config = {
         # Accumulation is driven by the loop (set_gradient_accumulation_boundary): the number of
         # rows per update varies with dynamic sampling, so DeepSpeed's own count is kept at 1.
         "train_micro_batch_size_per_gpu": actor.micro_batch_size_per_device_for_update,
@@ -104,6 +99,10 @@ def deepspeed_config(cfg: Config, world: int) -> dict:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+    if actor.offload and not torch.cuda.is_available():
+        # on a CPU-only machine the "offloaded" state stays where it is: torch's AdamW is fine
+        config["zero_force_ds_cpu_optimizer"] = False
+    return config
 
 
 def build_engine(model, cfg: Config, world: int):
