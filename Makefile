@@ -41,7 +41,7 @@ $(PEER_STAMP): requirements/peer.txt requirements/lock.txt requirements/constrai
 # The side-by-side run against TRL writes results/perf/cpu.{md,json}.
 bench-perf: $(STAMP) $(PEER_STAMP)
 	$(PY) -m pytest -q -s tests/perf --benchmark-enable --benchmark-columns=median,min,max,rounds
-	$(PY) -m bench.perf --peer-python $(PEER)/bin/python $(if $(ALTERNATIONS),--alternations $(ALTERNATIONS))
+	$(PY) -m reproduce.perf --peer-python $(PEER)/bin/python $(if $(ALTERNATIONS),--alternations $(ALTERNATIONS))
 
 lint: $(STAMP)
 	$(PY) -m ruff check bench train reproduce tests

@@ -20,14 +20,34 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from .prompts import with_r1_prompt
+from .registry import Registry
 from .vlmeval_compat import import_vlmeval
 
-R1_SHAREVL_7B = "HuanjinYao/R1-ShareVL-7B"
-QWEN25_VL_7B = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+@dataclass(frozen=True)
+class PaperModel:
+    """A model of the paper's Table 1, under the name VLMEvalKit files its results by."""
+
+    hub_id: str
+    paper_row: str
+    """Its row in the paper's Table 1."""
+    meta: dict = field(default_factory=dict)
+    """Leaderboard facts of the released model."""
+
+
+PAPER_MODELS: Registry[PaperModel] = Registry("paper model")
+PAPER_MODELS.add("R1-ShareVL-7B", PaperModel(
+    "HuanjinYao/R1-ShareVL-7B", "R1-ShareVL-7B",
+    # Qwen2.5-VL-7B: 8.3B parameters, the Qwen2.5-7B language model and its own ViT
+    {"Method": ["R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"], "Param (B)": 8.3,
+     "Language Model": "Qwen2.5-7B", "Vision Model": "QwenViT", "OpenSource": "Yes"}))
+# The paper's base row, evaluated with the same R1 prompt.
+PAPER_MODELS.add("Qwen2.5-VL-7B-Instruct-R1", PaperModel("Qwen/Qwen2.5-VL-7B-Instruct", "Qwen2.5-VL-7B-Instruct"))
 # The paper evaluated with VLMEvalKit's Qwen2.5-VL settings.
 QWEN_KWARGS = {"min_pixels": 1280 * 28 * 28, "max_pixels": 16384 * 28 * 28, "use_custom_prompt": False}
 
@@ -67,7 +87,7 @@ def _classes():
             import torch
             from transformers import Qwen2_5_VLForConditionalGeneration
 
-            from train.processing import load_processor
+            from .processing import load_processor
 
             super().__init__()
             self.processor = load_processor(model_path)
@@ -123,8 +143,8 @@ def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None
     supported = vlmeval.config.supported_VLM
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     gpu_kwargs = {**QWEN_KWARGS, "use_vllm": use_vllm, **({"max_new_tokens": max_new_tokens} if max_new_tokens else {})}
-    supported["R1-ShareVL-7B"] = partial(R1Qwen2VLChat, model_path=R1_SHAREVL_7B, **gpu_kwargs)
-    supported["Qwen2.5-VL-7B-Instruct-R1"] = partial(R1Qwen2VLChat, model_path=QWEN25_VL_7B, **gpu_kwargs)
+    for name, paper_model in PAPER_MODELS.items():
+        supported[name] = partial(R1Qwen2VLChat, model_path=paper_model.hub_id, **gpu_kwargs)
     names = []
     for item in names_or_paths:
         name = model_name_for(item)
@@ -136,6 +156,6 @@ def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None
                 supported[name] = partial(R1Qwen2VLChat, model_path=str(Path(item).resolve()), **gpu_kwargs)
         elif name not in supported:
             raise ValueError(f"unknown model {item!r}: not a folder and not a VLMEvalKit model name "
-                             "(e.g. R1-ShareVL-7B, Qwen2.5-VL-7B-Instruct-R1, or a checkpoint path)")
+                             f"(e.g. {', '.join(PAPER_MODELS)}, or a checkpoint path)")
         names.append(name)
     return names

@@ -1,4 +1,6 @@
-"""Synthetic visual-reasoning benchmarks in VLMEvalKit's TSV format, and a matching training split.
+"""Synthetic visual-reasoning benchmarks in VLMEvalKit's TSV format, and a matching training split:
+the project's one generator of synthetic data (the tests, the benchmarks of the trainer and the
+CPU-scale reproduction all draw from it).
 
     python -m bench.data --out DIR [--n N] [--seed S] [--side PX] [--train N_TRAIN]
 
@@ -126,8 +128,11 @@ def benchmark_frame(task: str, n: int, seed: int, side: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def training_frame(n: int, seed: int, side: int, exclude: set[str], tasks: list[str] | None = None) -> pd.DataFrame:
-    """Released training format, tasks mixed; images whose hash is in `exclude` are redrawn."""
+def training_rows(n: int, seed: int = 0, side: int = 56, tasks: list[str] | None = None,
+                  exclude: frozenset[str] | set[str] = frozenset()) -> list[dict]:
+    """`n` rows in the released training format (problem with one <image>, answer, images as PNG
+    bytes, new_questions), plus the task name; tasks taken in turn. Images whose SHA-256 is in
+    `exclude` (a benchmark's) are redrawn."""
     rng = random.Random(f"train/{seed}")
     names = tasks or list(TASKS)
     rows = []
@@ -145,7 +150,7 @@ def training_frame(n: int, seed: int, side: int, exclude: set[str], tasks: list[
             templates = item["templates"]
         rows.append({"problem": "<image>" + question, "answer": item["answer"], "images": [png],
                      "new_questions": templates, "task": task})
-    return pd.DataFrame(rows)
+    return rows
 
 
 def write(out: Path, n: int, seed: int, side: int, n_train: int = 0) -> list[Path]:
@@ -159,7 +164,7 @@ def write(out: Path, n: int, seed: int, side: int, n_train: int = 0) -> list[Pat
         written.append(path)
     if n_train:
         path = out / "train.parquet"
-        training_frame(n_train, seed, side, hashes).to_parquet(path)
+        pd.DataFrame(training_rows(n_train, seed, side, exclude=hashes)).to_parquet(path)
         written.append(path)
     return written
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "reproduce" / "configs"
+DATA_GENERATOR = REPO / "bench" / "data.py"
 TASKS = ["SynthCount", "SynthArith", "SynthCompare", "SynthChart"]
 METHODS = {"GRPO": "mini_grpo.yaml", "Share-GRPO": "mini_sharegrpo.yaml"}
 
@@ -58,7 +59,8 @@ class MiniSpec:
 
     def digest(self, stage: str, *parts: str) -> str:
         """What a stage's outputs depend on: its own fields and those of the stages before it
-        (so the ablations, with other RL settings, reuse the data and warm start)."""
+        (so the ablations, with other RL settings, reuse the data and warm start), and the code
+        of the data generator, which every stage depends on (a changed task never reuses old data)."""
         fields = {"data": ("bench_items", "train_rows", "warm_eval_items", "side")}
         fields["warm"] = (*fields["data"], "model_size", "vision_steps", "warmup_max_steps", "warmup_target",
                           "warmup_eval_every")
@@ -66,6 +68,7 @@ class MiniSpec:
         fields["eval"] = (*fields["data"], "eval_max_new_tokens")
         spec = asdict(self)
         text = json.dumps([stage, {k: spec[k] for k in fields[stage]}, *parts], sort_keys=True)
+        text += DATA_GENERATOR.read_text(encoding="utf-8")
         if stage == "rl":
             text += "".join(p.read_text() for p in sorted(CONFIGS.glob("mini_*.yaml")))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -134,7 +137,7 @@ def stage_warm_start(spec: MiniSpec, runs: Path, data: Path, force: bool) -> Pat
     import torch
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from train.processing import load_processor
+    from bench.processing import load_processor
     from train.tiny import build_tiny
     from train.warmup import pretrain_vision, sampled_accuracy, supervised_warmup
 

@@ -12,9 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .paper import load_paper_table
+from bench.adapter import PAPER_MODELS
 
-MODELS = {"R1-ShareVL-7B": "HuanjinYao/R1-ShareVL-7B", "Qwen2.5-VL-7B-Instruct-R1": "Qwen/Qwen2.5-VL-7B-Instruct"}
+from .paper import load_paper_table
 
 
 def _hub_available(repo_id: str) -> bool:
@@ -38,9 +38,9 @@ def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None) -> 
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if not cuda:
         problems.append("no CUDA GPU: the 7B evaluation needs one (SCALE=mini runs on CPU)")
-    for name, repo in MODELS.items():
-        if not _hub_available(repo):
-            problems.append(f"checkpoint {repo} ({name}) is not in the Hugging Face cache and HF_HUB_OFFLINE=1")
+    for name, model in PAPER_MODELS.items():
+        if not _hub_available(model.hub_id):
+            problems.append(f"checkpoint {model.hub_id} ({name}) is not in the Hugging Face cache and HF_HUB_OFFLINE=1")
     for ckpt in ckpts:
         if not Path(ckpt).is_dir():
             problems.append(f"CKPT={ckpt}: no such checkpoint folder")
@@ -65,7 +65,7 @@ def run_paper_scale(ckpts: list[str], judge: str | None, work_dir: Path, out: Pa
     import torch
 
     datasets = list(load_paper_table()["vlmeval_datasets"].values())
-    models = [*MODELS, *ckpts]
+    models = [*PAPER_MODELS, *ckpts]
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={torch.cuda.device_count()}"]
     cmd = [*launcher, "-m", "bench.run", "--model", *models, "--data", *datasets, "--work-dir", str(work_dir), "--reuse"]
     if judge:

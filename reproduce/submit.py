@@ -18,15 +18,12 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from bench.adapter import PAPER_MODELS
+
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 RECORDS = {
     "openvlm": ("openvlm_record.schema.json", ["MMStar", "MMMU_DEV_VAL", "MathVista_MINI", "AI2D_TEST"]),
     "reasoning": ("reasoning_record.schema.json", ["MathVista_MINI", "MathVerse_MINI", "MathVision"]),
-}
-# Facts of the released models (Qwen2.5-VL-7B: 8.3B parameters, Qwen2.5-7B language model, its own ViT).
-KNOWN_META = {
-    "R1-ShareVL-7B": {"Method": ["R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"],
-                      "Param (B)": 8.3, "Language Model": "Qwen2.5-7B", "Vision Model": "QwenViT", "OpenSource": "Yes"},
 }
 
 
@@ -94,8 +91,9 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     data = json.loads(scores_file.read_text())
     scores = check_scores({d: m.get("accuracy") for d, m in data["datasets"].items()})
     modes = sorted({str(m.get("verifier_mode")) for m in data["datasets"].values()})
-    meta = {**KNOWN_META.get(model, {}), **(meta_overrides or {})}
-    meta.setdefault("Method", [model, "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"])
+    known = PAPER_MODELS[model].meta if model in PAPER_MODELS else {}
+    meta = {**known, **(meta_overrides or {})}
+    meta.setdefault("Method", [model, f"https://huggingface.co/{PAPER_MODELS['R1-ShareVL-7B'].hub_id}"])
     meta["Eval Date"] = datetime.date.today().strftime("%Y/%m/%d")
     meta["Scored By"] = f"r1-sharevl bench.score, judge-free verifier (mode {', '.join(modes)})"
     records = build_records(scores, model, meta)

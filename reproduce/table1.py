@@ -17,12 +17,10 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.adapter import PAPER_MODELS
 from bench.fileio import write_text_atomic
 
 from .paper import PaperCell, load_paper_table, paper_cell
-
-# VLMEvalKit model names whose paper row has another name.
-PAPER_ROW_OF = {"Qwen2.5-VL-7B-Instruct-R1": "Qwen2.5-VL-7B-Instruct"}
 
 
 class TableError(ValueError):
@@ -162,7 +160,7 @@ def build_paper_table1(work_dirs: list[Path], out: Path, allow_partial: bool = F
         if missing:
             problems.append(f"{model}: no score for {', '.join(missing)} "
                             f"(VLMEvalKit datasets {', '.join(paper['vlmeval_datasets'][b] for b in missing)})")
-        paper_row = PAPER_ROW_OF.get(model, model)
+        paper_row = PAPER_MODELS[model].paper_row if model in PAPER_MODELS else model
         rows.append(Row(model, cells, {b: paper_cell(paper, paper_row, b) for b in [*columns, "Average"]}))
     if problems and not allow_partial:
         raise TableError("incomplete inputs (pass --allow-partial to build the table anyway):\n  " + "\n  ".join(problems))

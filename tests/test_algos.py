@@ -127,7 +127,6 @@ def test_rows_std_is_smaller_by_the_stated_factor():
     a_resp = share_grpo_advantages(r, terms="global")
     a_rows = share_grpo_advantages(r, global_std_over="rows", terms="global")
     # Each response counted Q times: var_rows = Q * SS / (Q^2 n - 1) against SS / (Qn - 1).
-    # (DESIGN §3 writes sqrt((Qn-1)/(Q^2 n-1)), which drops the factor Q in the sum of squares.)
     factor = math.sqrt(Q * (Q * n - 1) / (Q * Q * n - 1))
     torch.testing.assert_close(a_resp * (1 / factor), a_rows, rtol=1e-5, atol=1e-5)
 
@@ -258,7 +257,7 @@ def test_aggregations():
     assert aggregate(x, mask, "seq-mean-token-mean").item() == pytest.approx((2 + 4) / 2)
     assert aggregate(x, mask, "seq-mean-token-sum-norm").item() == pytest.approx(10 / (2 * 3))
     assert aggregate(x, mask, "seq-mean-token-sum-norm", norm_len=10).item() == pytest.approx(10 / 20)
-    with pytest.raises(ValueError, match="valid names: seq-mean-token-mean, seq-mean-token-sum-norm, token-mean"):
+    with pytest.raises(ValueError, match="valid names: token-mean, seq-mean-token-mean, seq-mean-token-sum-norm"):
         aggregate(x, mask, "sum")
 
 

@@ -6,12 +6,12 @@ import datasets
 import pandas as pd
 import pytest
 
-from bench.synthetic import counting_rows
+from bench.data import training_rows
 from train.data import DataError, read_records
 
 
 def test_formats_read_to_the_same_records(tmp_path):
-    rows = counting_rows(3, seed=1)
+    rows = training_rows(3, seed=1, tasks=["SynthCount"])
     pd.DataFrame(rows).to_parquet(tmp_path / "t.parquet")
     text_rows = [{k: (["a.png"] if k == "images" else v) for k, v in r.items()} for r in rows]
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in text_rows) + "\n")
@@ -21,7 +21,7 @@ def test_formats_read_to_the_same_records(tmp_path):
     for name, expected in [("t.parquet", rows), ("ds", rows), ("t.jsonl", text_rows), ("t.json", text_rows),
                            ("cols.json", text_rows)]:
         columns, records = read_records(tmp_path / name)
-        assert columns == ["problem", "answer", "images", "new_questions"], name
+        assert columns == ["problem", "answer", "images", "new_questions", "task"], name
         assert records == expected, name
 
 

@@ -69,3 +69,13 @@ def test_stage_digests_cover_only_their_inputs():
     assert other_rl.digest("rl", "x") != SMOKE.digest("rl", "x")
     other_warm = replace(SMOKE, vision_steps=SMOKE.vision_steps + 1)
     assert other_warm.digest("data") == SMOKE.digest("data") and other_warm.digest("warm") != SMOKE.digest("warm")
+
+
+def test_stage_digests_cover_the_data_generator(tmp_path, monkeypatch):
+    import reproduce.mini as mini
+
+    before = {stage: SMOKE.digest(stage) for stage in ("data", "warm", "rl", "eval")}
+    changed = tmp_path / "data.py"
+    changed.write_text(mini.DATA_GENERATOR.read_text() + "\n# a changed task\n")
+    monkeypatch.setattr(mini, "DATA_GENERATOR", changed)
+    assert all(SMOKE.digest(stage) != digest for stage, digest in before.items())

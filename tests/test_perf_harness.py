@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_bench_perf_runs_ours_and_reports(tmp_path):
     out = tmp_path / "cpu"
-    cmd = [sys.executable, "-m", "bench.perf", "--alternations", "1", "--steps", "2", "--peer-python", "",
+    cmd = [sys.executable, "-m", "reproduce.perf", "--alternations", "1", "--steps", "2", "--peer-python", "",
            "--work-dir", str(tmp_path / "work"), "--out", str(out)]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

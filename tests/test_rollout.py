@@ -5,16 +5,11 @@ import torch
 from PIL import Image
 from transformers import Qwen2_5_VLForConditionalGeneration
 
+from bench.processing import load_processor
 from train.data import build_messages
-from train.processing import load_processor
-from train.rollout import (
-    FORWARD_MODES,
-    HFRollout,
-    SamplingParams,
-    collate,
-    encode_prompts,
-    response_log_probs,
-)
+from train.encoding import collate, encode_prompts
+from train.logprobs import FORWARD_MODES, response_log_probs
+from train.rollout import HFRollout, SamplingParams
 from train.tiny import build_tiny
 
 

@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
+from bench.processing import load_processor
 from bench.prompts import R1_PROMPT
-from train.processing import load_processor
 from train.tiny import SIZES, build_tiny
 
 

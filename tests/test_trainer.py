@@ -16,7 +16,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from bench.synthetic import counting_rows
+from bench.data import training_rows
 from train.config import load_config
 from train.tiny import build_tiny
 
@@ -30,7 +30,7 @@ def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("trainer")
     model = build_tiny(root / "model", seed=0)
     data = root / "train.parquet"
-    pd.DataFrame(counting_rows(12, seed=0)).to_parquet(data)
+    pd.DataFrame(training_rows(12, seed=0, tasks=["SynthCount"])).to_parquet(data)
     return root, model, data
 
 
@@ -93,7 +93,7 @@ def test_end_to_end_zero2(assets, tmp_path, algo, overrides, rows_per_question):
     assert len(changed) > len(before) // 2, f"only {len(changed)} of {len(before)} tensors changed"
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from train.processing import load_processor
+    from bench.processing import load_processor
 
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(export)
     assert torch.equal(model.state_dict()["lm_head.weight"], after["lm_head.weight"])
@@ -151,7 +151,7 @@ def test_bad_rows_are_named_counted_and_skipped(assets, tmp_path):
     Image.new("RGB", (56, 56), (255, 0, 0)).save(tmp_path / "ok.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
     good = [{"problem": r["problem"], "answer": r["answer"], "images": ["ok.png"], "new_questions": r["new_questions"]}
-            for r in counting_rows(3, seed=1)]
+            for r in training_rows(3, seed=1, tasks=["SynthCount"])]
     bad = [
         {"problem": "<image>How many?", "answer": None, "images": ["ok.png"], "new_questions": []},
         {"problem": "<image><image>How many?", "answer": "2", "images": ["ok.png"], "new_questions": []},

@@ -225,7 +225,7 @@ def test_grade_many_order_cache_and_errors():
     assert [g.accuracy for g in grade_many(responses, golds, workers=2)] == [1, 1, 0, 1, 1]
     with pytest.raises(ValueError, match="2 responses but 1 gold"):
         grade_many(["a", "b"], ["a"])
-    with pytest.raises(ValueError, match="valid modes: default, paper"):
+    with pytest.raises(ValueError, match="valid names: default, paper"):
         grade("a", "a", mode="strict")
 
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.processing import load_processor
 from train.config import load_config
 from train.data import build_messages
-from train.processing import load_processor
+from train.encoding import encode_prompts
 from train.rollout import (
     SUPPRESSED_TOKENS,
     SamplingParams,
-    encode_prompts,
     make_rollout,
     vllm_inputs,
     vllm_sampling_kwargs,
@@ -78,7 +78,8 @@ def test_vllm_samples_follow_the_refreshed_weights(tiny):
     log-probs of its own samples match the training model's forward (bf16 tolerance)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from train.rollout import collate, response_log_probs
+    from train.encoding import collate
+    from train.logprobs import response_log_probs
 
     path, proc = tiny
     cfg = load_config(TINY_CONFIG, [f"worker.actor.model.model_path={path}", "worker.rollout.name=vllm",

@@ -1,11 +1,13 @@
 """Share-GRPO as pure functions: tensors and numbers in, tensors out; no config objects, no `.item()`.
 
-Notation (DESIGN §3): B questions, each expanded into Q variants, n responses sampled per variant.
+Notation (R1-ShareVL, arXiv 2505.16673, §3): B questions, each expanded into Q variants, n responses sampled per variant.
 `rewards[i, b, k]` is the reward of response k generated from variant b of question i. Training
 rows are indexed `[i, a, b, k]`: response (i, b, k) trained under the prompt of variant a.
 
 Variants live in registries (`ADVANTAGE_ESTIMATORS`, `LOSS_AGGREGATIONS`, `KL_ESTIMATORS`,
-`GLOBAL_STD_OVER`); `lookup` raises with the list of valid names.
+`GLOBAL_STD_OVER`, `ADVANTAGE_TERMS`), each name written once; the config validates against them
+and an unknown name fails with the list of valid ones. Every advantage estimator has one
+signature: rewards (B, Q, n) -> advantages (B, Q, Q, n).
 """
 
 from __future__ import annotations
@@ -16,14 +18,24 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from bench.registry import Registry
+
 EPS = 1e-6
 
-
-def lookup(registry: dict[str, Callable], name: str, what: str) -> Callable:
-    try:
-        return registry[name]
-    except KeyError:
-        raise ValueError(f"unknown {what} {name!r}; valid names: {', '.join(sorted(registry))}") from None
+AdvantageEstimator = Callable[..., Tensor]
+ADVANTAGE_ESTIMATORS: Registry[AdvantageEstimator] = Registry("advantage estimator")
+"""rewards (B, Q, n) -> advantages (B, Q, Q, n) indexed [i, a, b, k], called as
+fn(rewards, eps=, global_std_over=, terms=). Info: `variants` is "many" or "one" (needs Q = 1)."""
+GLOBAL_STD_OVER: Registry[Callable[[Tensor, int], Tensor]] = Registry("global_std_over")
+LOSS_AGGREGATIONS: Registry[Callable[..., Tensor]] = Registry("loss aggregation")
+"""(x, mask (R, T), norm_len) -> scalar. Info: `unit` ("tokens" or "rows"), what a micro-batch's
+share of an update is counted in when gradients are accumulated."""
+KL_ESTIMATORS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("KL estimator")
+ADVANTAGE_TERMS: Registry[tuple[bool, bool]] = Registry("advantage terms")
+"""Which Share-GRPO terms are kept: (global, local)."""
+ADVANTAGE_TERMS.add("both", (True, True))
+ADVANTAGE_TERMS.add("global", (True, False))
+ADVANTAGE_TERMS.add("local", (False, True))
 
 
 # ---------------------------------------------------------------- group statistics
@@ -53,25 +65,23 @@ def dr_grpo_advantages(rewards: Tensor, eps: float = EPS) -> Tensor:
     return rewards - rewards.mean(dim=-1, keepdim=True)
 
 
+@GLOBAL_STD_OVER.register("responses")
 def _std_over_responses(flat: Tensor, q: int) -> Tensor:
     return flat.std(dim=-1, keepdim=True)
 
 
+@GLOBAL_STD_OVER.register("rows")
 def _std_over_rows(flat: Tensor, q: int) -> Tensor:
     """Unbiased std of the Q*Q*n training rows (each response repeated Q times), as the released
     code computes it: sqrt(Q * sum (r - mean)^2 / (Q^2 n - 1)); smaller than the std over
-    responses by the factor sqrt(Q (Qn - 1) / (Q^2 n - 1)) (0.978 for Q = 2, n = 6).
-    (DESIGN §3 states sqrt((Qn - 1) / (Q^2 n - 1)), which leaves out that each response's squared
-    deviation is counted Q times; the loop reference in tests/test_algos.py settles it.)"""
+    responses by the factor sqrt(Q (Qn - 1) / (Q^2 n - 1)) (0.978 for Q = 2, n = 6): each
+    response's squared deviation is counted Q times (the loop reference in tests/test_algos.py)."""
     m = flat.shape[-1]  # Q * n
     ss = ((flat - flat.mean(dim=-1, keepdim=True)) ** 2).sum(dim=-1, keepdim=True)
     return torch.sqrt(q * ss / (q * m - 1))
 
 
-GLOBAL_STD_OVER = {"responses": _std_over_responses, "rows": _std_over_rows}
-ADVANTAGE_TERMS = ("both", "global", "local")
-
-
+@ADVANTAGE_ESTIMATORS.register("share_grpo", variants="many")
 def share_grpo_advantages(
     rewards: Tensor, eps: float = EPS, global_std_over: str = "responses", terms: str = "both"
 ) -> Tensor:
@@ -86,21 +96,34 @@ def share_grpo_advantages(
     `terms` keeps "both" (the method), or only the "global" or "local" term (ablations).
     With Q = 1 the two groups coincide and the term is counted once, so Q = 1 is exactly GRPO.
     """
-    if terms not in ADVANTAGE_TERMS:
-        raise ValueError(f"unknown advantage terms {terms!r}; valid names: {', '.join(ADVANTAGE_TERMS)}")
+    use_global, use_local = ADVANTAGE_TERMS[terms]
     B, Q, n = rewards.shape
     flat = rewards.reshape(B, Q * n)
-    std_fn = lookup(GLOBAL_STD_OVER, global_std_over, "global_std_over")
-    std_g = std_fn(flat, Q) if Q * n > 1 else None
-    use_global = terms in ("both", "global")
-    use_local = terms == "local" or (terms == "both" and Q > 1)  # Q = 1: one group, counted once
+    std_g = GLOBAL_STD_OVER[global_std_over](flat, Q) if Q * n > 1 else None
+    use_local = use_local and (Q > 1 or not use_global)  # Q = 1: one group, counted once
     global_term = _standardize(flat, eps, std_g).reshape(B, Q, n) if use_global else torch.zeros_like(rewards)
     local_term = _standardize(rewards, eps) if use_local else torch.zeros_like(rewards)
     on_policy = torch.eye(Q, dtype=rewards.dtype, device=rewards.device)[None, :, :, None]
     return global_term.unsqueeze(1) + on_policy * local_term.unsqueeze(1)
 
 
-ADVANTAGE_ESTIMATORS = {"grpo": grpo_advantages, "dr_grpo": dr_grpo_advantages}
+def _single_variant(group_fn: Callable[[Tensor, float], Tensor]) -> AdvantageEstimator:
+    """A per-question group estimator (B, G) -> (B, G) in the registry's signature; the Share-GRPO
+    options (global_std_over, terms) do not apply to one group."""
+
+    def estimator(rewards: Tensor, eps: float = EPS, global_std_over: str = "responses",
+                  terms: str = "both") -> Tensor:
+        B, Q, n = rewards.shape
+        if Q != 1:
+            raise ValueError(f"this advantage estimator takes one variant per question, got Q = {Q}")
+        return group_fn(rewards.reshape(B, n), eps).reshape(B, 1, 1, n)
+
+    estimator.__doc__ = f"rewards (B, 1, n) -> (B, 1, 1, n) by `{group_fn.__name__}`."
+    return estimator
+
+
+ADVANTAGE_ESTIMATORS.add("grpo", _single_variant(grpo_advantages), variants="one")
+ADVANTAGE_ESTIMATORS.add("dr_grpo", _single_variant(dr_grpo_advantages), variants="one")
 
 
 # ---------------------------------------------------------------- sharing layout
@@ -132,30 +155,26 @@ def share_layout(B: int, Q: int, n: int, device: torch.device | str | None = Non
 
 
 # ---------------------------------------------------------------- losses
+@LOSS_AGGREGATIONS.register("token-mean", unit="tokens")
 def _token_mean(x: Tensor, mask: Tensor, norm_len: int | None = None) -> Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
+@LOSS_AGGREGATIONS.register("seq-mean-token-mean", unit="rows")
 def _seq_mean_token_mean(x: Tensor, mask: Tensor, norm_len: int | None = None) -> Tensor:
     per_seq = (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)
     return per_seq.mean()
 
 
+@LOSS_AGGREGATIONS.register("seq-mean-token-sum-norm", unit="rows")
 def _seq_mean_token_sum_norm(x: Tensor, mask: Tensor, norm_len: int | None = None) -> Tensor:
     """Dr. GRPO: token sums divided by a constant length (the max response length)."""
     return (x * mask).sum() / (x.shape[0] * (norm_len or x.shape[-1]))
 
 
-LOSS_AGGREGATIONS = {
-    "token-mean": _token_mean,
-    "seq-mean-token-mean": _seq_mean_token_mean,
-    "seq-mean-token-sum-norm": _seq_mean_token_sum_norm,
-}
-
-
 def aggregate(x: Tensor, mask: Tensor, mode: str = "token-mean", norm_len: int | None = None) -> Tensor:
     """x, mask: (R, T) -> scalar, by the named aggregation."""
-    return lookup(LOSS_AGGREGATIONS, mode, "loss aggregation")(x, mask.to(x.dtype), norm_len)
+    return LOSS_AGGREGATIONS[mode](x, mask.to(x.dtype), norm_len)
 
 
 def ppo_policy_loss(
@@ -196,26 +215,27 @@ def ppo_policy_loss(
     return aggregate(loss, mask, agg, norm_len), metrics
 
 
+@KL_ESTIMATORS.register("k1")
 def _kl_k1(log_probs: Tensor, ref_log_probs: Tensor) -> Tensor:
     return log_probs - ref_log_probs
 
 
+@KL_ESTIMATORS.register("k2")
 def _kl_k2(log_probs: Tensor, ref_log_probs: Tensor) -> Tensor:
     return 0.5 * (log_probs - ref_log_probs) ** 2
 
 
+@KL_ESTIMATORS.register("low_var_kl")  # decorators apply bottom-up: k3 is registered first
+@KL_ESTIMATORS.register("k3")
 def _kl_k3(log_probs: Tensor, ref_log_probs: Tensor) -> Tensor:
     """Low-variance estimator exp(ref - logp) - (ref - logp) - 1, clamped to [-10, 10]."""
     delta = ref_log_probs - log_probs
     return torch.clamp(torch.exp(delta) - delta - 1.0, min=-10.0, max=10.0)
 
 
-KL_ESTIMATORS = {"k1": _kl_k1, "k2": _kl_k2, "k3": _kl_k3, "low_var_kl": _kl_k3}
-
-
 def kl_penalty(log_probs: Tensor, ref_log_probs: Tensor, estimator: str = "k3") -> Tensor:
     """Per-token KL estimate of policy vs reference. (R, T) -> (R, T)."""
-    return lookup(KL_ESTIMATORS, estimator, "KL estimator")(log_probs, ref_log_probs)
+    return KL_ESTIMATORS[estimator](log_probs, ref_log_probs)
 
 
 def token_entropy(logits: Tensor) -> Tensor:

@@ -16,7 +16,11 @@ from typing import Any, get_type_hints
 
 import yaml
 
-ADV_ESTIMATORS = ("share_grpo", "grpo", "dr_grpo")
+from bench.verify import MODES as VERIFIER_MODES
+
+from .algos import ADVANTAGE_ESTIMATORS, ADVANTAGE_TERMS, GLOBAL_STD_OVER, KL_ESTIMATORS, LOSS_AGGREGATIONS
+from .expand import IMAGE_TRANSFORMS, SHORT_POLICIES
+from .rollout import ROLLOUT_ENGINES
 
 
 @dataclass
@@ -48,7 +52,8 @@ class DataConfig:
 @dataclass
 class AlgorithmConfig:
     adv_estimator: str = "share_grpo"
-    """share_grpo (hierarchical advantages over Q variants), grpo or dr_grpo (Q must be 1)."""
+    """A name in `algos.ADVANTAGE_ESTIMATORS`: share_grpo (hierarchical advantages over Q variants),
+    or a single-variant estimator such as grpo (then num_variants must be 1)."""
     num_variants: int = 2
     """Q: variants per question (Share-GRPO). 1 for GRPO."""
     keep_original: bool = False
@@ -57,21 +62,22 @@ class AlgorithmConfig:
     """Draw variants from the offline rewrites; false: every variant keeps the original text
     (the "image variants only" ablation)."""
     short_variants: str = "repeat"
-    """Fewer than Q distinct text variants: "repeat" some, or "skip" the row (counted)."""
+    """Fewer than Q distinct text variants: a policy in `expand.SHORT_POLICIES`."""
     image_transform_prob: float = 0.3
     """Probability that a variant's images are transformed (one of nine transforms)."""
     image_transforms: list[str] | None = None
-    """Allowed transform names (None: all nine)."""
+    """Allowed names from `expand.IMAGE_TRANSFORMS` (None: all nine)."""
     global_std_over: str = "responses"
-    """Share-GRPO global std over the Q*n "responses" (ours) or the Q*Q*n "rows" (released code)."""
+    """Share-GRPO global std (`algos.GLOBAL_STD_OVER`): over the Q*n "responses" (ours) or the
+    Q*Q*n "rows" (the released code)."""
     advantage_terms: str = "both"
-    """Share-GRPO advantage terms: both, global, local (ablations)."""
+    """Share-GRPO advantage terms kept (`algos.ADVANTAGE_TERMS`; the ablations drop one)."""
     dynamic_sampling: bool = False
     """Drop question groups whose rewards are all equal before the update."""
     disable_kl: bool = True
     """No reference model and no KL term (the released setting)."""
     kl_penalty: str = "low_var_kl"
-    """KL estimator when disable_kl is false: k1, k2, k3/low_var_kl."""
+    """KL estimator (`algos.KL_ESTIMATORS`) when disable_kl is false."""
     kl_coef: float = 1e-2
     """Weight of the KL term in the loss."""
 
@@ -119,7 +125,7 @@ class ActorConfig:
     clip_ratio_dual: float = 3.0
     """Dual-clip constant for negative advantages (0 disables)."""
     loss_agg_mode: str = "token-mean"
-    """token-mean, seq-mean-token-mean or seq-mean-token-sum-norm."""
+    """How token losses become one number (`algos.LOSS_AGGREGATIONS`)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
     zero_stage: int = 2
@@ -135,7 +141,8 @@ class ActorConfig:
 @dataclass
 class RolloutConfig:
     name: str = "hf"
-    """Generation engine: hf (transformers generate) or vllm (GPU)."""
+    """Generation engine (`rollout.ROLLOUT_ENGINES`): hf (a sampling loop over the training model)
+    or vllm (GPU)."""
     n: int = 6
     """Responses per variant prompt. GRPO baselines use n*Q for the same budget."""
     temperature: float = 1.0
@@ -154,7 +161,7 @@ class RolloutConfig:
 @dataclass
 class RewardConfig:
     mode: str = "default"
-    """Verifier mode: default (ours) or paper (the released grader)."""
+    """Verifier mode (`bench.verify.MODES`): default (ours) or paper (the released grader)."""
     workers: int | None = None
     """Verifier worker processes (None: one per CPU core)."""
     timeout_s: float = 2.0
@@ -205,9 +212,18 @@ class Config:
     def validate(self) -> None:
         a, d, actor, ro = self.algorithm, self.data, self.worker.actor, self.worker.rollout
         problems = []
-        if a.adv_estimator not in ADV_ESTIMATORS:
-            problems.append(f"algorithm.adv_estimator={a.adv_estimator!r}: valid names: {', '.join(ADV_ESTIMATORS)}")
-        if a.adv_estimator != "share_grpo" and a.num_variants != 1:
+        names = [("algorithm.adv_estimator", a.adv_estimator, ADVANTAGE_ESTIMATORS),
+                 ("algorithm.global_std_over", a.global_std_over, GLOBAL_STD_OVER),
+                 ("algorithm.advantage_terms", a.advantage_terms, ADVANTAGE_TERMS),
+                 ("algorithm.short_variants", a.short_variants, SHORT_POLICIES),
+                 ("algorithm.kl_penalty", a.kl_penalty, KL_ESTIMATORS),
+                 ("worker.actor.loss_agg_mode", actor.loss_agg_mode, LOSS_AGGREGATIONS),
+                 ("worker.rollout.name", ro.name, ROLLOUT_ENGINES),
+                 ("worker.reward.mode", self.worker.reward.mode, VERIFIER_MODES),
+                 *(("algorithm.image_transforms", t, IMAGE_TRANSFORMS) for t in a.image_transforms or [])]
+        problems += [f"{key}: {registry.unknown(value)}" for key, value, registry in names if value not in registry]
+        single = a.adv_estimator in ADVANTAGE_ESTIMATORS and ADVANTAGE_ESTIMATORS.info(a.adv_estimator)["variants"] == "one"
+        if single and a.num_variants != 1:
             problems.append(f"algorithm.adv_estimator={a.adv_estimator} needs algorithm.num_variants=1 "
                             "(give the GRPO baseline worker.rollout.n = n*Q for the same budget)")
         if a.num_variants < 1:
@@ -230,12 +246,8 @@ class Config:
         if not 0 <= ro.min_tokens <= d.max_response_length:
             problems.append(f"worker.rollout.min_tokens={ro.min_tokens} must be in [0, data.max_response_length="
                             f"{d.max_response_length}]")
-        if ro.name not in ("hf", "vllm"):
-            problems.append(f"worker.rollout.name={ro.name!r}: valid names: hf, vllm")
         if self.worker.reward.function is not None and ":" not in self.worker.reward.function:
             problems.append("worker.reward.function must look like package.module:function")
-        if self.worker.reward.mode not in ("default", "paper"):
-            problems.append(f"worker.reward.mode={self.worker.reward.mode!r}: valid names: default, paper")
         if problems:
             raise ValueError("invalid config:\n  - " + "\n  - ".join(problems))
 

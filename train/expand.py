@@ -1,4 +1,4 @@
-"""Question-space expansion: Q variants of each question (DESIGN §3).
+"""Question-space expansion: Q variants of each question (R1-ShareVL, arXiv 2505.16673).
 
 Text variants are made offline (`new_questions`, rewrites that keep meaning and answer; see
 `python -m train.expand rewrite`) and drawn here per step. Image variants are made online: with
@@ -22,8 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from bench.registry import Registry
+
 # ---------------------------------------------------------------- text variants
-SHORT_POLICIES = ("repeat", "skip")
+SHORT_POLICIES: Registry[str] = Registry("short_variants policy")
+"""What to do with a row that has fewer than Q distinct text variants."""
+SHORT_POLICIES.add("repeat", "fill the rest by drawing again from the candidates")
+SHORT_POLICIES.add("skip", "skip the row (counted)")
 
 
 def parse_new_questions(value: object, where: str | None = None) -> list[str]:
@@ -64,8 +69,7 @@ def draw_text_variants(
     keep_original: the original is always variant 0. When there are fewer than Q distinct
     candidates, on_short="repeat" fills the rest by drawing again from the candidates, and
     on_short="skip" returns None (the caller counts and skips the row)."""
-    if on_short not in SHORT_POLICIES:
-        raise ValueError(f"unknown on_short policy {on_short!r}; valid names: {', '.join(SHORT_POLICIES)}")
+    SHORT_POLICIES[on_short]  # noqa: B018 - raises with the valid names
     candidates = list(dict.fromkeys([question, *rewrites]))
     head = [question] if keep_original else []
     rest = candidates[1:] if keep_original else candidates
@@ -117,46 +121,45 @@ _SOLVE = "and solve the question based on the corrected image."
 _NOISE = "Gaussian noise with standard deviation {} (on the 0-255 scale) has been added to the image; look past the noise and solve the question."
 
 # PIL's rotate() turns counter-clockwise for positive angles.
-IMAGE_TRANSFORMS: dict[str, ImageTransform] = {
-    t.name: t
-    for t in [
-        ImageTransform(
-            "rotate_90_clockwise",
-            _geometric(lambda im: im.rotate(-90, expand=True)),
-            f"The image has been rotated 90 degrees clockwise; rotate it back 90 degrees counter-clockwise {_SOLVE}",
-        ),
-        ImageTransform(
-            "rotate_90_counterclockwise",
-            _geometric(lambda im: im.rotate(90, expand=True)),
-            f"The image has been rotated 90 degrees counter-clockwise; rotate it back 90 degrees clockwise {_SOLVE}",
-        ),
-        ImageTransform(
-            "rotate_180",
-            _geometric(lambda im: im.rotate(180, expand=True)),
-            f"The image has been rotated 180 degrees; rotate it back 180 degrees {_SOLVE}",
-        ),
-        ImageTransform("noise_10", _noise(10), _NOISE.format(10)),
-        ImageTransform("noise_25", _noise(25), _NOISE.format(25)),
-        ImageTransform("noise_50", _noise(50), _NOISE.format(50)),
-        ImageTransform(
-            "flip_vertical",
-            _geometric(lambda im: im.transpose(Image.Transpose.FLIP_TOP_BOTTOM)),
-            f"The image has been flipped vertically (upside down); flip it back vertically {_SOLVE}",
-        ),
-        ImageTransform(
-            "flip_horizontal",
-            _geometric(lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
-            f"The image has been flipped horizontally (mirrored left to right); flip it back horizontally {_SOLVE}",
-        ),
-        # The released list has a "transpose by 180 degrees" beside the 180-degree rotation; both
-        # give the same pixels. Kept as its own entry so the draw probabilities match the release.
-        ImageTransform(
-            "transpose_180",
-            _geometric(lambda im: im.transpose(Image.Transpose.ROTATE_180)),
-            f"The image has been turned by 180 degrees; turn it back 180 degrees {_SOLVE}",
-        ),
-    ]
-}
+IMAGE_TRANSFORMS: Registry[ImageTransform] = Registry("image transform")
+for _t in [
+    ImageTransform(
+        "rotate_90_clockwise",
+        _geometric(lambda im: im.rotate(-90, expand=True)),
+        f"The image has been rotated 90 degrees clockwise; rotate it back 90 degrees counter-clockwise {_SOLVE}",
+    ),
+    ImageTransform(
+        "rotate_90_counterclockwise",
+        _geometric(lambda im: im.rotate(90, expand=True)),
+        f"The image has been rotated 90 degrees counter-clockwise; rotate it back 90 degrees clockwise {_SOLVE}",
+    ),
+    ImageTransform(
+        "rotate_180",
+        _geometric(lambda im: im.rotate(180, expand=True)),
+        f"The image has been rotated 180 degrees; rotate it back 180 degrees {_SOLVE}",
+    ),
+    ImageTransform("noise_10", _noise(10), _NOISE.format(10)),
+    ImageTransform("noise_25", _noise(25), _NOISE.format(25)),
+    ImageTransform("noise_50", _noise(50), _NOISE.format(50)),
+    ImageTransform(
+        "flip_vertical",
+        _geometric(lambda im: im.transpose(Image.Transpose.FLIP_TOP_BOTTOM)),
+        f"The image has been flipped vertically (upside down); flip it back vertically {_SOLVE}",
+    ),
+    ImageTransform(
+        "flip_horizontal",
+        _geometric(lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+        f"The image has been flipped horizontally (mirrored left to right); flip it back horizontally {_SOLVE}",
+    ),
+    # The released list has a "transpose by 180 degrees" beside the 180-degree rotation; both
+    # give the same pixels. Kept as its own entry so the draw probabilities match the release.
+    ImageTransform(
+        "transpose_180",
+        _geometric(lambda im: im.transpose(Image.Transpose.ROTATE_180)),
+        f"The image has been turned by 180 degrees; turn it back 180 degrees {_SOLVE}",
+    ),
+]:
+    IMAGE_TRANSFORMS.add(_t.name, _t)
 
 INVERSES = {
     "rotate_90_clockwise": lambda im: im.rotate(90, expand=True),
@@ -185,9 +188,8 @@ def draw_image_variant(
     """With probability p, one transform (uniform over `allowed`, default all nine) applied to
     every image of the row. Images should already be resized to the pixel budget."""
     names = list(allowed) if allowed is not None else list(IMAGE_TRANSFORMS)
-    unknown = set(names) - set(IMAGE_TRANSFORMS)
-    if unknown:
-        raise ValueError(f"unknown image transforms {sorted(unknown)}; valid names: {', '.join(IMAGE_TRANSFORMS)}")
+    for name in names:
+        IMAGE_TRANSFORMS[name]  # noqa: B018 - raises with the valid names
     if not images or not names or rng.random() >= p:
         return ImageVariant(list(images), None, None)
     t = IMAGE_TRANSFORMS[rng.choice(names)]

@@ -28,7 +28,7 @@ def consolidated_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
 def export(checkpoint: str | Path, out: str | Path) -> Path:
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from .processing import load_processor
+    from bench.processing import load_processor
 
     checkpoint, out = Path(checkpoint), Path(out)
     if not (checkpoint / "trainer_state.json").exists():

@@ -7,10 +7,10 @@ The result loads with the usual calls:
     Qwen2_5_VLForConditionalGeneration.from_pretrained(DIR)
     AutoTokenizer.from_pretrained(DIR); AutoImageProcessor.from_pretrained(DIR)   # PIL processor
     AutoProcessor.from_pretrained(DIR)          # where torchvision is installed
-    train.processing.load_processor(DIR)        # either way
+    bench.processing.load_processor(DIR)        # either way
 
 The tokenizer is a byte-level BPE trained here with `tokenizers` on text the project generates;
-digits are split into single tokens (DESIGN §7); it carries Qwen's special tokens, `<think>` and
+digits are split into single tokens (a multi-digit answer is then always spelled the same way); it carries Qwen's special tokens, `<think>` and
 `</think>`, and Qwen's chat template. The image processor is the PIL one (no torchvision).
 Everything is deterministic for a seed.
 """
@@ -69,7 +69,7 @@ class TinySize:
 SIZES = {
     # for tests: builds and steps in well under a second
     "tiny": TinySize(64, 2, 4, 2, 128, 32, 2, 2, 512, 56),
-    # for the CPU reproduction (DESIGN §7): about 1.8M parameters, 84x84 images -> 9 image tokens
+    # for the CPU reproduction: about 1.8M parameters, 84x84 images -> 9 image tokens
     "mini": TinySize(128, 4, 4, 2, 384, 96, 4, 4, 640, 84),
 }
 
@@ -169,7 +169,7 @@ def build_config(tokenizer, size: TinySize):
 def build_processor(tokenizer, size: TinySize):
     from transformers import Qwen2VLImageProcessorPil
 
-    from .processing import ImageOnlyQwen2_5_VLProcessor
+    from bench.processing import ImageOnlyQwen2_5_VLProcessor
 
     pixels = size.image_side * size.image_side
     image_processor = Qwen2VLImageProcessorPil(

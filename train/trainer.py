@@ -1,14 +1,21 @@
-"""The Share-GRPO training loop: rollout -> reward -> advantage -> share -> update -> log -> checkpoint.
+"""The Share-GRPO training loop: rollout -> rewards -> advantages -> shared rows -> update ->
+metrics -> checkpoint.
 
     python -m train --config reproduce/configs/tiny_cpu.yaml trainer.max_steps=10
     deepspeed --module train --config ...      torchrun -m train --config ...
 
-Each step, on each rank: sample B/world questions; expand each into Q variants (text rewrites and
-image transforms); generate n responses per variant prompt; grade every unique response once;
-compute hierarchical advantages over the (B, Q, n) rewards; build the B*Q*Q*n shared training rows
-(response of variant b under the prompt of variant a); optionally drop uniform question groups;
-compute old log-probs; take rollout_batch_size / global_batch_size PPO updates through DeepSpeed;
-log; checkpoint. GRPO and Dr. GRPO are the Q = 1 case with their own advantage estimator.
+`train()` reads top to bottom as the method; each stage is a function of its own below it:
+- `expand`: sample B/world questions, expand each into Q variants (text rewrites, image
+  transforms) and encode the B*Q prompts;
+- `generate`: n responses per variant prompt (B*Q*n, [i, b, k] order);
+- `rewards`: grade every unique response once -> rewards (B, Q, n);
+- `advantages`: the configured estimator from `algos.ADVANTAGE_ESTIMATORS` -> (B, Q, Q, n);
+- `shared_rows`: the B*Q*Q*n training rows (response of variant b under the prompt of variant a),
+  question groups with uniform rewards dropped under dynamic sampling;
+- `old_log_probs`: the old policy's (and reference model's) log-probs of those rows;
+- `ppo_update`: rollout_batch_size / global_batch_size PPO updates through DeepSpeed;
+- `step_metrics`, then `checkpoint` every trainer.save_freq steps (`resume` restores one).
+GRPO and Dr. GRPO are the Q = 1 case with their own advantage estimator.
 
 Where this differs from the released code (EasyR1-based), and why:
 - The global std defaults to the Q*n responses; the released code takes it over the Q*Q*n rows,
@@ -29,6 +36,7 @@ Where this differs from the released code (EasyR1-based), and why:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import math
 import os
@@ -36,25 +44,27 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import yaml
+from torch import Tensor
 
 from bench.fileio import write_text_atomic
-from bench.verify import grade_many
+from bench.processing import load_processor
+from bench.verify import Grade, grade_many
 
 from . import algos
 from .checkpoint import find_resume, load_checkpoint, save_checkpoint
-from .config import Config, config_to_dict
+from .config import AlgorithmConfig, Config, config_to_dict
 from .data import Row, build_messages, load_rows
+from .encoding import Prompts, collate, encode_prompts, model_device
 from .expand import draw_image_variant, draw_text_variants
-from .processing import load_processor
-from .rollout import SamplingParams, collate, encode_prompts, make_rollout, model_device, response_log_probs
-
-AGGREGATION_UNIT = {"token-mean": "tokens", "seq-mean-token-mean": "rows", "seq-mean-token-sum-norm": "rows"}
+from .logprobs import response_log_probs
+from .rollout import SamplingParams, make_rollout
 
 
 # ---------------------------------------------------------------- set-up
@@ -157,12 +167,123 @@ class DataOrder:
         return out
 
 
-# ---------------------------------------------------------------- one step's pieces
-def expand_questions(rows: list[Row], cfg: Config, rng: random.Random) -> tuple[list[list], list[list], Counter]:
+# ---------------------------------------------------------------- a run's parts
+@dataclass
+class Run:
+    """What every stage of a run reads: the config, this rank, the models and engines, the data."""
+
+    cfg: Config
+    rank: int
+    world: int
+    processor: object
+    engine: object  # the DeepSpeed engine around the policy
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    ref_model: torch.nn.Module | None
+    sampler: object  # a rollout engine (train.rollout)
+    reward_fn: Callable[[list[str], list[str]], list[float]] | None
+    rows: list[Row]
+    skipped: Counter
+    order: DataOrder
+    out_dir: Path
+
+    @property
+    def forward_mode(self) -> str:
+        actor = self.cfg.worker.actor
+        shared = actor.share_prompt_prefix and not actor.model.enable_gradient_checkpointing
+        return "shared_prefix" if shared else "rows"
+
+    @property
+    def questions_per_update(self) -> int:
+        return self.cfg.worker.actor.global_batch_size // self.world
+
+    @property
+    def batch_shape(self) -> tuple[int, int, int]:
+        """(B per rank, Q, n)."""
+        return self.cfg.data.rollout_batch_size // self.world, self.cfg.algorithm.num_variants, self.cfg.worker.rollout.n
+
+
+def set_up(cfg: Config) -> Run:
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    rank, world = init_distributed()
+    a, d, actor, tr = cfg.algorithm, cfg.data, cfg.worker.actor, cfg.trainer
+    if d.rollout_batch_size % world or actor.global_batch_size % world:
+        raise ValueError(f"data.rollout_batch_size and worker.actor.global_batch_size must be multiples of the "
+                         f"{world} processes")
+    out_dir = Path(tr.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(tr.seed)
+    processor = load_processor(actor.model.model_path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=torch.float32)
+    rows, skipped = load_rows(d, processor, log=print if rank == 0 else (lambda *args, **kwargs: None))
+    ref_model = None
+    if not a.disable_kl:
+        ref_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path).eval()
+        ref_model.requires_grad_(False)
+    engine, scheduler = build_engine(model, cfg, world)
+    if ref_model is not None:
+        ref_model.to(model_device(engine))
+    reward_fn = None
+    if cfg.worker.reward.function:
+        module, name = cfg.worker.reward.function.split(":")
+        reward_fn = getattr(importlib.import_module(module), name)
+    if rank == 0:
+        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    return Run(cfg, rank, world, processor, engine, scheduler, ref_model, make_rollout(cfg.worker.rollout.name, processor, cfg),
+               reward_fn, rows, skipped, DataOrder(len(rows), tr.seed, d.shuffle, rank, world), out_dir)
+
+
+class StageTimer:
+    """`with timer("generate"): ...` adds the block's wall time to timer.seconds["generate"]."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t = time.perf_counter()
+        yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+
+
+# ---------------------------------------------------------------- the stages of a step
+@dataclass
+class Rollout:
+    """One step's questions, their B*Q variant prompts ([i, a] order) and the B*Q*n responses
+    generated from them ([i, b, k] order; empty until `generate`)."""
+
+    questions: list[Row]
+    prompts: Prompts
+    responses: list[Tensor]
+    expand_counts: Counter
+
+
+@dataclass
+class TrainingRows:
+    """The rows an update trains on, one entry per row: response `response[r]` under variant
+    prompt `prompt[r]`, of question `question[r]`, with advantage `advantage[r]`. Log-probs are
+    (R, width), width the longest response of the step."""
+
+    prompt: list[int]
+    response: list[Tensor]
+    question: Tensor
+    advantage: Tensor
+    width: int
+    old_log_probs: Tensor | None = None
+    ref_log_probs: Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.prompt)
+
+    def collate(self, prompts: Prompts, index: list[int], pad_id: int) -> dict[str, Tensor]:
+        return collate(prompts, [self.prompt[r] for r in index], [self.response[r] for r in index], pad_id)
+
+
+def expand_questions(questions: list[Row], cfg: Config, rng: random.Random) -> tuple[list[list], list[list], Counter]:
     """B rows -> B*Q variant prompts ([i, a] order): chat messages and their images."""
     a, d = cfg.algorithm, cfg.data
     messages, images, counts = [], [], Counter()
-    for row in rows:
+    for row in questions:
         rewrites = row.rewrites if a.text_variants else []
         variants = draw_text_variants(row.question, rewrites, a.num_variants, rng, a.keep_original, "repeat")
         counts["short_variants"] += len({row.question, *rewrites}) < a.num_variants
@@ -175,14 +296,183 @@ def expand_questions(rows: list[Row], cfg: Config, rng: random.Random) -> tuple[
     return messages, images, counts
 
 
-def compute_advantages(rewards: torch.Tensor, cfg: Config) -> torch.Tensor:
-    """rewards (B, Q, n) -> advantages (B, Q, Q, n) for share_grpo, (B, 1, 1, n) otherwise."""
-    a = cfg.algorithm
-    if a.adv_estimator == "share_grpo":
-        return algos.share_grpo_advantages(rewards, global_std_over=a.global_std_over, terms=a.advantage_terms)
-    B, _, n = rewards.shape
-    fn = algos.lookup(algos.ADVANTAGE_ESTIMATORS, a.adv_estimator, "advantage estimator")
-    return fn(rewards.reshape(B, n)).reshape(B, 1, 1, n)
+def expand(run: Run, rng: random.Random) -> Rollout:
+    """Sample B questions and expand each into Q encoded variant prompts (no responses yet)."""
+    questions = [run.rows[i] for i in run.order.take(run.batch_shape[0])]
+    messages, images, counts = expand_questions(questions, run.cfg, rng)
+    texts = [run.processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in messages]
+    return Rollout(questions, encode_prompts(run.processor, texts, images), [], counts)
+
+
+def generate(run: Run, prompts: Prompts) -> list[Tensor]:
+    """n responses per variant prompt from the current policy: B*Q*n, [i, b, k] order."""
+    ro, d = run.cfg.worker.rollout, run.cfg.data
+    params = SamplingParams(ro.n, d.max_response_length, ro.temperature, ro.top_p, ro.top_k, ro.min_tokens)
+    return run.sampler.generate(run.engine.module, prompts, params)
+
+
+def rewards(run: Run, batch: Rollout) -> tuple[list[Grade], Tensor]:
+    """The responses' grades and rewards (B, Q, n): one judgement per unique response.
+    The reward is the verifier's 0.9 accuracy + 0.1 format unless worker.reward.function is set."""
+    B, Q, n = run.batch_shape
+    reward = run.cfg.worker.reward
+    decoded = run.processor.tokenizer.batch_decode(batch.responses, skip_special_tokens=True)
+    golds = [row.answer for row in batch.questions for _ in range(Q * n)]
+    grades = grade_many(decoded, golds, mode=reward.mode, workers=reward.workers, timeout_s=reward.timeout_s)
+    scores = [g.overall for g in grades] if run.reward_fn is None else [float(x) for x in run.reward_fn(decoded, golds)]
+    return grades, torch.tensor(scores, dtype=torch.float32).reshape(B, Q, n)
+
+
+def advantages(rewards: Tensor, a: AlgorithmConfig) -> Tensor:
+    """rewards (B, Q, n) -> advantages (B, Q, Q, n) by the configured estimator (Q = 1 for grpo)."""
+    estimator = algos.ADVANTAGE_ESTIMATORS[a.adv_estimator]
+    return estimator(rewards, global_std_over=a.global_std_over, terms=a.advantage_terms)
+
+
+def shared_rows(batch: Rollout, adv: Tensor, keep: Tensor) -> TrainingRows:
+    """The B*Q*Q*n rows of `algos.share_layout`, for the questions where keep (B,) is true."""
+    B, Q, _, n = adv.shape
+    layout = algos.share_layout(B, Q, n)
+    ids = torch.nonzero(keep[layout.question_index]).squeeze(-1)
+    response = [batch.responses[int(layout.response_index[r])] for r in ids]
+    return TrainingRows(
+        prompt=layout.prompt_index[ids].tolist(), response=response, question=layout.question_index[ids],
+        advantage=adv.reshape(-1)[ids], width=max([len(x) for x in response] + [1]),
+    )
+
+
+def old_log_probs(run: Run, prompts: Prompts, rows: TrainingRows) -> None:
+    """Fill rows.old_log_probs (only when the policy moves within a step: several updates or
+    epochs) and rows.ref_log_probs (with a reference model), without gradients."""
+    single_update = run.questions_per_update == run.batch_shape[0] and run.cfg.worker.actor.ppo_epochs == 1
+    if not len(rows) or (single_update and run.ref_model is None):
+        return
+    pad_id, size = run.processor.tokenizer.pad_token_id, run.cfg.worker.actor.micro_batch_size_per_device_for_experience
+    old, ref = [], []
+    run.engine.eval()
+    with torch.no_grad():
+        for s in range(0, len(rows), size):
+            mb = rows.collate(prompts, list(range(s, min(s + size, len(rows)))), pad_id)
+            if not single_update:
+                old.append(response_log_probs(run.engine.module, prompts, mb, rows.width, mode=run.forward_mode)[0])
+            if run.ref_model is not None:
+                ref.append(response_log_probs(run.ref_model, prompts, mb, rows.width, mode=run.forward_mode)[0])
+    run.engine.train()
+    rows.old_log_probs = torch.cat(old) if old else None
+    rows.ref_log_probs = torch.cat(ref) if ref else None
+
+
+def update_groups(rows: TrainingRows, questions_per_update: int) -> list[list[int]]:
+    """Row indices of each update: the rows of `questions_per_update` consecutive kept questions
+    (a question's rows are never split across updates)."""
+    kept = list(dict.fromkeys(rows.question.tolist()))
+    groups = []
+    for u in range(0, len(kept), questions_per_update):
+        qs = set(kept[u : u + questions_per_update])
+        groups.append([r for r in range(len(rows)) if int(rows.question[r]) in qs])
+    return groups
+
+
+def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
+    """PPO epochs over the rows, one optimizer step per update group, micro-batches accumulated by
+    hand so that the loss is the configured aggregation over the whole update. Returns sums of the
+    update statistics (row-weighted `actor/*` values, `rows`, `updates`)."""
+    cfg, engine = run.cfg, run.engine
+    actor, a = cfg.worker.actor, cfg.algorithm
+    unit = algos.LOSS_AGGREGATIONS.info(actor.loss_agg_mode)["unit"]
+    size, pad_id = actor.micro_batch_size_per_device_for_update, run.processor.tokenizer.pad_token_id
+    stats: Counter = Counter()
+    engine.train()
+    for _epoch in range(actor.ppo_epochs):
+        for group in update_groups(rows, run.questions_per_update):
+            total = float(sum(len(rows.response[r]) for r in group)) if unit == "tokens" else float(len(group))
+            for s in range(0, len(group), size):
+                chunk = group[s : s + size]
+                mb = rows.collate(prompts, chunk, pad_id)
+                lp, mask, ent = response_log_probs(engine, prompts, mb, rows.width, with_entropy=True, mode=run.forward_mode)
+                old = lp.detach() if rows.old_log_probs is None else rows.old_log_probs[chunk]
+                pg_loss, m = algos.ppo_policy_loss(
+                    lp, old, rows.advantage[chunk].to(lp.device), mask, actor.clip_ratio_low, actor.clip_ratio_high,
+                    actor.clip_ratio_dual or None, actor.loss_agg_mode, cfg.data.max_response_length,
+                )
+                loss = pg_loss
+                if rows.ref_log_probs is not None:
+                    kl = algos.aggregate(algos.kl_penalty(lp, rows.ref_log_probs[chunk], a.kl_penalty), mask,
+                                         actor.loss_agg_mode)
+                    loss = loss + a.kl_coef * kl
+                    stats["actor/kl_loss"] += float(kl.detach()) * len(chunk)
+                share = float(mask.sum()) if unit == "tokens" else float(len(chunk))
+                boundary = s + size >= len(group)
+                engine.set_gradient_accumulation_boundary(boundary)
+                engine.backward(loss * (share / total))
+                engine.step()
+                stats["actor/pg_loss"] += float(pg_loss.detach()) * len(chunk)
+                for k, v in m.items():
+                    stats[f"actor/{k}"] += float(v) * len(chunk)
+                stats["actor/entropy"] += float((ent * mask).sum() / mask.sum().clamp(min=1)) * len(chunk)
+                stats["rows"] += len(chunk)
+            stats["grad_norm"] += float(engine.get_global_grad_norm() or 0.0)
+            stats["updates"] += 1
+    return stats
+
+
+def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor, adv: Tensor, keep: Tensor,
+                 stats: Counter, seconds: dict[str, float]) -> dict[str, float]:
+    """This rank's metrics of one step, namespaced (reward/, adv/, data/, response/, train/, actor/, perf/)."""
+    d = run.cfg.data
+    B, Q, _ = run.batch_shape
+    vanish = algos.advantage_vanishing(rewards, adv)
+    lengths = [len(r) for r in batch.responses]
+    truncated = [len(r) >= d.max_response_length and int(r[-1]) != run.sampler.eos_id for r in batch.responses]
+    rows = max(stats["rows"], 1)
+    step_time = sum(seconds.values())
+    return {
+        "reward/mean": rewards.mean().item(),
+        "reward/accuracy": sum(g.accuracy for g in grades) / len(grades),
+        "reward/format": sum(g.format for g in grades) / len(grades),
+        "reward/judge_timeouts": sum(g.status == "timeout" for g in grades),
+        "adv/zero_frac": vanish["zero_adv_frac"].item(),
+        "adv/uniform_global_frac": vanish["uniform_global_frac"].item(),
+        "adv/uniform_local_frac": vanish["uniform_local_frac"].item(),
+        "adv/abs_mean": adv.abs().mean().item(),
+        "data/dynamic_dropped": float(B - int(keep.sum())),
+        "data/image_transformed_frac": batch.expand_counts["image_transformed"] / (B * Q),
+        "data/short_variants": float(batch.expand_counts["short_variants"]),
+        "response/length_mean": sum(lengths) / len(lengths),
+        "response/truncated_frac": sum(truncated) / len(truncated),
+        "train/rows": float(stats["rows"]),
+        "train/rows_per_question": stats["rows"] / max(int(keep.sum()), 1),
+        "actor/lr": run.scheduler.get_last_lr()[0],
+        "actor/grad_norm": stats["grad_norm"] / max(stats["updates"], 1),
+        **{k: stats[k] / rows for k in stats if k.startswith("actor/")},
+        "perf/step_time": step_time,
+        "perf/tokens_per_s": sum(lengths) / step_time,
+        **{f"perf/{k}_time": v for k, v in seconds.items()},
+    }
+
+
+def resume(run: Run) -> int:
+    """Restore the latest checkpoint per trainer.resume; returns the last finished step (0: none)."""
+    path = find_resume(run.out_dir, run.cfg.trainer.resume)
+    if path is None:
+        return 0
+    state = load_checkpoint(run.engine, path)
+    run.order.position = state["data_position"][run.rank]
+    if run.rank == 0:
+        print(f"resumed from {path} at step {state['step']}")
+    return state["step"]
+
+
+def checkpoint(run: Run, step: int, metrics: dict[str, float]) -> None:
+    """Collective: the model, optimizer, RNG states and every rank's data position."""
+    positions = [run.order.position] * run.world
+    if run.world > 1:
+        t = torch.tensor([run.order.position if r == run.rank else 0 for r in range(run.world)])
+        dist.all_reduce(t)
+        positions = t.tolist()
+    state = {"data_position": positions, "skipped_rows": dict(run.skipped), "metrics": metrics}
+    tr = run.cfg.trainer
+    save_checkpoint(run.engine, run.out_dir, step, state, config_to_dict(run.cfg), tr.save_limit)
 
 
 def all_reduce_mean(metrics: dict[str, float], world: int) -> dict[str, float]:
@@ -234,210 +524,46 @@ class MetricLogger:
 # ---------------------------------------------------------------- the loop
 def train(cfg: Config) -> dict:
     """Run training; returns the last step's metrics."""
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    rank, world = init_distributed()
-    a, d, actor, ro, tr = cfg.algorithm, cfg.data, cfg.worker.actor, cfg.worker.rollout, cfg.trainer
-    if d.rollout_batch_size % world or actor.global_batch_size % world:
-        raise ValueError(f"data.rollout_batch_size and worker.actor.global_batch_size must be multiples of the "
-                         f"{world} processes")
-    out_dir = Path(tr.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(tr.seed)
-    processor = load_processor(actor.model.model_path)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=torch.float32)
-    log = print if rank == 0 else (lambda *args, **kwargs: None)
-    rows, skipped = load_rows(d, processor, log=log)
-    ref_model = None
-    if not a.disable_kl:
-        ref_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path).eval()
-        ref_model.requires_grad_(False)
-    engine, scheduler = build_engine(model, cfg, world)
-    if ref_model is not None:
-        ref_model.to(model_device(engine))
-    rollout = make_rollout(ro.name, processor, cfg)
-    reward_fn = None
-    if cfg.worker.reward.function:
-        import importlib
-
-        module, name = cfg.worker.reward.function.split(":")
-        reward_fn = getattr(importlib.import_module(module), name)
-    pad_id = processor.tokenizer.pad_token_id
-    order = DataOrder(len(rows), tr.seed, d.shuffle, rank, world)
-    if rank == 0:
-        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-    start = 0
-    resume_from = find_resume(out_dir, tr.resume)
-    if resume_from is not None:
-        state = load_checkpoint(engine, resume_from)
-        start, order.position = state["step"], state["data_position"][rank]
-        log(f"resumed from {resume_from} at step {start}")
-    logger = MetricLogger(cfg, rank, start)
-
-    B, Q, n = d.rollout_batch_size // world, a.num_variants, ro.n
-    questions_per_update = actor.global_batch_size // world
-    single_update = questions_per_update == B and actor.ppo_epochs == 1
-    shared = actor.share_prompt_prefix and not actor.model.enable_gradient_checkpointing
-    mode = "shared_prefix" if shared else "rows"
-    params = SamplingParams(n, d.max_response_length, ro.temperature, ro.top_p, ro.top_k, ro.min_tokens)
-    metrics: dict[str, float] = {}
+    run = set_up(cfg)
+    tr, a = cfg.trainer, cfg.algorithm
+    start = resume(run)
+    logger = MetricLogger(cfg, run.rank, start)
     bar = None
-    if tr.progress_bar and rank == 0:
+    if tr.progress_bar and run.rank == 0:
         from tqdm import tqdm
 
         bar = tqdm(total=tr.max_steps, initial=start, desc="train", dynamic_ncols=True)
-
+    metrics: dict[str, float] = {}
     for step in range(start + 1, tr.max_steps + 1):
-        t0 = time.perf_counter()
-        timings: dict[str, float] = {}
-        rng = random.Random(f"{tr.seed}/{step}/{rank}")
-        torch.manual_seed(hash((tr.seed, step, rank)) % 2**63)
-
-        # 1. sample B questions and expand each into Q variants
-        batch_rows = [rows[i] for i in order.take(B)]
-        messages, images, expand_counts = expand_questions(batch_rows, cfg, rng)
-        texts = [processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in messages]
-        prompts = encode_prompts(processor, texts, images)
-
-        # 2. generate n responses per variant prompt: B*Q*n, [i, b, k] order
-        t = time.perf_counter()
-        responses = rollout.generate(engine.module, prompts, params)
-        timings["generate"] = time.perf_counter() - t
-
-        # 3. rewards once per unique response
-        t = time.perf_counter()
-        decoded = processor.tokenizer.batch_decode(responses, skip_special_tokens=True)
-        golds = [row.answer for row in batch_rows for _ in range(Q * n)]
-        grades = grade_many(decoded, golds, mode=cfg.worker.reward.mode, workers=cfg.worker.reward.workers,
-                            timeout_s=cfg.worker.reward.timeout_s)
-        scores = [g.overall for g in grades] if reward_fn is None else [float(x) for x in reward_fn(decoded, golds)]
-        rewards = torch.tensor(scores, dtype=torch.float32).reshape(B, Q, n)
-        timings["reward"] = time.perf_counter() - t
-
-        # 4. advantages and 5. the shared training rows
-        adv = compute_advantages(rewards, cfg)  # (B, Q, Q, n); the config holds Q = 1 for grpo/dr_grpo
-        layout = algos.share_layout(B, Q, n)
-        row_adv = adv.reshape(-1)
-        vanish = algos.advantage_vanishing(rewards, adv)
-        keep_q, dropped = (algos.dynamic_sampling_filter(rewards) if a.dynamic_sampling
-                           else (torch.ones(B, dtype=torch.bool), torch.tensor(0)))
-        row_keep = keep_q[layout.question_index]
-        row_ids = torch.nonzero(row_keep).squeeze(-1)
-        row_resp = [responses[int(layout.response_index[r])] for r in row_ids]
-        row_prompt = [int(layout.prompt_index[r]) for r in row_ids]
-        row_q = layout.question_index[row_ids]
-        row_adv = row_adv[row_ids]
-        width = max([len(x) for x in row_resp] + [1])
-
-        # 6. old (and reference) log-probs, without gradients, in large micro-batches
-        t = time.perf_counter()
-        old_lp = ref_lp = None
-        exp_mb = actor.micro_batch_size_per_device_for_experience
-        if len(row_ids) and (not single_update or ref_model is not None):
-            engine.eval()
-            with torch.no_grad():
-                parts, ref_parts = [], []
-                for s in range(0, len(row_ids), exp_mb):
-                    mb = collate(prompts, row_prompt[s : s + exp_mb], row_resp[s : s + exp_mb], pad_id)
-                    if not single_update:
-                        parts.append(response_log_probs(engine.module, prompts, mb, width, mode=mode)[0])
-                    if ref_model is not None:
-                        ref_parts.append(response_log_probs(ref_model, prompts, mb, width, mode=mode)[0])
-                old_lp = torch.cat(parts) if parts else None
-                ref_lp = torch.cat(ref_parts) if ref_parts else None
-            engine.train()
-        timings["old_log_prob"] = time.perf_counter() - t
-
-        # 7. PPO updates: global_batch_size questions each, micro-batches accumulated by hand
-        t = time.perf_counter()
-        engine.train()
-        upd = Counter()
-        mb_size = actor.micro_batch_size_per_device_for_update
-        kept_questions = torch.nonzero(keep_q).squeeze(-1).tolist()
-        for _epoch in range(actor.ppo_epochs):
-            for u in range(0, max(len(kept_questions), 1), questions_per_update):
-                qs = set(kept_questions[u : u + questions_per_update])
-                sel = [r for r in range(len(row_ids)) if int(row_q[r]) in qs]
-                if not sel:
-                    continue
-                lengths = torch.tensor([len(row_resp[r]) for r in sel])
-                total = float(lengths.sum()) if AGGREGATION_UNIT[actor.loss_agg_mode] == "tokens" else float(len(sel))
-                for s in range(0, len(sel), mb_size):
-                    chunk = sel[s : s + mb_size]
-                    mb = collate(prompts, [row_prompt[r] for r in chunk], [row_resp[r] for r in chunk], pad_id)
-                    lp, mask, ent = response_log_probs(engine, prompts, mb, width, with_entropy=True, mode=mode)
-                    old = lp.detach() if old_lp is None else old_lp[chunk]
-                    pg_loss, m = algos.ppo_policy_loss(
-                        lp, old, row_adv[chunk].to(lp.device), mask, actor.clip_ratio_low, actor.clip_ratio_high,
-                        actor.clip_ratio_dual or None, actor.loss_agg_mode, d.max_response_length,
-                    )
-                    loss = pg_loss
-                    if ref_lp is not None:
-                        kl = algos.aggregate(algos.kl_penalty(lp, ref_lp[chunk], a.kl_penalty), mask, actor.loss_agg_mode)
-                        loss = loss + a.kl_coef * kl
-                        upd["actor/kl_loss"] += float(kl.detach()) * len(chunk)
-                    unit = float(mask.sum()) if AGGREGATION_UNIT[actor.loss_agg_mode] == "tokens" else float(len(chunk))
-                    engine.set_gradient_accumulation_boundary(s + mb_size >= len(sel))
-                    engine.backward(loss * (unit / total))
-                    engine.step()
-                    upd["actor/pg_loss"] += float(pg_loss.detach()) * len(chunk)
-                    for k, v in m.items():
-                        upd[f"actor/{k}"] += float(v) * len(chunk)
-                    upd["actor/entropy"] += float((ent * mask).sum() / mask.sum().clamp(min=1)) * len(chunk)
-                    upd["rows"] += len(chunk)
-                upd["actor/grad_norm"] += float(engine.get_global_grad_norm() or 0.0)
-                upd["updates"] += 1
-        timings["update"] = time.perf_counter() - t
-
-        # 8. metrics
-        step_time = time.perf_counter() - t0
-        gen_tokens = sum(len(r) for r in responses)
-        n_rows = max(upd["rows"], 1)
-        metrics = {
-            "reward/mean": rewards.mean().item(),
-            "reward/accuracy": sum(g.accuracy for g in grades) / len(grades),
-            "reward/format": sum(g.format for g in grades) / len(grades),
-            "reward/judge_timeouts": sum(g.status == "timeout" for g in grades),
-            "adv/zero_frac": vanish["zero_adv_frac"].item(),
-            "adv/uniform_global_frac": vanish["uniform_global_frac"].item(),
-            "adv/uniform_local_frac": vanish["uniform_local_frac"].item(),
-            "adv/abs_mean": adv.abs().mean().item(),
-            "data/dynamic_dropped": float(dropped),
-            "data/image_transformed_frac": expand_counts["image_transformed"] / (B * Q),
-            "data/short_variants": float(expand_counts["short_variants"]),
-            "response/length_mean": gen_tokens / len(responses),
-            "response/truncated_frac": sum(len(r) >= d.max_response_length and int(r[-1]) != rollout.eos_id
-                                           for r in responses) / len(responses),
-            "train/rows": float(upd["rows"]),
-            "train/rows_per_question": upd["rows"] / max(int(keep_q.sum()), 1),
-            "actor/lr": scheduler.get_last_lr()[0],
-            "actor/grad_norm": upd["actor/grad_norm"] / max(upd["updates"], 1),
-            **{k: upd[k] / n_rows for k in upd if k.startswith("actor/") and k != "actor/grad_norm"},
-            "perf/step_time": step_time,
-            "perf/tokens_per_s": gen_tokens / step_time,
-            **{f"perf/{k}_time": v for k, v in timings.items()},
-        }
-        metrics = all_reduce_mean(metrics, world)
+        timer = StageTimer()
+        rng = random.Random(f"{tr.seed}/{step}/{run.rank}")
+        torch.manual_seed(hash((tr.seed, step, run.rank)) % 2**63)
+        with timer("expand"):
+            batch = expand(run, rng)
+        with timer("generate"):
+            batch.responses = generate(run, batch.prompts)
+        with timer("reward"):
+            grades, reward = rewards(run, batch)
+        with timer("advantage"):
+            adv = advantages(reward, a)
+            keep = algos.dynamic_sampling_filter(reward)[0] if a.dynamic_sampling else torch.ones(len(reward), dtype=torch.bool)
+            rows = shared_rows(batch, adv, keep)
+        with timer("old_log_prob"):
+            old_log_probs(run, batch.prompts, rows)
+        with timer("update"):
+            stats = ppo_update(run, batch.prompts, rows)
+        metrics = all_reduce_mean(step_metrics(run, batch, grades, reward, adv, keep, stats, timer.seconds), run.world)
         logger.log(step, metrics)
         if bar is not None:
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.3f}")
             bar.update(1)
-
-        # 9. checkpoint
         if step == tr.max_steps or (tr.save_freq and step % tr.save_freq == 0):
-            positions = [order.position] * world
-            if world > 1:
-                t_pos = torch.tensor([order.position if r == rank else 0 for r in range(world)])
-                dist.all_reduce(t_pos)
-                positions = t_pos.tolist()
-            state = {"data_position": positions, "skipped_rows": dict(skipped), "metrics": metrics}
-            save_checkpoint(engine, out_dir, step, state, config_to_dict(cfg), tr.save_limit)
+            checkpoint(run, step, metrics)
     if bar is not None:
         bar.close()
-    summary = {"steps": tr.max_steps, "skipped_rows": dict(skipped), "rows": len(rows), "last": metrics}
-    if rank == 0:
-        write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
+    summary = {"steps": tr.max_steps, "skipped_rows": dict(run.skipped), "rows": len(run.rows), "last": metrics}
+    if run.rank == 0:
+        write_text_atomic(run.out_dir / "summary.json", json.dumps(summary, indent=2))
     return metrics
 
 

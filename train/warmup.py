@@ -1,4 +1,4 @@
-"""The warm start of the CPU-scale reproduction (DESIGN §7), standing in for Qwen's pretraining.
+"""The warm start of the CPU-scale reproduction, standing in for Qwen's pretraining.
 
 1. `pretrain_vision`: from random weights a language model cannot pull a signal through an
    untrained vision tower, so the tower is first trained without answer labels: every merged

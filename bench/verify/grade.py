@@ -14,13 +14,17 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from ..registry import Registry
 from .canonical import decide
 from .extract import extract_boxed, format_matches, normalize_tag_spacing
 from .judge import MAX_JUDGE_LEN, get_judge
 
 ACCURACY_WEIGHT, FORMAT_WEIGHT = 0.9, 0.1
 DEFAULT_TIMEOUT_S = 2.0
-MODES = ("default", "paper")
+MODES: Registry[str] = Registry("verifier mode")
+"""Verifier mode -> the symbolic judge (in `judge.JUDGES`) that decides what the cheap checks cannot."""
+MODES.add("default", "math_verify")  # ours: exact numeric/letter/text checks, then math-verify
+MODES.add("paper", "mathruler")  # the released grader: mathruler's extraction and grade_answer
 CACHE_SIZE = 200_000
 
 
@@ -47,8 +51,7 @@ def _make(accuracy: bool, status: str, fmt: bool, extracted: str | None) -> Grad
 
 
 def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown verifier mode {mode!r}; valid modes: {', '.join(MODES)}")
+    MODES[mode]  # noqa: B018 - raises with the valid names
 
 
 class _LRU:
@@ -103,9 +106,6 @@ def _pre_judge(pred: str | None, gold: str, mode: str) -> tuple[bool, str] | Non
     return None if decided is None else (decided, "ok")
 
 
-_JUDGE_OF_MODE = {"default": "math_verify", "paper": "mathruler"}
-
-
 def grade_many(
     responses: Sequence[str],
     golds: Sequence[str],
@@ -141,7 +141,7 @@ def _decide(keys: list[tuple[str | None, str]], mode: str, workers: int | None,
         if decision is None:
             pending.append(key)
     if pending:
-        judged = get_judge(workers).run(_JUDGE_OF_MODE[mode], pending, timeout_s)
+        judged = get_judge(workers).run(MODES[mode], pending, timeout_s)
         decisions.update(zip(pending, judged, strict=True))
     for key, decision in decisions.items():
         if decision[1] in ("ok", "gold_unparseable"):  # a timeout or crash is never cached

@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+from ..registry import Registry
+
 MAX_JUDGE_LEN = 1000  # answers longer than this are not handed to sympy at all
 
 
@@ -64,11 +66,10 @@ def mathruler_judge(pred: str, gold: str) -> tuple[bool, str]:
     return bool(grade_answer(pred, gold)), "ok"
 
 
-JUDGES = {
-    "math_verify": math_verify_judge,
-    "plain_math_verify": plain_math_verify_judge,
-    "mathruler": mathruler_judge,
-}
+JUDGES: Registry = Registry("judge")
+JUDGES.add("math_verify", math_verify_judge)
+JUDGES.add("plain_math_verify", plain_math_verify_judge)
+JUDGES.add("mathruler", mathruler_judge)
 
 
 class _Worker:
@@ -119,8 +120,7 @@ class BoundedJudge:
     def run(self, judge: str, requests: list[tuple[str, str]], timeout_s: float) -> list[tuple[bool, str]]:
         """Results in order; (False, "timeout") for a call that overran (its worker is killed
         and replaced), (False, "judge_error:...") for one that raised."""
-        if judge not in JUDGES:
-            raise ValueError(f"unknown judge {judge!r}; valid judges: {', '.join(JUDGES)}")
+        JUDGES[judge]  # noqa: B018 - raises with the valid names
         results: list[tuple[bool, str] | None] = [None] * len(requests)
         queue = list(range(len(requests)))[::-1]
         with self.lock:

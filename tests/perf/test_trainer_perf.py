@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.synthetic import counting_rows
+from bench.data import training_rows
 from train.tiny import build_tiny
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_share_grpo_step_throughput(tmp_path, benchmark):
     model = build_tiny(tmp_path / "model", seed=0)
     data = tmp_path / "train.parquet"
-    pd.DataFrame(counting_rows(16, seed=0)).to_parquet(data)
+    pd.DataFrame(training_rows(16, seed=0, tasks=["SynthCount"])).to_parquet(data)
     steps = 6 if benchmark.enabled else 2
     cmd = [sys.executable, "-m", "train", "--config", str(REPO / "reproduce/configs/tiny_cpu.yaml"),
            f"worker.actor.model.model_path={model}", f"data.train_files={data}", f"trainer.output_dir={tmp_path / 'run'}",

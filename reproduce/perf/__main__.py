@@ -1,4 +1,4 @@
-"""`python -m bench.perf`: our trainer and TRL's GRPOTrainer on the same workload, alternating.
+"""`python -m reproduce.perf`: our trainer and TRL's GRPOTrainer on the same workload, alternating.
 
 Each alternation runs ours (GRPO), the peer (TRL), ours (Share-GRPO) in fresh processes, one after
 another, so slow drift of the machine hits all of them alike; ratios are taken within an
@@ -18,13 +18,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from bench.perf.workload import SPLIT, Workload, prepare
+from reproduce.perf.workload import SPLIT, Workload, prepare
 
 REPO = Path(__file__).resolve().parents[2]
 RUNS = {  # name -> (module, mode)
-    "ours_grpo": ("bench.perf.run_ours", "grpo"),
-    "trl": ("bench.perf.run_trl", None),
-    "ours_share_grpo": ("bench.perf.run_ours", "share_grpo"),
+    "ours_grpo": ("reproduce.perf.run_ours", "grpo"),
+    "trl": ("reproduce.perf.run_trl", None),
+    "ours_share_grpo": ("reproduce.perf.run_ours", "share_grpo"),
 }
 
 
@@ -100,7 +100,7 @@ def report(summary: dict, ratios: dict, w: Workload) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m reproduce.perf", description=__doc__)
     parser.add_argument("--alternations", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="measured steps per run (after 2 warm-up steps)")
     parser.add_argument("--peer-python", default=str(REPO / ".venv-peer" / "bin" / "python"),
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(summary, ratios, w)
     print("\n" + text)
     write_json_atomic(args.out.with_suffix(".json"), summary)
-    write_text_atomic(args.out.with_suffix(".md"), f"Produced by `make bench-perf` (python -m bench.perf).\n\n{text}")
+    write_text_atomic(args.out.with_suffix(".md"), f"Produced by `make bench-perf` (python -m reproduce.perf).\n\n{text}")
     return 0
 
 

@@ -1,5 +1,5 @@
 """One benchmark run of TRL's GRPOTrainer, inside the peer environment (.venv-peer):
-`python -m bench.perf.run_trl WORK_DIR --out F`.
+`python -m reproduce.perf.run_trl WORK_DIR --out F`.
 
 The same model, processor, questions, images, prompt text and reward (`bench.verify.grade_many`)
 as `run_ours.py`; TRL's own defaults elsewhere (DAPO token-mean loss, group-std scaling). Only
@@ -16,11 +16,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.fileio import write_json_atomic
-from bench.perf.workload import SPLIT, load, peak_gpu_mb, peak_rss_mb
+from reproduce.perf.workload import SPLIT, load, peak_gpu_mb, peak_rss_mb
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.perf.run_trl")
+    parser = argparse.ArgumentParser(prog="python -m reproduce.perf.run_trl")
     parser.add_argument("work_dir", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import Qwen2_5_VLForConditionalGeneration, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from bench.processing import load_processor
     from bench.prompts import with_r1_prompt
     from bench.verify import grade_many
     from train.config import DataConfig
     from train.data import load_rows
-    from train.processing import load_processor
 
     torch.manual_seed(w.seed)
     model_dir = args.work_dir / "model"

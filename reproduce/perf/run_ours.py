@@ -1,4 +1,4 @@
-"""One benchmark run of our trainer: `python -m bench.perf.run_ours WORK_DIR --mode grpo|share_grpo --out F`.
+"""One benchmark run of our trainer: `python -m reproduce.perf.run_ours WORK_DIR --mode grpo|share_grpo --out F`.
 
 Writes per-step wall times (between consecutive step ends, so nothing of a step is left out), the
 trainer's own time split, generated tokens and the process's peak RSS as JSON."""
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from bench.fileio import write_json_atomic
-from bench.perf.workload import SPLIT, Workload, load, peak_gpu_mb, peak_rss_mb
+from reproduce.perf.workload import SPLIT, Workload, load, peak_gpu_mb, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
 MODES = {
@@ -42,7 +42,7 @@ def overrides(work_dir: Path, w: Workload, mode: str, out_dir: Path) -> list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.perf.run_ours")
+    parser = argparse.ArgumentParser(prog="python -m reproduce.perf.run_ours")
     parser.add_argument("work_dir", type=Path)
     parser.add_argument("--mode", choices=sorted(MODES), default="grpo")
     parser.add_argument("--out", type=Path, required=True)

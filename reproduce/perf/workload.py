@@ -36,7 +36,7 @@ def prepare(work_dir: Path, workload: Workload) -> Path:
     """Build the tiny model and the training file into work_dir (once) and write workload.json."""
     import pandas as pd
 
-    from bench.synthetic import counting_rows
+    from bench.data import training_rows
     from train.tiny import build_tiny
 
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,7 @@ def prepare(work_dir: Path, workload: Workload) -> Path:
     if spec.exists() and json.loads(spec.read_text()) == asdict(workload):
         return work_dir
     build_tiny(work_dir / "model", seed=workload.seed)
-    pd.DataFrame(counting_rows(workload.rows, seed=workload.seed)).to_parquet(work_dir / "train.parquet")
+    pd.DataFrame(training_rows(workload.rows, seed=workload.seed, tasks=["SynthCount"])).to_parquet(work_dir / "train.parquet")
     spec.write_text(json.dumps(asdict(workload), indent=2))
     return work_dir
 
