@@ -116,6 +116,20 @@ def test_shared_prefix_keeps_results_identical(assets, tmp_path):
             assert x[key] == pytest.approx(y[key], abs=1e-5, rel=1e-4), (x["step"], key)
 
 
+def test_grad_norm_is_the_same_true_norm_at_every_zero_stage(assets, tmp_path):
+    """The logged gradient norm is the pre-clip norm of the update's gradient whatever the ZeRO
+    stage: DeepSpeed keeps none without ZeRO (fp32), so the trainer measures it there. The first
+    update starts from the same weights and data, so every stage must report the same norm."""
+    norms = {}
+    for stage in (0, 1, 2, 3):
+        out = tmp_path / f"zero{stage}"
+        run_train(assets, out, "trainer.max_steps=1", "trainer.save_freq=0", f"worker.actor.zero_stage={stage}")
+        norms[stage] = metrics(out)[0]["actor/grad_norm"]
+    assert norms[0] > 0, norms
+    for stage in (1, 2, 3):
+        assert norms[stage] == pytest.approx(norms[0], rel=1e-4), norms
+
+
 def test_resume_is_exact(assets, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     common = ["trainer.save_freq=2", "worker.actor.zero_stage=2", "algorithm.image_transform_prob=0.5"]

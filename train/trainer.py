@@ -405,15 +405,26 @@ def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
                 boundary = s + size >= len(group)
                 engine.set_gradient_accumulation_boundary(boundary)
                 engine.backward(loss * (share / total))
+                norm = _grad_norm_before_step(engine) if boundary else None
                 engine.step()
                 stats["actor/pg_loss"] += float(pg_loss.detach()) * len(chunk)
                 for k, v in m.items():
                     stats[f"actor/{k}"] += float(v) * len(chunk)
                 stats["actor/entropy"] += float((ent * mask).sum() / mask.sum().clamp(min=1)) * len(chunk)
                 stats["rows"] += len(chunk)
-            stats["grad_norm"] += float(engine.get_global_grad_norm() or 0.0)
+            stats["grad_norm"] += float(engine.get_global_grad_norm() if norm is None else norm)
             stats["updates"] += 1
     return stats
+
+
+def _grad_norm_before_step(engine) -> float | None:
+    """The gradient norm before clipping, where DeepSpeed does not report it: with plain fp32
+    training and no ZeRO it clips the gradients but keeps no norm (`get_global_grad_norm()` is
+    None). Its gradients are already averaged over ranks here, so every rank gets the same norm."""
+    if engine.zero_optimization() or engine.bfloat16_enabled() or engine.fp16_enabled():
+        return None
+    grads = [p.grad for p in engine.module.parameters() if p.grad is not None]
+    return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
 
 
 def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor, adv: Tensor, keep: Tensor,
