@@ -2,7 +2,7 @@
 the project's one generator of synthetic data (the tests, the benchmarks of the trainer and the
 CPU-scale reproduction all draw from it).
 
-    python -m bench.data --out DIR [--n N] [--seed S] [--side PX] [--train N_TRAIN]
+    python -m bench.data --out DIR [--n N] [--seed S] [--side PX] [--train N_TRAIN] [--tasks NAME ...]
 
 Writes one TSV per task under DIR (point $LMUData at it): columns index, image (base64 PNG),
 question, answer, category, and A-D for the multiple-choice task. Deterministic for a seed.
@@ -10,10 +10,13 @@ With --train it also writes DIR/train.parquet in the released training format (p
 <image>, answer, images, new_questions from paraphrase templates), with no image that also
 appears in a benchmark.
 
-Tasks (every answer survives the expansion's image transforms):
-- SynthCount: how many shapes of a colour (1-9).
-- SynthArith: the sum (or difference) of two digits drawn in the image.
-- SynthCompare (multiple choice): which colour has the most shapes.
+Tasks (every answer survives the expansion's image transforms). Shapes sit in a 3x3 grid, one per
+image token of the CPU-scale model. How the 1.6M-parameter CPU-scale model fares after its
+supervised warm-up, and whether RL moves it, is measured in the README (CPU-scale reproduction):
+- SynthColour: the colour of the shapes (one word).
+- SynthCount: how many shapes (1-6).
+- SynthCompare (multiple choice): which of three colours has the most shapes.
+- SynthArith: the sum (or difference) of two digits drawn in the image, their places jittered.
 - SynthChart: the height of the tallest bar of a small bar chart (1-9). Rotating the chart
   does not change the tallest bar's value.
 """
@@ -45,33 +48,53 @@ def _canvas(side: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
     return image, ImageDraw.Draw(image)
 
 
-def _dots(draw: ImageDraw.ImageDraw, side: int, slots: list[int], colour: tuple, grid: int = 4) -> None:
-    cell = side // grid
-    r = max(2, cell // 3)
-    for s in slots:
-        cx, cy = (s % grid) * cell + cell // 2, (s // grid) * cell + cell // 2
-        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
+GRID = 3
+"""Shapes sit in the cells of a 3x3 grid: at the CPU scale (84-px images, 28-px image tokens) each
+shape fills one image token's region, so what there is to see is what a token can hold."""
+
+
+def _shapes(draw: ImageDraw.ImageDraw, side: int, cells: list[int], colour: tuple) -> None:
+    cell = side / GRID
+    pad = cell * 0.12
+    for c in cells:
+        x, y = (c % GRID) * cell, (c // GRID) * cell
+        draw.ellipse([x + pad, y + pad, x + cell - pad, y + cell - pad], fill=colour)
 
 
 def count_item(rng: random.Random, side: int) -> dict:
-    colour, other = rng.sample(sorted(COLOURS), 2)
-    k, m = rng.randint(1, 9), rng.randint(0, 4)
-    slots = rng.sample(range(16), k + m)
+    """How many shapes (1-6, all of one colour)."""
+    colour = rng.choice(sorted(COLOURS))
+    k = rng.randint(1, 6)
     image, draw = _canvas(side)
-    _dots(draw, side, slots[:k], COLOURS[colour])
-    _dots(draw, side, slots[k:], COLOURS[other])
-    return {"image": image, "question": f"How many {colour} dots are in the image?", "answer": str(k),
-            "category": "count", "templates": [f"Count the {colour} dots. How many are there?",
-                                               f"What is the number of {colour} dots shown?"]}
+    _shapes(draw, side, rng.sample(range(GRID * GRID), k), COLOURS[colour])
+    return {"image": image, "question": f"How many {colour} shapes are in the image?", "answer": str(k),
+            "category": "count", "templates": [f"Count the {colour} shapes. How many are there?",
+                                               f"What is the number of {colour} shapes shown?"]}
+
+
+def colour_item(rng: random.Random, side: int) -> dict:
+    """The colour of the shapes (one to four shapes, all of one colour)."""
+    colour = rng.choice(sorted(COLOURS))
+    image, draw = _canvas(side)
+    _shapes(draw, side, rng.sample(range(GRID * GRID), rng.randint(1, 4)), COLOURS[colour])
+    return {"image": image, "question": "What colour are the shapes in the image? Answer with one word.",
+            "answer": colour, "category": "colour",
+            "templates": ["Name the colour of the shapes shown, in one word.",
+                          "Which colour do all the shapes in the picture have? One word."]}
 
 
 def arith_item(rng: random.Random, side: int) -> dict:
+    """The sum or difference of two digits drawn side by side. There are only 200 (digits,
+    operation) combinations, so each digit's place is jittered: a benchmark image is never a
+    training image, though its digits are."""
     a, b = rng.randint(0, 9), rng.randint(0, 9)
     op = rng.choice(["sum", "difference"])
     image, draw = _canvas(side)
     font = ImageFont.load_default(size=max(10, side // 3))
-    draw.text((side * 0.12, side * 0.3), str(a), fill=(0, 0, 0), font=font)
-    draw.text((side * 0.62, side * 0.3), str(b), fill=(0, 0, 0), font=font)
+    jitter = max(1, side // 16)
+    for digit, x in ((a, 0.12), (b, 0.62)):
+        draw.text((side * x + rng.randint(-jitter, jitter), side * 0.3 + rng.randint(-jitter, jitter)), str(digit),
+                  fill=(0, 0, 0), font=font)
     answer = a + b if op == "sum" else abs(a - b)
     q = ("What is the sum of the two digits in the image?" if op == "sum"
          else "What is the difference between the larger and the smaller digit in the image?")
@@ -81,19 +104,21 @@ def arith_item(rng: random.Random, side: int) -> dict:
 
 
 def compare_item(rng: random.Random, side: int) -> dict:
+    """Which of three colours has the most shapes (counts 1-4, all different); four options."""
     colours = rng.sample(sorted(COLOURS), 4)
-    counts = rng.sample(range(1, 6), 4)
-    slots = rng.sample(range(16), sum(counts))
+    counts = rng.sample(range(1, 5), 3)
+    cells = rng.sample(range(GRID * GRID), sum(counts))
     image, draw = _canvas(side)
     start = 0
-    for c, k in zip(colours, counts, strict=True):
-        _dots(draw, side, slots[start : start + k], COLOURS[c])
+    for c, k in zip(colours, counts, strict=False):
+        _shapes(draw, side, cells[start : start + k], COLOURS[c])
         start += k
     best = colours[counts.index(max(counts))]
+    rng.shuffle(colours)
     options = dict(zip("ABCD", colours, strict=True))
     letter = next(k for k, v in options.items() if v == best)
-    return {"image": image, "question": "Which colour has the most dots?", "answer": letter, "category": "compare",
-            **options, "templates": ["Of the colours shown, which one appears on the most dots?"]}
+    return {"image": image, "question": "Which colour has the most shapes?", "answer": letter, "category": "compare",
+            **options, "templates": ["Of the colours shown, which one appears on the most shapes?"]}
 
 
 def chart_item(rng: random.Random, side: int) -> dict:
@@ -109,23 +134,37 @@ def chart_item(rng: random.Random, side: int) -> dict:
 
 
 TASKS: dict[str, Callable[[random.Random, int], dict]] = {
+    "SynthColour": colour_item,
     "SynthCount": count_item,
-    "SynthArith": arith_item,
     "SynthCompare": compare_item,
+    "SynthArith": arith_item,
     "SynthChart": chart_item,
 }
 
 
-def benchmark_frame(task: str, n: int, seed: int, side: int) -> pd.DataFrame:
+def benchmark_frame(task: str, n: int, seed: int, side: int,
+                    exclude: frozenset[str] | set[str] = frozenset()) -> pd.DataFrame:
+    """`n` items of `task` as a VLMEvalKit TSV frame; images whose SHA-256 is in `exclude` (a
+    training split's) are redrawn."""
     rng = random.Random(f"{task}/{seed}")
     rows = []
-    for i in range(n):
+    while len(rows) < n:
         item = TASKS[task](rng, side)
-        row = {"index": i, "image": base64.b64encode(_png(item["image"])).decode(), "question": item["question"],
+        png = _png(item["image"])
+        if hashlib.sha256(png).hexdigest() in exclude:
+            continue
+        row = {"index": len(rows), "image": base64.b64encode(png).decode(), "question": item["question"],
                "answer": item["answer"], "category": item["category"]}
         row.update({k: item[k] for k in "ABCD" if k in item})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def image_hashes(frame: pd.DataFrame) -> set[str]:
+    """SHA-256 of every image of a benchmark frame (base64 column) or training frame (images column)."""
+    if "images" in frame:
+        return {hashlib.sha256(bytes(im)).hexdigest() for ims in frame["images"] for im in ims}
+    return {hashlib.sha256(base64.b64decode(b)).hexdigest() for b in frame["image"]}
 
 
 def training_rows(n: int, seed: int = 0, side: int = 56, tasks: list[str] | None = None,
@@ -153,18 +192,21 @@ def training_rows(n: int, seed: int = 0, side: int = 56, tasks: list[str] | None
     return rows
 
 
-def write(out: Path, n: int, seed: int, side: int, n_train: int = 0) -> list[Path]:
+def write(out: Path, n: int, seed: int, side: int, n_train: int = 0, tasks: list[str] | None = None,
+          exclude: frozenset[str] | set[str] = frozenset()) -> list[Path]:
+    """One TSV per task (`tasks`, default all) and, with n_train, train.parquet with no benchmark
+    image; benchmark images whose hash is in `exclude` (an existing training split's) are redrawn."""
     out.mkdir(parents=True, exist_ok=True)
     written, hashes = [], set()
-    for task in TASKS:
-        frame = benchmark_frame(task, n, seed, side)
-        hashes |= {hashlib.sha256(base64.b64decode(b)).hexdigest() for b in frame["image"]}
+    for task in tasks or list(TASKS):
+        frame = benchmark_frame(task, n, seed, side, exclude)
+        hashes |= image_hashes(frame)
         path = out / f"{task}.tsv"
         frame.to_csv(path, sep="\t", index=False)
         written.append(path)
     if n_train:
         path = out / "train.parquet"
-        pd.DataFrame(training_rows(n_train, seed, side, exclude=hashes)).to_parquet(path)
+        pd.DataFrame(training_rows(n_train, seed, side, tasks, exclude=hashes)).to_parquet(path)
         written.append(path)
     return written
 
@@ -176,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--side", type=int, default=56, help="image side in pixels")
     parser.add_argument("--train", type=int, default=0, help="also write train.parquet with this many rows")
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), help="tasks to write (default: all)")
     args = parser.parse_args(argv)
-    for path in write(args.out, args.n, args.seed, args.side, args.train):
+    for path in write(args.out, args.n, args.seed, args.side, args.train, args.tasks):
         print(path)
     return 0
 
