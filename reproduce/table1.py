@@ -32,6 +32,20 @@ class Row:
     label: str
     cells: dict[str, list[float]]  # column -> measured values (one per seed/run)
     paper: dict[str, PaperCell] = field(default_factory=dict)
+    items: int | None = None
+    """Items per benchmark: given, each cell shows mean ± standard error (see `standard_error`)
+    instead of mean ± std over runs."""
+
+
+def standard_error(values: list[float], items: int, columns: int = 1) -> float:
+    """Standard error (0-100 scale) of the mean of `values`, accuracies of k runs on the same
+    `items` items of each of `columns` benchmarks (their average, for columns > 1): the binomial
+    error of the pooled accuracy, sqrt(p (1 - p) / (items * columns * k)), combined with the
+    run-to-run error, std / sqrt(k)."""
+    k, p = len(values), statistics.fmean(values) / 100
+    binomial = 100 * math.sqrt(p * (1 - p) / (items * columns * k))
+    runs = statistics.stdev(values) / math.sqrt(k) if k > 1 else 0.0
+    return math.sqrt(binomial**2 + runs**2)
 
 
 def collect_scores(work_dirs: list[Path]) -> tuple[dict[str, dict[str, dict]], set[str]]:
@@ -62,10 +76,12 @@ def collect_scores(work_dirs: list[Path]) -> tuple[dict[str, dict[str, dict]], s
     return scores, protocols
 
 
-def fmt_cell(values: list[float] | None, paper: PaperCell | None) -> tuple[str, str]:
-    """(measured text, paper text) for one cell."""
+def fmt_cell(values: list[float] | None, paper: PaperCell | None, se: float | None = None) -> tuple[str, str]:
+    """(measured text, paper text) for one cell; `se` given: mean ± se."""
     if not values:
         measured = "missing"
+    elif se is not None:
+        measured = f"{statistics.fmean(values):.1f} ± {se:.1f}"
     elif len(values) == 1:
         measured = f"{values[0]:.1f}"
     else:
@@ -91,13 +107,16 @@ def average(row: Row, columns: list[str]) -> list[float] | None:
 def render(rows: list[Row], columns: list[str], caption: str, with_paper: bool) -> dict[str, str]:
     header = ["Model", *columns, "Average"]
     md_rows, csv_rows, tex_rows = [], [], []
-    csv_rows.append(["model", "column", "measured_mean", "measured_std", "runs", "paper", "paper_source", "diff"])
+    csv_rows.append(["model", "column", "measured_mean", "measured_std", "runs", "paper", "paper_source", "diff",
+                     "measured_se"])
     for row in rows:
         cells_md, cells_tex = [], []
         for col in [*columns, "Average"]:
             values = average(row, columns) if col == "Average" else row.cells.get(col)
             paper = row.paper.get(col) if with_paper else None
-            measured, paper_text = fmt_cell(values, paper)
+            se = (standard_error(values, row.items, len(columns) if col == "Average" else 1)
+                  if values and row.items else None)
+            measured, paper_text = fmt_cell(values, paper, se)
             cells_md.append(measured + (f" [paper {paper_text}]" if paper_text else ""))
             paper_tex = paper_text.replace("Δ", r"$\Delta$")
             cells_tex.append(measured.replace("±", r"$\pm$") + (f" ({paper_tex})" if paper_text else ""))
@@ -105,7 +124,7 @@ def render(rows: list[Row], columns: list[str], caption: str, with_paper: bool) 
             std = statistics.stdev(values) if values and len(values) > 1 else None
             pv = paper.value if paper else None
             csv_rows.append([row.label, col, mean, std, len(values or []), pv, paper.source if paper else "",
-                             (mean - pv) if mean is not None and pv is not None else None])
+                             (mean - pv) if mean is not None and pv is not None else None, se])
         md_rows.append(f"| {row.label} | " + " | ".join(cells_md) + " |")
         tex_rows.append(" & ".join([row.label, *cells_tex]) + r" \\")
     md = "\n".join([f"**{caption}**", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *md_rows]) + "\n"

@@ -261,3 +261,21 @@ def test_importing_vlmeval_keeps_autograd_on():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_standard_errors_of_table_cells():
+    from reproduce.table1 import Row, render, standard_error
+
+    # one run, 200 items at 50%: sqrt(0.25 / 200) = 3.54 points
+    assert standard_error([50.0], 200) == pytest.approx(100 * (0.25 / 200) ** 0.5)
+    # three runs: binomial error of the pooled 600 answers, plus the runs' spread / sqrt(3)
+    runs = [40.0, 50.0, 60.0]
+    expected = ((100**2 * 0.25 / 600) + (10.0 / 3**0.5) ** 2) ** 0.5
+    assert standard_error(runs, 200) == pytest.approx(expected)
+    # the average of 4 benchmarks pools 4x the items
+    assert standard_error([50.0], 200, columns=4) == pytest.approx(100 * (0.25 / 800) ** 0.5)
+    text = render([Row("m", {"A": [50.0], "B": [30.0]}, items=200)], ["A", "B"], "c", with_paper=False)
+    se_a = standard_error([50.0], 200)
+    assert f"| m | 50.0 ± {se_a:.1f} | 30.0 ± {standard_error([30.0], 200):.1f} | 40.0 ± " in text["md"]
+    csv = pd.read_csv(io.StringIO(text["csv"]))
+    assert csv.loc[csv["column"] == "A", "measured_se"].item() == pytest.approx(se_a)
