@@ -4,8 +4,9 @@
    untrained vision tower, so the tower is first trained without answer labels: every merged
    image token predicts the mean colour of each of its four patches (a linear head on top).
 2. `supervised_warmup`: next-token training on `<think>...</think> ... \\boxed{answer}` traces,
-   evaluated every few steps by sampling on held-out questions; it stops at the first evaluation
-   whose accuracy reaches `target_accuracy`, so RL starts in the range where it can act.
+   evaluated every few steps by sampling on held-out questions; it stops once the mean of the last
+   `window` evaluations reaches `target_accuracy`, so RL starts in the range where it can act and
+   the choice does not hinge on one noisy reading.
 """
 
 from __future__ import annotations
@@ -111,9 +112,10 @@ def sampled_accuracy(model, processor, examples: Sequence[Example], max_new_toke
 
 def supervised_warmup(model, processor, train: Sequence[Example], held_out: Sequence[Example], max_steps: int,
                       target_accuracy: float, lr: float = 1e-3, batch_size: int = 16, eval_every: int = 25,
-                      seed: int = 0, log: Callable[[str], None] = print) -> list[dict]:
-    """Train until a sampled evaluation reaches `target_accuracy` (or max_steps); returns the
-    evaluation history. The model is left at the chosen step."""
+                      seed: int = 0, window: int = 1, log: Callable[[str], None] = print) -> list[dict]:
+    """Train until the mean sampled accuracy of the last `window` evaluations reaches
+    `target_accuracy` (or max_steps); returns the evaluation history. The model is left at the
+    step where it stopped."""
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=(0.9, 0.95),
                             weight_decay=0.0)
     rng = random.Random(seed)
@@ -130,7 +132,9 @@ def supervised_warmup(model, processor, train: Sequence[Example], held_out: Sequ
         if step % eval_every == 0 or step == max_steps:
             acc, fmt = sampled_accuracy(model, processor, held_out)
             history.append({"step": step, "loss": loss.item(), "accuracy": acc, "format": fmt})
-            log(f"warm-up step {step}: loss {loss.item():.3f}, sampled accuracy {acc:.3f}, format {fmt:.3f}")
-            if acc >= target_accuracy:
+            recent = [h["accuracy"] for h in history[-window:]]
+            log(f"warm-up step {step}: loss {loss.item():.3f}, sampled accuracy {acc:.3f} (mean of last "
+                f"{len(recent)}: {sum(recent) / len(recent):.3f}), format {fmt:.3f}")
+            if len(recent) == window and sum(recent) / window >= target_accuracy:
                 break
     return history
