@@ -52,9 +52,10 @@ lock: $(STAMP)
 	mv requirements/lock.tmp requirements/lock.txt
 
 # SCALE=mini (default): the whole pipeline on CPU; SCALE=paper: the 7B evaluation on GPUs.
-# CKPT=dir adds a trained checkpoint (paper scale), JUDGE=name VLMEvalKit's judged scores, FORCE=1 redoes stages.
+# CKPT=dir adds a trained checkpoint (paper scale), JUDGE=name VLMEvalKit's judged scores, FORCE=1 redoes stages,
+# BENCH_SEED=N also scores the mini checkpoints on a fresh benchmark drawn with seed N.
 reproduce-table1: $(STAMP)
-	$(PY) -m reproduce run --scale $(SCALE) $(if $(CKPT),--ckpt $(CKPT)) $(if $(JUDGE),--judge $(JUDGE)) $(if $(FORCE),--force)
+	$(PY) -m reproduce run --scale $(SCALE) $(if $(CKPT),--ckpt $(CKPT)) $(if $(JUDGE),--judge $(JUDGE)) $(if $(FORCE),--force) $(if $(BENCH_SEED),--bench-seed $(BENCH_SEED))
 
 reproduce-ablations: $(STAMP)
 	$(PY) -m reproduce ablations $(if $(FORCE),--force)

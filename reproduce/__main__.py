@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--work-dir", type=Path, default=Path("runs/paper_eval"))
     r.add_argument("--out", type=Path, default=Path("results/paper_scale/table1"))
     r.add_argument("--force", action="store_true", help="redo finished stages (mini)")
+    r.add_argument("--bench-seed", type=int, help="SCALE=mini: also score the checkpoints on a fresh benchmark "
+                   "drawn with this seed (no training image in it), into results/mini/bench_seed_N/")
     a = commands.add_parser("ablations", help="the paper's ablation tables at the CPU scale")
     a.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
@@ -70,7 +72,7 @@ def run_scale(args) -> int:
         return run_paper_scale(args.ckpt, args.judge, args.work_dir, args.out)
     from .mini import run_mini
 
-    return run_mini(force=args.force)
+    return run_mini(force=args.force, bench_seed=args.bench_seed)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import yaml
 from .mini import (
     CONFIGS,
     REPO,
-    TASKS,
     MiniSpec,
     RLRun,
     say,
@@ -57,12 +56,13 @@ def run_ablations(force: bool = False, spec: MiniSpec | None = None, runs: Path 
     scores = {p.parent.name: json.loads(p.read_text())["datasets"] for p in work.glob("*/r1_scores.json")}
     texts, csvs = [], []
     for table in plan["tables"]:
-        rows = [Row(label, {t: [scores[name][t]["accuracy"]] for t in TASKS})
+        rows = [Row(label, {t: [scores[name][t]["accuracy"]] for t in spec.tasks}, items=spec.bench_items)
                 for name, (tab, label) in labels.items() if tab == table]
         caption = (f"Ablation '{table}', SCALE=mini (CPU miniature, NOT the paper's scale): accuracy 0-100 on the "
                    f"held-out synthetic benchmarks, {spec.rl_steps} RL steps, seed {spec.seeds[0]}, same warm start, "
-                   "data and learning rate for every row; one seed, so differences under ~5 points are noise.")
-        rendered = render(rows, TASKS, caption, with_paper=False)
+                   "data and learning rate for every row; one seed; ± is the standard error over the items, so "
+                   "differences under about three of them are noise.")
+        rendered = render(rows, list(spec.tasks), caption, with_paper=False)
         texts.append(rendered["md"])
         csvs.append(rendered["csv"] if not csvs else rendered["csv"].split("\n", 1)[1])
     paths = write_outputs({"md": "\n".join(texts), "csv": "".join(csvs)}, out / "ablations")

@@ -2,20 +2,32 @@
 
 Stages (each reused when its inputs are unchanged, redone with FORCE=1; an interrupted run picks up
 at the last finished stage, and RL runs resume from their last checkpoint):
-1. data: synthetic benchmarks (VLMEvalKit TSVs) and a training split with no benchmark image;
-   text variants come from paraphrase templates stored as `new_questions`.
+1. data: synthetic benchmarks (VLMEvalKit TSVs, `bench.data`) and a training split with no
+   benchmark image; text variants come from paraphrase templates stored as `new_questions`.
+   The tasks span difficulty: one the warm start solves (SynthColour) and two it mostly fails
+   (SynthCount, SynthChart), which a pilot showed RL can learn at this size; tasks it could not
+   learn either way (SynthArith, SynthCompare) are left out, as they would only dilute the batch.
 2. warm start: a tiny Qwen2.5-VL (`train.tiny`, size "mini"); its vision tower pretrained without
-   answer labels; a supervised warm-up on think/boxed traces, stopped by sampled accuracy (the
+   answer labels; a supervised warm-up on think/boxed traces, stopped when the mean sampled
+   accuracy of the last two evaluations on held-out training questions reaches a target (the
    "Base" row).
 3. RL from the warm start, same steps and the same 8 generated responses per question:
    GRPO (n = 8 samples of the original) and Share-GRPO (Q = 2 variants x n = 4), several seeds,
-   one learning rate for both (reproduce/configs/mini_base.yaml).
-4. evaluation of Base and every RL checkpoint through `bench.run` (VLMEvalKit) and `bench.score`.
-5. results/mini/: table1.md/.csv (mean ± std over seeds), curves.png, the configs, versions and
-   commit.
+   one learning rate for both (reproduce/configs/mini_base.yaml). Share-GRPO's checkpoint at half
+   its steps is kept too: a Share-GRPO step trains twice the rows and takes about twice as long,
+   so that checkpoint is the comparison at equal wall-clock.
+4. evaluation of Base and every RL checkpoint through `bench.run` (VLMEvalKit) and `bench.score`,
+   two evaluation processes at a time.
+5. results/mini/: table1.md/.csv/.tex (mean ± standard error), the training statistics (training
+   accuracy, uniform question groups at the start and over training, at equal steps and equal
+   wall-clock), a closing sentence that follows from the numbers, curves.png, the configs,
+   versions and commit.
 
-The task answers (counts, digit sums, the colour with most dots, the tallest bar's height) do not
-change under the expansion's rotations, flips and noise, so transforms are on for every task.
+`python -m reproduce run --scale mini --bench-seed N` scores the same checkpoints on a fresh
+benchmark drawn with seed N (no training image in it) and writes results/mini/bench_seed_N/.
+
+Every task's answer (a count, a digit sum or difference, the tallest bar's height) survives the
+expansion's rotations, flips and noise, so image transforms are on for every task.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import statistics
@@ -32,27 +45,34 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.fileio import write_json_atomic
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "reproduce" / "configs"
 DATA_GENERATOR = REPO / "bench" / "data.py"
-TASKS = ["SynthCount", "SynthArith", "SynthCompare", "SynthChart"]
+WARMUP_CODE = REPO / "train" / "warmup.py"
+TASKS = ("SynthColour", "SynthCount", "SynthChart")
 METHODS = {"GRPO": "mini_grpo.yaml", "Share-GRPO": "mini_sharegrpo.yaml"}
+EQUAL_TIME = "Share-GRPO, half the steps"
+"""The row of Share-GRPO's checkpoint at half its steps: about GRPO's wall-clock."""
 
 
 @dataclass(frozen=True)
 class MiniSpec:
     seeds: tuple[int, ...] = (1, 2, 3)
-    bench_items: int = 60  # per benchmark task
+    tasks: tuple[str, ...] = TASKS
+    bench_items: int = 200  # per benchmark task: a standard error of at most 3.5 points
     train_rows: int = 3000
-    warm_eval_items: int = 64
+    warm_eval_items: int = 256  # held-out training questions that choose the warm start
     side: int = 84
     model_size: str = "mini"
-    vision_steps: int = 150
-    warmup_max_steps: int = 600
-    warmup_target: float = 0.25
-    warmup_eval_every: int = 50
-    rl_steps: int = 100
-    rl_save_freq: int = 25
+    vision_steps: int = 400
+    warmup_max_steps: int = 1000
+    warmup_target: float = 0.55
+    warmup_eval_every: int = 25
+    warmup_window: int = 2
+    rl_steps: int = 300
+    rl_save_freq: int = 150  # the half-way checkpoint is Share-GRPO's equal-wall-clock row
     parallel: int = 2
     eval_max_new_tokens: int = 32
     extra_overrides: tuple[str, ...] = field(default_factory=tuple)
@@ -61,14 +81,16 @@ class MiniSpec:
         """What a stage's outputs depend on: its own fields and those of the stages before it
         (so the ablations, with other RL settings, reuse the data and warm start), and the code
         of the data generator, which every stage depends on (a changed task never reuses old data)."""
-        fields = {"data": ("bench_items", "train_rows", "warm_eval_items", "side")}
+        fields = {"data": ("tasks", "bench_items", "train_rows", "warm_eval_items", "side")}
         fields["warm"] = (*fields["data"], "model_size", "vision_steps", "warmup_max_steps", "warmup_target",
-                          "warmup_eval_every")
+                          "warmup_eval_every", "warmup_window")
         fields["rl"] = (*fields["warm"], "rl_steps", "rl_save_freq", "extra_overrides")
         fields["eval"] = (*fields["data"], "eval_max_new_tokens")
         spec = asdict(self)
         text = json.dumps([stage, {k: spec[k] for k in fields[stage]}, *parts], sort_keys=True)
         text += DATA_GENERATOR.read_text(encoding="utf-8")
+        if stage in ("warm", "rl"):
+            text += WARMUP_CODE.read_text(encoding="utf-8")
         if stage == "rl":
             text += "".join(p.read_text() for p in sorted(CONFIGS.glob("mini_*.yaml")))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -114,11 +136,31 @@ def stage_data(spec: MiniSpec, runs: Path, force: bool) -> Path:
         return out
     say("data: writing synthetic benchmarks and the training split")
     shutil.rmtree(out, ignore_errors=True)
-    write(out, spec.bench_items, seed=0, side=spec.side, n_train=spec.train_rows + spec.warm_eval_items)
+    write(out, spec.bench_items, seed=0, side=spec.side, n_train=spec.train_rows + spec.warm_eval_items,
+          tasks=list(spec.tasks))
     frame = pd.read_parquet(out / "train.parquet")
     frame.iloc[: spec.train_rows].to_parquet(out / "train_rl.parquet")
     frame.iloc[spec.train_rows :].to_parquet(out / "warm_eval.parquet")
     stage.finish({"train_rows": spec.train_rows})
+    return out
+
+
+def stage_fresh_benchmark(spec: MiniSpec, runs: Path, data: Path, seed: int, force: bool) -> Path:
+    """The benchmarks drawn again with another seed, with no image of the training split."""
+    import pandas as pd
+
+    from bench.data import image_hashes, write
+
+    out = runs / f"bench_seed_{seed}"
+    stage = Stage(out, spec.digest("data", f"bench_seed={seed}"), force)
+    if stage.done():
+        say(f"fresh benchmark (seed {seed}): reusing {out}")
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    say(f"fresh benchmark: {spec.bench_items} items per task drawn with seed {seed}")
+    write(out, spec.bench_items, seed=seed, side=spec.side, tasks=list(spec.tasks),
+          exclude=image_hashes(pd.read_parquet(data / "train.parquet")))
+    stage.finish({"bench_seed": seed})
     return out
 
 
@@ -155,9 +197,10 @@ def stage_warm_start(spec: MiniSpec, runs: Path, data: Path, force: bool) -> Pat
     t0 = time.time()
     say(f"warm start: vision pretraining ({spec.vision_steps} steps, no answer labels)")
     losses = pretrain_vision(model, processor, [e.image for e in train[:1000]], spec.vision_steps, lr=2e-3, log=say)
-    say(f"warm start: supervised warm-up until sampled accuracy >= {spec.warmup_target}")
+    say(f"warm start: supervised warm-up until the mean sampled accuracy of {spec.warmup_window} evaluations "
+        f"on {len(held_out)} held-out questions is >= {spec.warmup_target}")
     history = supervised_warmup(model, processor, train, held_out, spec.warmup_max_steps, spec.warmup_target,
-                                lr=1e-3, eval_every=spec.warmup_eval_every, log=say)
+                                lr=1e-3, eval_every=spec.warmup_eval_every, window=spec.warmup_window, log=say)
     acc, fmt = sampled_accuracy(model, processor, held_out)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -246,14 +289,25 @@ def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
     return outs
 
 
-def stage_export(runs: Path, rl: dict[str, Path], force: bool) -> dict[str, Path]:
+def half_name(name: str) -> str:
+    return f"{name}-half"
+
+
+def stage_export(runs: Path, rl: dict[str, Path], force: bool, halves: dict[str, int] | None = None) -> dict[str, Path]:
+    """Each run's last checkpoint as a Hugging Face folder, and for each run in `halves` also its
+    checkpoint at the given step (as `{name}-half`)."""
     from train.checkpoint import find_resume
     from train.export import export
 
+    wanted = {name: find_resume(out, "auto") for name, out in rl.items()}
+    for name, step in (halves or {}).items():
+        ckpt = rl[name] / "checkpoints" / f"step_{step}"
+        if not (ckpt / "trainer_state.json").exists():
+            raise RuntimeError(f"{ckpt}: missing (trainer.save_freq must divide the steps at {step})")
+        wanted[half_name(name)] = ckpt
     models = {}
-    for name, out in rl.items():
+    for name, ckpt in wanted.items():
         target = runs / "models" / name
-        ckpt = find_resume(out, "auto")
         marker = target / "exported_from.txt"
         if force or not marker.exists() or marker.read_text() != str(ckpt):
             export(ckpt, target)
@@ -263,20 +317,39 @@ def stage_export(runs: Path, rl: dict[str, Path], force: bool) -> dict[str, Path
 
 
 def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force: bool, name: str = "eval") -> Path:
+    """Every model on every task through VLMEvalKit (`bench.run`, greedy), `spec.parallel` runner
+    processes at a time over disjoint sets of models, then `bench.score` over the work dir."""
     work = runs / name
-    digest = spec.digest("eval", *[str(m) + (m / "exported_from.txt").read_text() if (m / "exported_from.txt").exists()
-                                   else str(m) for m in models])
+    digest = spec.digest("eval", str(data), *[str(m) + (m / "exported_from.txt").read_text()
+                                              if (m / "exported_from.txt").exists() else str(m) for m in models])
     stage = Stage(work, digest, force)
     if stage.done():
         say(f"evaluation: reusing {work}")
         return work
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    say(f"evaluation: {len(models)} models x {len(TASKS)} benchmarks through VLMEvalKit")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = [sys.executable, "-m", "bench.run", "--model", *map(str, models), "--data", *TASKS, "--work-dir", str(work),
-           "--lmudata", str(data), "--max-new-tokens", str(spec.eval_max_new_tokens)]
-    subprocess.run(run, check=True, env=env)
+    say(f"evaluation: {len(models)} models x {len(spec.tasks)} benchmarks x {spec.bench_items} items through VLMEvalKit")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    procs = []
+    for k in range(min(spec.parallel, len(models))):
+        # each runner gets its own copy of the TSVs: VLMEvalKit unpacks images next to them
+        lmu = work / f".lmudata_{k}"
+        lmu.mkdir()
+        for task in spec.tasks:
+            shutil.copy(data / f"{task}.tsv", lmu / f"{task}.tsv")
+        cmd = [sys.executable, "-m", "bench.run", "--model", *map(str, models[k :: spec.parallel]), "--data",
+               *spec.tasks, "--work-dir", str(work), "--lmudata", str(lmu), "--max-new-tokens",
+               str(spec.eval_max_new_tokens)]
+        log = (work / f"runner_{k}.log").open("w")
+        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    failed = []
+    for k, (proc, log) in enumerate(procs):
+        proc.wait()
+        log.close()
+        if proc.returncode:
+            failed.append(f"runner {k} exit {proc.returncode} (see {work / f'runner_{k}.log'})")
+    if failed:
+        raise RuntimeError("evaluation failed: " + "; ".join(failed))
     subprocess.run([sys.executable, "-m", "bench.score", "--work-dir", str(work)], check=True, env=env)
     stage.finish()
     return work
@@ -291,30 +364,43 @@ def _method_of(name: str) -> str:
     return name.rsplit("-s", 1)[0]
 
 
-def training_summary(rl: dict[str, Path]) -> dict:
-    """Training accuracy over the last 20% of steps, at equal steps and at equal wall-clock time."""
+def _mean(rows: list[dict], key: str) -> float:
+    return statistics.fmean(r[key] for r in rows)
+
+
+def training_summary(rl: dict[str, Path], start_steps: int = 10) -> dict:
+    """Per method, one value per seed: training accuracy (sampled, the rollouts' own) over the
+    first `start_steps` steps and over the last 20% of steps, at equal steps and at equal
+    wall-clock (the shortest run's total step time); the fraction of question groups whose 8
+    rewards are all equal (nothing to learn from) at the start and over the whole run; the
+    fraction of zero-advantage rows; seconds per step."""
     runs = {key: load_metrics(path) for key, path in rl.items()}
     time_of = {key: sum(r["perf/step_time"] for r in rows) for key, rows in runs.items()}
     budget = min(time_of.values())
     out: dict = {"equal_wall_clock_s": budget}
     for method in METHODS:
         keys = [k for k in runs if _method_of(k) == method]
-        steps, clock, zero = [], [], []
+        m: dict[str, list[float]] = {name: [] for name in (
+            "train_acc_start", "train_acc_equal_steps", "train_acc_equal_time", "uniform_groups_start",
+            "uniform_groups_all", "uniform_groups_end", "zero_adv_frac", "seconds_per_step")}
         for k in keys:
             rows = runs[k]
             tail = rows[-max(1, len(rows) // 5):]
-            steps.append(statistics.fmean(r["reward/accuracy"] for r in tail))
             t, upto = 0.0, []
             for r in rows:
                 t += r["perf/step_time"]
                 if t > budget:
                     break
                 upto.append(r)
-            window = upto[-max(1, len(rows) // 5):] or rows[:1]
-            clock.append(statistics.fmean(r["reward/accuracy"] for r in window))
-            zero.append(statistics.fmean(r["adv/zero_frac"] for r in rows))
-        out[method] = {"train_acc_equal_steps": steps, "train_acc_equal_time": clock, "zero_adv_frac": zero,
-                       "seconds_per_step": [time_of[k] / len(runs[k]) for k in keys]}
+            m["train_acc_start"].append(_mean(rows[:start_steps], "reward/accuracy"))
+            m["train_acc_equal_steps"].append(_mean(tail, "reward/accuracy"))
+            m["train_acc_equal_time"].append(_mean(upto[-max(1, len(rows) // 5):] or rows[:1], "reward/accuracy"))
+            m["uniform_groups_start"].append(_mean(rows[:start_steps], "adv/uniform_global_frac"))
+            m["uniform_groups_all"].append(_mean(rows, "adv/uniform_global_frac"))
+            m["uniform_groups_end"].append(_mean(tail, "adv/uniform_global_frac"))
+            m["zero_adv_frac"].append(_mean(rows, "adv/zero_frac"))
+            m["seconds_per_step"].append(time_of[k] / len(rows))
+        out[method] = m
     return out
 
 
@@ -347,31 +433,80 @@ def plot_curves(rl: dict[str, Path], path: Path, window: int = 10) -> None:
     plt.close(fig)
 
 
+def verdict(a: str, b: str, diff: float, se: float) -> str:
+    """One plain sentence from a difference of averages and its standard error."""
+    if abs(diff) <= 2 * se:
+        return f"no difference between {a} and {b} is detectable at this size ({diff:+.1f} ± {se:.1f} points)"
+    ahead, behind = (a, b) if diff > 0 else (b, a)
+    return f"{ahead} is ahead of {behind} by {abs(diff):.1f} ± {se:.1f} points"
+
+
+def compare(rows: dict, tasks: tuple[str, ...], items: int) -> dict:
+    """Held-out averages (mean over tasks, per run) of every row with their standard errors, and
+    the differences that the conclusions rest on."""
+    from reproduce.table1 import average, standard_error
+
+    avg = {label: average(row, list(tasks)) for label, row in rows.items()}
+    mean = {label: statistics.fmean(v) for label, v in avg.items()}
+    se = {label: standard_error(v, items, len(tasks)) for label, v in avg.items()}
+
+    def diff(a: str, b: str) -> dict:
+        return {"diff": mean[a] - mean[b], "se": math.hypot(se[a], se[b])}
+
+    base = "Base (warm start)"
+    return {
+        "average": mean, "average_se": se, "per_run_average": avg,
+        "grpo_vs_base": diff("GRPO", base), "grpo_runs_above_base": sum(v > mean[base] for v in avg["GRPO"]),
+        "share_vs_base": diff("Share-GRPO", base),
+        "equal_responses": diff("Share-GRPO", "GRPO"), "equal_wall_clock": diff(EQUAL_TIME, "GRPO"),
+    }
+
+
 def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, elapsed: float) -> list[Path]:
     from reproduce.table1 import Row, render, write_outputs
 
+    tasks = list(spec.tasks)
     scores = {p.parent.name: json.loads(p.read_text())["datasets"] for p in work.glob("*/r1_scores.json")}
-    rows = [Row("Base (warm start)", {t: [scores["Base"][t]["accuracy"]] for t in TASKS})]
-    for method in METHODS:
-        rows.append(Row(method, {t: [scores[f"{method}-s{s}"][t]["accuracy"] for s in spec.seeds] for t in TASKS}))
+    names = {"Base (warm start)": ["Base"], **{m: [f"{m}-s{s}" for s in spec.seeds] for m in METHODS},
+             EQUAL_TIME: [half_name(f"Share-GRPO-s{s}") for s in spec.seeds]}
+    rows = {label: Row(label, {t: [scores[n][t]["accuracy"] for n in ns] for t in tasks}, items=spec.bench_items)
+            for label, ns in names.items()}
+    summary = training_summary(rl)
+    ratio = statistics.fmean(summary["Share-GRPO"]["seconds_per_step"]) / statistics.fmean(
+        summary["GRPO"]["seconds_per_step"])
+    result = compare(rows, spec.tasks, spec.bench_items)
     base_cfg = (CONFIGS / "mini_base.yaml").read_text()
     lr = next(line.split(":")[1].strip() for line in base_cfg.splitlines() if line.strip().startswith("lr:"))
     caption = (f"SCALE=mini (CPU miniature, NOT the paper's benchmarks or scale). Accuracy 0-100 on held-out synthetic "
-               f"benchmarks ({spec.bench_items} items each), mean ± std over seeds {list(spec.seeds)}; "
-               f"{spec.rl_steps} RL steps from one warm start, 8 questions per step and 8 generated responses per "
-               f"question for both methods (GRPO n = 8; Share-GRPO Q = 2 x n = 4); one learning rate for both, "
-               f"lr = {lr}, fixed before the comparison; greedy decoding through VLMEvalKit, scored by bench.score.")
-    paths = write_outputs(render(rows, TASKS, caption, with_paper=False), out / "table1")
-    summary = training_summary(rl)
-    with (out / "table1.md").open("a") as f:
-        f.write("\n**Training accuracy (sampled, last 20% of steps), mean over seeds**\n\n")
-        f.write("| method | at equal steps | at equal wall-clock "
-                f"({summary['equal_wall_clock_s']:.0f} s) | zero-advantage rows | s / step |\n|---|---|---|---|---|\n")
-        for method in METHODS:
-            m = summary[method]
-            f.write(f"| {method} | {100 * statistics.fmean(m['train_acc_equal_steps']):.1f} | "
-                    f"{100 * statistics.fmean(m['train_acc_equal_time']):.1f} | "
-                    f"{statistics.fmean(m['zero_adv_frac']):.2f} | {statistics.fmean(m['seconds_per_step']):.2f} |\n")
+               f"benchmarks ({spec.bench_items} items each), mean ± standard error (items and seeds "
+               f"{list(spec.seeds)}); {spec.rl_steps} RL steps from one warm start, 8 questions per step and 8 "
+               f"generated responses per question for both methods (GRPO n = 8; Share-GRPO Q = 2 x n = 4); one "
+               f"learning rate for both, lr = {lr}, chosen on a GRPO-only pilot; '{EQUAL_TIME}' is Share-GRPO's "
+               f"checkpoint at step {spec.rl_steps // 2}: its steps took {ratio:.2f}x as long as GRPO's here, so "
+               f"that checkpoint is about GRPO's wall-clock. Greedy decoding through VLMEvalKit, scored by bench.score.")
+    rendered = render(list(rows.values()), tasks, caption, with_paper=False)
+    g, e, t = result["grpo_vs_base"], result["equal_responses"], result["equal_wall_clock"]
+    sentences = [
+        f"RL learns: GRPO is {g['diff']:+.1f} ± {g['se']:.1f} points above the warm start on average "
+        f"({result['grpo_runs_above_base']} of {len(spec.seeds)} seeds above it).",
+        f"At equal generated responses per question, {verdict('Share-GRPO', 'GRPO', e['diff'], e['se'])}.",
+        f"At equal wall-clock, {verdict('Share-GRPO', 'GRPO', t['diff'], t['se'])}.",
+    ]
+    pct = lambda values: f"{100 * statistics.fmean(values):.1f}"  # noqa: E731
+    lines = ["\n**Training (sampled rollouts), mean over seeds.** Uniform groups: questions whose 8 rewards are all "
+             "equal, so their advantages vanish.\n\n",
+             "| method | train acc, first 10 steps | train acc, last 20% | same, at equal wall-clock "
+             f"({summary['equal_wall_clock_s']:.0f} s) | uniform groups, first 10 steps | uniform groups, all steps | "
+             "uniform groups, last 20% | zero-advantage rows | s / step |\n" + "|---" * 10 + "|\n"]
+    for method in METHODS:
+        m = summary[method]
+        lines.append(f"| {method} | {pct(m['train_acc_start'])} | {pct(m['train_acc_equal_steps'])} | "
+                     f"{pct(m['train_acc_equal_time'])} | {pct(m['uniform_groups_start'])}% | "
+                     f"{pct(m['uniform_groups_all'])}% | {pct(m['uniform_groups_end'])}% | "
+                     f"{statistics.fmean(m['zero_adv_frac']):.2f} | {statistics.fmean(m['seconds_per_step']):.2f} |\n")
+    lines.append("\n**Conclusion.** " + " ".join(sentences) + "\n")
+    rendered["md"] += "".join(lines)
+    paths = write_outputs(rendered, out / "table1")
     plot_curves(rl, out / "curves.png")
     (out / "configs").mkdir(exist_ok=True)
     for name in ("mini_base.yaml", *METHODS.values()):
@@ -379,10 +514,11 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
     from importlib.metadata import version
 
     meta = {"scale": "mini", "spec": asdict(spec), "elapsed_s": elapsed, "training": summary,
+            "held_out": result, "share_step_time_ratio": ratio, "conclusion": sentences,
             "warm_start": json.loads((runs / "models" / "Base" / "done.json").read_text()),
             "versions": {p: version(p) for p in ("torch", "transformers", "deepspeed", "ms-vlmeval", "math-verify")},
             "commit": _commit()}
-    (out / "run.json").write_text(json.dumps(meta, indent=2))
+    write_json_atomic(out / "run.json", meta)
     return [*paths, out / "curves.png", out / "run.json"]
 
 
@@ -395,7 +531,9 @@ def _commit() -> str:
 
 
 def run_mini(force: bool = False, spec: MiniSpec | None = None, runs: Path | None = None,
-             out: Path | None = None) -> int:
+             out: Path | None = None, bench_seed: int | None = None) -> int:
+    """The whole miniature; with `bench_seed`, the same checkpoints are also scored on a fresh
+    benchmark drawn with that seed, into `out/bench_seed_{N}/`."""
     spec = spec or MiniSpec()
     runs = runs or REPO / "runs" / "mini"
     out = out or REPO / "results" / "mini"
@@ -405,11 +543,20 @@ def run_mini(force: bool = False, spec: MiniSpec | None = None, runs: Path | Non
     data = stage_data(spec, runs, force)
     base = stage_warm_start(spec, runs, data, force)
     rl = stage_rl(spec, runs, base, data, force)
-    models = stage_export(runs, rl, force)
-    work = stage_eval(spec, runs, data, [base, *models.values()], force)
-    paths = write_results(spec, runs, work, rl, out, time.time() - t0)
+    halves = {f"Share-GRPO-s{seed}": spec.rl_steps // 2 for seed in spec.seeds}
+    models = [base, *stage_export(runs, rl, force, halves).values()]
+    targets = [(data, "eval", out)]
+    if bench_seed is not None:
+        fresh = stage_fresh_benchmark(spec, runs, data, bench_seed, force)
+        targets.append((fresh, f"eval_bench_seed_{bench_seed}", out / f"bench_seed_{bench_seed}"))
+    paths = []
+    for bench, name, target in targets:
+        work = stage_eval(spec, runs, bench, models, force, name=name)
+        target.mkdir(parents=True, exist_ok=True)
+        paths += write_results(spec, runs, work, rl, target, time.time() - t0)
     say(f"done in {time.time() - t0:.0f} s. SCALE=mini outputs:")
     for p in paths:
         say(f"  {p}")
-    print((out / "table1.md").read_text())
+    for _, _, target in targets:
+        print((target / "table1.md").read_text())
     return 0

@@ -6,22 +6,30 @@ import json
 import pandas as pd
 from PIL import Image
 
-from reproduce.mini import SMOKE, TASKS, run_mini
+from reproduce.mini import EQUAL_TIME, SMOKE, TASKS, run_mini
 
 
 def test_mini_pipeline_smoke(tmp_path, capsys):
     runs, out = tmp_path / "runs", tmp_path / "results"
     assert run_mini(spec=SMOKE, runs=runs, out=out) == 0
     table = pd.read_csv(out / "table1.csv")
-    assert set(table["model"]) == {"Base (warm start)", "GRPO", "Share-GRPO"}
+    assert set(table["model"]) == {"Base (warm start)", "GRPO", "Share-GRPO", EQUAL_TIME}
     assert set(table["column"]) == {*TASKS, "Average"}
-    assert table["measured_mean"].between(0, 100).all()
+    assert table["measured_mean"].between(0, 100).all() and (table["measured_se"] >= 0).all()
     md = (out / "table1.md").read_text()
     assert "SCALE=mini" in md and "NOT the paper's" in md and "at equal wall-clock" in md
+    assert "uniform groups, first 10 steps" in md and "**Conclusion.** RL learns: GRPO is" in md
+    assert "At equal generated responses per question" in md and "At equal wall-clock" in md
     with Image.open(out / "curves.png") as im:
         assert im.size[0] > 500 and im.size[1] > 400
     meta = json.loads((out / "run.json").read_text())
     assert meta["scale"] == "mini" and meta["versions"]["ms-vlmeval"] == "0.0.20" and meta["commit"]
+    assert set(meta["held_out"]) >= {"grpo_vs_base", "equal_responses", "equal_wall_clock", "grpo_runs_above_base"}
+    for method in ("GRPO", "Share-GRPO"):
+        assert len(meta["training"][method]["uniform_groups_start"]) == len(SMOKE.seeds)
+    # the equal-wall-clock row is Share-GRPO's half-way checkpoint
+    exported = (runs / "models" / "Share-GRPO-s1-half" / "exported_from.txt").read_text()
+    assert exported.endswith(f"step_{SMOKE.rl_steps // 2}")
     assert sorted(p.name for p in (out / "configs").iterdir()) == ["mini_base.yaml", "mini_grpo.yaml",
                                                                    "mini_sharegrpo.yaml"]
     for method in ("GRPO", "Share-GRPO"):
@@ -29,12 +37,21 @@ def test_mini_pipeline_smoke(tmp_path, capsys):
         assert len(rows) == SMOKE.rl_steps
         assert rows[0]["train/rows_per_question"] == (8 if method == "GRPO" else 16)
 
-    # a second run reuses every finished stage
+    # a second run reuses every finished stage, and scores the checkpoints on a fresh benchmark
     capsys.readouterr()
-    assert run_mini(spec=SMOKE, runs=runs, out=out) == 0
+    assert run_mini(spec=SMOKE, runs=runs, out=out, bench_seed=5) == 0
     said = capsys.readouterr().out
     assert "data: reusing" in said and "warm start: reusing" in said and "RL: reusing" in said
-    assert "evaluation: reusing" in said
+    assert "evaluation: reusing" in said and "fresh benchmark: " in said
+    fresh = pd.read_csv(out / "bench_seed_5" / "table1.csv")
+    assert set(fresh["model"]) == set(table["model"])
+    from bench.data import image_hashes
+
+    train_images = image_hashes(pd.read_parquet(runs / "data" / "train.parquet"))
+    for task in TASKS:
+        fresh_items = pd.read_csv(runs / "bench_seed_5" / f"{task}.tsv", sep="\t")
+        shipped = pd.read_csv(runs / "data" / f"{task}.tsv", sep="\t")
+        assert not image_hashes(fresh_items) & train_images and not fresh_items["image"].equals(shipped["image"])
 
 
 def test_ablations_smoke(tmp_path):
