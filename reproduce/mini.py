@@ -474,6 +474,7 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
     summary = training_summary(rl)
     ratio = statistics.fmean(summary["Share-GRPO"]["seconds_per_step"]) / statistics.fmean(
         summary["GRPO"]["seconds_per_step"])
+    half_time = ratio * (spec.rl_steps // 2) / spec.rl_steps  # the half-way checkpoint's share of GRPO's time
     result = compare(rows, spec.tasks, spec.bench_items)
     base_cfg = (CONFIGS / "mini_base.yaml").read_text()
     lr = next(line.split(":")[1].strip() for line in base_cfg.splitlines() if line.strip().startswith("lr:"))
@@ -482,8 +483,9 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
                f"{list(spec.seeds)}); {spec.rl_steps} RL steps from one warm start, 8 questions per step and 8 "
                f"generated responses per question for both methods (GRPO n = 8; Share-GRPO Q = 2 x n = 4); one "
                f"learning rate for both, lr = {lr}, chosen on a GRPO-only pilot; '{EQUAL_TIME}' is Share-GRPO's "
-               f"checkpoint at step {spec.rl_steps // 2}: its steps took {ratio:.2f}x as long as GRPO's here, so "
-               f"that checkpoint is about GRPO's wall-clock. Greedy decoding through VLMEvalKit, scored by bench.score.")
+               f"checkpoint at step {spec.rl_steps // 2}: a Share-GRPO step took {ratio:.2f}x as long as a GRPO "
+               f"step here, so that checkpoint had {half_time:.2f}x GRPO's wall-clock. Greedy decoding through "
+               "VLMEvalKit, scored by bench.score.")
     rendered = render(list(rows.values()), tasks, caption, with_paper=False)
     g, e, t = result["grpo_vs_base"], result["equal_responses"], result["equal_wall_clock"]
     sentences = [
@@ -497,7 +499,7 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
              "equal, so their advantages vanish.\n\n",
              "| method | train acc, first 10 steps | train acc, last 20% | same, at equal wall-clock "
              f"({summary['equal_wall_clock_s']:.0f} s) | uniform groups, first 10 steps | uniform groups, all steps | "
-             "uniform groups, last 20% | zero-advantage rows | s / step |\n" + "|---" * 10 + "|\n"]
+             "uniform groups, last 20% | zero-advantage rows | s / step |\n" + "|---" * 9 + "|\n"]
     for method in METHODS:
         m = summary[method]
         lines.append(f"| {method} | {pct(m['train_acc_start'])} | {pct(m['train_acc_equal_steps'])} | "
@@ -511,10 +513,14 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
     (out / "configs").mkdir(exist_ok=True)
     for name in ("mini_base.yaml", *METHODS.values()):
         shutil.copy(CONFIGS / name, out / "configs" / name)
+    import resource
     from importlib.metadata import version
 
-    meta = {"scale": "mini", "spec": asdict(spec), "elapsed_s": elapsed, "training": summary,
-            "held_out": result, "share_step_time_ratio": ratio, "conclusion": sentences,
+    peak = {"this_process": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "largest_child_process": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    meta = {"scale": "mini", "spec": asdict(spec), "elapsed_s": elapsed, "peak_rss_mb": peak, "training": summary,
+            "held_out": result, "share_step_time_ratio": ratio, "equal_time_fraction": half_time,
+            "conclusion": sentences,
             "warm_start": json.loads((runs / "models" / "Base" / "done.json").read_text()),
             "versions": {p: version(p) for p in ("torch", "transformers", "deepspeed", "ms-vlmeval", "math-verify")},
             "commit": _commit()}
