@@ -1,6 +1,7 @@
 """Share-GRPO as pure functions: tensors and numbers in, tensors out; no config objects, no `.item()`.
 
-Notation (R1-ShareVL, arXiv 2505.16673, §3): B questions, each expanded into Q variants, n responses sampled per variant.
+Notation (after R1-ShareVL, arXiv 2505.16673): B questions, each expanded into Q variants, n
+responses sampled per variant.
 `rewards[i, b, k]` is the reward of response k generated from variant b of question i. Training
 rows are indexed `[i, a, b, k]`: response (i, b, k) trained under the prompt of variant a.
 
