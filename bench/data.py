@@ -142,6 +142,19 @@ TASKS: dict[str, Callable[[random.Random, int], dict]] = {
 }
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _draw(task: str, rng: random.Random, side: int, exclude: frozenset[str] | set[str]) -> tuple[dict, bytes]:
+    """One item of `task` and its PNG, redrawn while the PNG's SHA-256 is in `exclude`."""
+    while True:
+        item = TASKS[task](rng, side)
+        png = _png(item["image"])
+        if _sha256(png) not in exclude:
+            return item, png
+
+
 def benchmark_frame(task: str, n: int, seed: int, side: int,
                     exclude: frozenset[str] | set[str] = frozenset()) -> pd.DataFrame:
     """`n` items of `task` as a VLMEvalKit TSV frame; images whose SHA-256 is in `exclude` (a
@@ -149,10 +162,7 @@ def benchmark_frame(task: str, n: int, seed: int, side: int,
     rng = random.Random(f"{task}/{seed}")
     rows = []
     while len(rows) < n:
-        item = TASKS[task](rng, side)
-        png = _png(item["image"])
-        if hashlib.sha256(png).hexdigest() in exclude:
-            continue
+        item, png = _draw(task, rng, side, exclude)
         row = {"index": len(rows), "image": base64.b64encode(png).decode(), "question": item["question"],
                "answer": item["answer"], "category": item["category"]}
         row.update({k: item[k] for k in "ABCD" if k in item})
@@ -163,8 +173,8 @@ def benchmark_frame(task: str, n: int, seed: int, side: int,
 def image_hashes(frame: pd.DataFrame) -> set[str]:
     """SHA-256 of every image of a benchmark frame (base64 column) or training frame (images column)."""
     if "images" in frame:
-        return {hashlib.sha256(bytes(im)).hexdigest() for ims in frame["images"] for im in ims}
-    return {hashlib.sha256(base64.b64decode(b)).hexdigest() for b in frame["image"]}
+        return {_sha256(bytes(im)) for ims in frame["images"] for im in ims}
+    return {_sha256(base64.b64decode(b)) for b in frame["image"]}
 
 
 def training_rows(n: int, seed: int = 0, side: int = 56, tasks: list[str] | None = None,
@@ -177,10 +187,7 @@ def training_rows(n: int, seed: int = 0, side: int = 56, tasks: list[str] | None
     rows = []
     while len(rows) < n:
         task = names[len(rows) % len(names)]
-        item = TASKS[task](rng, side)
-        png = _png(item["image"])
-        if hashlib.sha256(png).hexdigest() in exclude:
-            continue
+        item, png = _draw(task, rng, side, exclude)
         question = item["question"]
         if "A" in item:
             question += " Options: " + " ".join(f"({k}) {item[k]}" for k in "ABCD")
