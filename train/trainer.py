@@ -365,11 +365,11 @@ def old_log_probs(run: Run, prompts: Prompts, rows: TrainingRows) -> None:
 def update_groups(rows: TrainingRows, questions_per_update: int) -> list[list[int]]:
     """Row indices of each update: the rows of `questions_per_update` consecutive kept questions
     (a question's rows are never split across updates)."""
-    kept = list(dict.fromkeys(rows.question.tolist()))
-    groups = []
-    for u in range(0, len(kept), questions_per_update):
-        qs = set(kept[u : u + questions_per_update])
-        groups.append([r for r in range(len(rows)) if int(rows.question[r]) in qs])
+    question = rows.question.tolist()
+    group_of = {q: i // questions_per_update for i, q in enumerate(dict.fromkeys(question))}
+    groups: list[list[int]] = [[] for _ in range(math.ceil(len(group_of) / questions_per_update))]
+    for r, q in enumerate(question):
+        groups[group_of[q]].append(r)
     return groups
 
 
