@@ -179,6 +179,10 @@ PAPER_DISAGREES = {
     ('\\cos 0', '1'),  # trig functions are not evaluated
     ('\\tan 45^\\circ', '1'),  # trig functions are not evaluated
     ('6', 'six'),  # number words are not numbers
+    ('e^{2}', '\\exp(2)'),  # \exp is not converted for sympy
+    ('2e', '2\\exp(1)'),  # \exp is not converted for sympy
+    ('32349', '32, 349'),  # commas and spaces are deleted first, so a list of two numbers reads as one
+    ('1000', '1, 000'),  # commas and spaces are deleted first, so a list of two numbers reads as one
 }
 
 

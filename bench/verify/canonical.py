@@ -29,6 +29,7 @@ UNIT_WORDS = frozenset(
 
 _NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _PLAIN_NUMBER = re.compile(rf"^{_NUM}$")
+_LIST_COMMA = re.compile(r"\s,|,\s")  # a thousands separator has digits right on both sides
 _THOUSANDS = re.compile(r"^([+-]?)(\d{1,3}(?:,\d{3})+)(\.\d+)?$")
 _SCI_TIMES = re.compile(rf"^({_NUM})\s*(?:\\times|\\cdot|\*|x)\s*10\s*\^\s*\{{?\s*([+-]?\d{{1,3}})\s*\}}?$")
 _SCI_E = re.compile(rf"^({_NUM})[eE]([+-]?\d{{1,3}})$")
@@ -99,6 +100,8 @@ def parse_number(answer: str) -> Number | None:
     s, percent = _strip_units(answer)
     if m := _ASSIGN.match(s):
         s = m.group(1).strip()
+    if _LIST_COMMA.search(s):  # "32, 349" is a list of two numbers, not 32349
+        return None
     s = s.replace(" ", "") if len(s) <= MAX_CHEAP_LEN else s
     if len(s) > MAX_CHEAP_LEN:
         return None

@@ -34,12 +34,22 @@ def _trig_degrees(latex: str) -> str:
     return _DEGREES.sub(r"\\frac{\1\\pi}{180}", latex) if _TRIG.search(latex) else latex
 
 
+# Euler's number set upright (\mathrm{e}, \text{e}, \operatorname{e}, \mathrm e): math-verify drops the
+# wrapped letter, which turns `7 \mathrm{e}^2` into 7.
+_EULER = re.compile(r"\\(?:mathrm|text|textrm|mathit|operatorname)\s*(?:\{\s*e\s*\}|\s+e(?![A-Za-z]))")
+
+
+def _for_math_verify(latex: str) -> str:
+    """What math-verify misreads, rewritten: degree marks in trig arguments, upright Euler e."""
+    return _EULER.sub("e", _trig_degrees(latex))
+
+
 def math_verify_judge(pred: str, gold: str) -> tuple[bool, str]:
     """math-verify with the gold first. Returns (match, status); status says when the gold
     answer could not be parsed, so that it is counted rather than silently scored."""
     from math_verify import parse, verify
 
-    pred, gold = _trig_degrees(pred), _trig_degrees(gold)
+    pred, gold = _for_math_verify(pred), _for_math_verify(gold)
     gold_parsed = parse(f"${gold}$", parsing_timeout=None)
     if not gold_parsed:
         return False, "gold_unparseable"
