@@ -67,7 +67,8 @@ REQUIRED = [
     ("algo", "overrides", "rows_per_question"),
     [
         ("share_grpo", ["algorithm.num_variants=2", "worker.rollout.n=2"], 2 * 2 * 2),
-        ("grpo", ["algorithm.adv_estimator=grpo", "algorithm.num_variants=1", "worker.rollout.n=4"], 4),
+        ("grpo", ["algorithm.adv_estimator=grpo", "algorithm.num_variants=1", "worker.rollout.n=4",
+                  "worker.actor.global_batch_size=2"], 4),
     ],
 )
 def test_end_to_end_zero2(assets, tmp_path, algo, overrides, rows_per_question):
@@ -195,8 +196,11 @@ def test_bad_rows_are_named_counted_and_skipped(assets, tmp_path):
 def test_config_validation_messages(tmp_path):
     with pytest.raises(ValueError, match="needs algorithm.num_variants=1"):
         load_config(TINY_CONFIG, ["algorithm.adv_estimator=grpo"])
-    with pytest.raises(ValueError, match="must be a multiple of worker.actor.global_batch_size"):
+    with pytest.raises(ValueError, match=r"must be a multiple of worker.actor.global_batch_size/num_variants=2 "
+                                         r"\(the questions per update\)"):
         load_config(TINY_CONFIG, ["data.rollout_batch_size=3"])
+    with pytest.raises(ValueError, match="global_batch_size=3 must be a multiple of algorithm.num_variants=2"):
+        load_config(TINY_CONFIG, ["worker.actor.global_batch_size=3"])
     with pytest.raises(ValueError, match="at least 2 responses"):
         load_config(TINY_CONFIG, ["algorithm.adv_estimator=grpo", "algorithm.num_variants=1", "worker.rollout.n=1"])
     with pytest.raises(ValueError, match=r"unknown config key\(s\): worker.rollout.nn; valid under worker.rollout."):
@@ -232,7 +236,7 @@ def test_two_processes_hold_identical_parameters(assets, tmp_path):
            f"worker.actor.model.model_path={model}", f"data.train_files={data}", f"trainer.output_dir={out}",
            "trainer.progress_bar=false", f"worker.reward.function={REWARD}", "trainer.max_steps=2",
            "trainer.save_freq=0", "worker.actor.zero_stage=2", "data.rollout_batch_size=2",
-           "worker.actor.global_batch_size=2"]
+           "worker.actor.global_batch_size=4"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -5,8 +5,8 @@ responses sampled per variant.
 `rewards[i, b, k]` is the reward of response k generated from variant b of question i. Training
 rows are indexed `[i, a, b, k]`: response (i, b, k) trained under the prompt of variant a.
 
-Variants live in registries (`ADVANTAGE_ESTIMATORS`, `LOSS_AGGREGATIONS`, `KL_ESTIMATORS`,
-`GLOBAL_STD_OVER`, `ADVANTAGE_TERMS`), each name written once; the config validates against them
+Variants live in registries (`ADVANTAGE_ESTIMATORS`, `LOSS_AGGREGATIONS`, `LOSS_NORMALIZATIONS`,
+`KL_ESTIMATORS`, `GLOBAL_STD_OVER`, `ADVANTAGE_TERMS`), each name written once; the config validates against them
 and an unknown name fails with the list of valid ones. Every advantage estimator has one
 signature: rewards (B, Q, n) -> advantages (B, Q, Q, n).
 """
@@ -31,6 +31,10 @@ GLOBAL_STD_OVER: Registry[Callable[[Tensor, int], Tensor]] = Registry("global_st
 LOSS_AGGREGATIONS: Registry[Callable[..., Tensor]] = Registry("loss aggregation")
 """(x, mask (R, T), norm_len) -> scalar. Info: `unit` ("tokens" or "rows"), what a micro-batch's
 share of an update is counted in when gradients are accumulated."""
+LOSS_NORMALIZATIONS: Registry[Callable[[Tensor], Tensor]] = Registry("loss normalization")
+"""shares (M,) -> weights (M,): how the M micro-batch losses of one update are weighted when their
+gradients are accumulated; `shares` is each micro-batch's part of the update, in the aggregation's
+unit (tokens or rows)."""
 KL_ESTIMATORS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("KL estimator")
 ADVANTAGE_TERMS: Registry[tuple[bool, bool]] = Registry("advantage terms")
 """Which Share-GRPO terms are kept: (global, local)."""
@@ -171,6 +175,21 @@ def _seq_mean_token_mean(x: Tensor, mask: Tensor, norm_len: int | None = None) -
 def _seq_mean_token_sum_norm(x: Tensor, mask: Tensor, norm_len: int | None = None) -> Tensor:
     """Dr. GRPO: token sums divided by a constant length (the max response length)."""
     return (x * mask).sum() / (x.shape[0] * (norm_len or x.shape[-1]))
+
+
+@LOSS_NORMALIZATIONS.register("whole_update")
+def _whole_update(shares: Tensor) -> Tensor:
+    """Weight by share: the update's loss is the aggregation over all of its rows at once (a
+    token-mean over every token of the update), whatever the micro-batch size."""
+    return shares / shares.sum().clamp(min=1)
+
+
+@LOSS_NORMALIZATIONS.register("per_micro_batch")
+def _per_micro_batch(shares: Tensor) -> Tensor:
+    """Equal weights 1/M: each micro-batch's own aggregate, divided by the number of accumulation
+    steps (the released code's `loss / gradient_accumulation`). A token then weighs more in a
+    micro-batch of short responses than in one of long responses."""
+    return torch.full_like(shares, 1.0 / len(shares))
 
 
 def aggregate(x: Tensor, mask: Tensor, mode: str = "token-mean", norm_len: int | None = None) -> Tensor:

@@ -18,7 +18,14 @@ import yaml
 
 from bench.verify import MODES as VERIFIER_MODES
 
-from .algos import ADVANTAGE_ESTIMATORS, ADVANTAGE_TERMS, GLOBAL_STD_OVER, KL_ESTIMATORS, LOSS_AGGREGATIONS
+from .algos import (
+    ADVANTAGE_ESTIMATORS,
+    ADVANTAGE_TERMS,
+    GLOBAL_STD_OVER,
+    KL_ESTIMATORS,
+    LOSS_AGGREGATIONS,
+    LOSS_NORMALIZATIONS,
+)
 from .expand import IMAGE_TRANSFORMS, SHORT_POLICIES
 from .rollout import ROLLOUT_ENGINES
 
@@ -107,7 +114,10 @@ class ModelConfig:
 @dataclass
 class ActorConfig:
     global_batch_size: int = 128
-    """Questions per optimizer update; rollout_batch_size / global_batch_size updates per step."""
+    """Update size in the released code's unit, n*Q rows (worker.rollout.n x algorithm.num_variants):
+    an optimizer update trains on global_batch_size*n*Q rows, which are global_batch_size/Q whole
+    questions of Q*Q*n shared rows each (for GRPO, Q = 1: global_batch_size questions). A step
+    makes rollout_batch_size*Q/global_batch_size updates; `python -m train --dry-run` prints them."""
     micro_batch_size_per_device_for_update: int = 4
     """Training rows per forward/backward (gradient accumulation inside an update)."""
     micro_batch_size_per_device_for_experience: int = 16
@@ -126,6 +136,11 @@ class ActorConfig:
     """Dual-clip constant for negative advantages (0 disables)."""
     loss_agg_mode: str = "token-mean"
     """How token losses become one number (`algos.LOSS_AGGREGATIONS`)."""
+    loss_normalization: str = "whole_update"
+    """How the micro-batches of an update are weighted (`algos.LOSS_NORMALIZATIONS`): whole_update
+    (the aggregation over all rows of the update; independent of the micro-batch size) or
+    per_micro_batch (each micro-batch's aggregate divided by the number of micro-batches: the
+    released code)."""
     max_grad_norm: float = 1.0
     """Gradient-norm clip."""
     zero_stage: int = 2
@@ -218,6 +233,7 @@ class Config:
                  ("algorithm.short_variants", a.short_variants, SHORT_POLICIES),
                  ("algorithm.kl_penalty", a.kl_penalty, KL_ESTIMATORS),
                  ("worker.actor.loss_agg_mode", actor.loss_agg_mode, LOSS_AGGREGATIONS),
+                 ("worker.actor.loss_normalization", actor.loss_normalization, LOSS_NORMALIZATIONS),
                  ("worker.rollout.name", ro.name, ROLLOUT_ENGINES),
                  ("worker.reward.mode", self.worker.reward.mode, VERIFIER_MODES),
                  *(("algorithm.image_transforms", t, IMAGE_TRANSFORMS) for t in a.image_transforms or [])]
@@ -226,13 +242,28 @@ class Config:
         if single and a.num_variants != 1:
             problems.append(f"algorithm.adv_estimator={a.adv_estimator} needs algorithm.num_variants=1 "
                             "(give the GRPO baseline worker.rollout.n = n*Q for the same budget)")
-        if a.num_variants < 1:
-            problems.append("algorithm.num_variants must be >= 1")
-        if ro.n * a.num_variants < 2:
+        positive = {"data.rollout_batch_size": d.rollout_batch_size, "data.max_prompt_length": d.max_prompt_length,
+                    "data.max_response_length": d.max_response_length, "algorithm.num_variants": a.num_variants,
+                    "worker.rollout.n": ro.n, "worker.rollout.micro_batch_size": ro.micro_batch_size,
+                    "worker.actor.global_batch_size": actor.global_batch_size, "worker.actor.ppo_epochs": actor.ppo_epochs,
+                    "worker.actor.micro_batch_size_per_device_for_update": actor.micro_batch_size_per_device_for_update,
+                    "worker.actor.micro_batch_size_per_device_for_experience":
+                        actor.micro_batch_size_per_device_for_experience,
+                    "trainer.max_steps": self.trainer.max_steps}
+        problems += [f"{key}={value} must be >= 1" for key, value in positive.items() if value < 1]
+        if self.trainer.save_freq < 0:
+            problems.append(f"trainer.save_freq={self.trainer.save_freq} must be >= 0 (0: save only at the end)")
+        if 1 <= ro.n * a.num_variants < 2:
             problems.append("a question needs at least 2 responses (worker.rollout.n * algorithm.num_variants >= 2)")
-        if d.rollout_batch_size % actor.global_batch_size:
-            problems.append(f"data.rollout_batch_size={d.rollout_batch_size} must be a multiple of "
-                            f"worker.actor.global_batch_size={actor.global_batch_size}")
+        if a.num_variants >= 1 and actor.global_batch_size >= 1:
+            q = a.num_variants
+            if actor.global_batch_size % q:
+                problems.append(f"worker.actor.global_batch_size={actor.global_batch_size} must be a multiple of "
+                                f"algorithm.num_variants={q}: an update holds global_batch_size/Q whole questions")
+            elif d.rollout_batch_size % (actor.global_batch_size // q):
+                problems.append(f"data.rollout_batch_size={d.rollout_batch_size} must be a multiple of "
+                                f"worker.actor.global_batch_size/num_variants={actor.global_batch_size // q} "
+                                "(the questions per update)")
         if actor.offload and actor.zero_stage < 2:
             problems.append("worker.actor.offload needs worker.actor.zero_stage 2 or 3 (ZeRO-Offload)")
         if not 0 <= actor.zero_stage <= 3:

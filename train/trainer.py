@@ -13,14 +13,35 @@ metrics -> checkpoint.
 - `shared_rows`: the B*Q*Q*n training rows (response of variant b under the prompt of variant a),
   question groups with uniform rewards dropped under dynamic sampling;
 - `old_log_probs`: the old policy's (and reference model's) log-probs of those rows;
-- `ppo_update`: rollout_batch_size / global_batch_size PPO updates through DeepSpeed;
+- `ppo_update`: rollout_batch_size*Q/global_batch_size PPO updates through DeepSpeed (an update
+  is global_batch_size*n*Q rows, the released unit; `python -m train --dry-run` prints the counts);
 - `step_metrics`, then `checkpoint` every trainer.save_freq steps (`resume` restores one).
 GRPO and Dr. GRPO are the Q = 1 case with their own advantage estimator.
 
-Where this differs from the released code (EasyR1-based), and why:
+As in the released code (an EasyR1 fork): the update size counts n*Q rows per unit of
+worker.actor.global_batch_size; prompts keep the question's text verbatim, images at their
+`<image>` placeholders, the R1 prompt after a space, and the released image-transform sentences
+(ending in a newline) before each text segment; worker.actor.loss_normalization=per_micro_batch
+averages each micro-batch and divides by the number of micro-batches (the 7B configs use it).
+
+Where this differs from the released code, and why:
+- Image-transform sentences say what was done: the released ones swap the two 90-degree rotations.
 - The global std defaults to the Q*n responses; the released code takes it over the Q*Q*n rows,
   which counts each response Q times (`algorithm.global_std_over=rows` reproduces it).
-- Image-transform instructions say what was done; the released ones swap the two rotations.
+- With Q = 1 (GRPO) every response is one row with the plain GRPO advantage, counted once, not a
+  global plus a local term over the same group.
+- A question group whose rewards are all equal gets advantages of exactly 0, so it adds nothing to
+  the loss; the released code divides the rounding error of (r - mean) by std + eps, which leaves
+  values near 1e-10 instead.
+- An update holds whole questions: all Q*Q*n rows of a question go into the same update (the
+  released code cuts the rollout into equal slices of rows). With dynamic sampling the last update
+  of a step may hold fewer questions.
+- The default loss normalization is `whole_update`: the token-mean over every token of the update,
+  so the gradient does not depend on the micro-batch size; `per_micro_batch` is the released one.
+- Prompts over data.max_prompt_length are skipped at load, with a message naming the row, and
+  counted (the released loader stops or truncates, per its `truncation` setting); rows with fewer than Q distinct texts are kept
+  and repeat a text (`algorithm.short_variants=repeat`) or are skipped (`skip`).
+- `new_questions` strings are parsed as JSON or Python literals, never executed.
 - Old log-probs are not recomputed when there is one update per rollout and one PPO epoch: they
   equal the detached current ones, so the ratio is exactly 1 (the released code recomputes them).
 - Rollouts come from a lean sampling loop over the training model (`hf`, the tokens of transformers
@@ -29,8 +50,8 @@ Where this differs from the released code (EasyR1-based), and why:
   bit for bit). Log-probs always come from the training model's forward pass.
 - Each distinct prompt of a micro-batch runs once and its rows' responses run on its KV cache
   (`worker.actor.share_prompt_prefix`); the released code runs every row's whole prompt.
-- Every random choice is derived from (trainer.seed, step, rank), so a run replays exactly and a
-  resumed run continues exactly as an uninterrupted one.
+- DeepSpeed ZeRO replaces FSDP; every random choice is derived from (trainer.seed, step, rank),
+  so a run replays exactly and a resumed run continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -64,6 +85,7 @@ from .data import Row, build_messages, load_rows
 from .encoding import Prompts, collate, encode_prompts, model_device
 from .expand import draw_image_variant, draw_text_variants
 from .logprobs import response_log_probs
+from .plan import BatchPlan
 from .rollout import SamplingParams, make_rollout
 
 
@@ -194,7 +216,8 @@ class Run:
 
     @property
     def questions_per_update(self) -> int:
-        return self.cfg.worker.actor.global_batch_size // self.world
+        """On this rank: global_batch_size / Q questions per update, split over the ranks."""
+        return BatchPlan.from_config(self.cfg, self.world).questions_per_update_per_device
 
     @property
     def batch_shape(self) -> tuple[int, int, int]:
@@ -207,15 +230,15 @@ def set_up(cfg: Config) -> Run:
 
     rank, world = init_distributed()
     a, d, actor, tr = cfg.algorithm, cfg.data, cfg.worker.actor, cfg.trainer
-    if d.rollout_batch_size % world or actor.global_batch_size % world:
-        raise ValueError(f"data.rollout_batch_size and worker.actor.global_batch_size must be multiples of the "
-                         f"{world} processes")
+    BatchPlan.from_config(cfg, world)  # checks that questions divide over the ranks
     out_dir = Path(tr.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(tr.seed)
     processor = load_processor(actor.model.model_path)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=torch.float32)
-    rows, skipped = load_rows(d, processor, log=print if rank == 0 else (lambda *args, **kwargs: None))
+    min_variants = a.num_variants if a.short_variants == "skip" and a.text_variants else 1
+    rows, skipped = load_rows(d, processor, log=print if rank == 0 else (lambda *args, **kwargs: None),
+                              min_variants=min_variants)
     ref_model = None
     if not a.disable_kl:
         ref_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path).eval()
@@ -285,7 +308,8 @@ def expand_questions(questions: list[Row], cfg: Config, rng: random.Random) -> t
     messages, images, counts = [], [], Counter()
     for row in questions:
         rewrites = row.rewrites if a.text_variants else []
-        variants = draw_text_variants(row.question, rewrites, a.num_variants, rng, a.keep_original, "repeat")
+        variants = draw_text_variants(row.question, rewrites, a.num_variants, rng, a.keep_original, a.short_variants)
+        assert variants is not None, "rows with too few variants are skipped at load under short_variants=skip"
         counts["short_variants"] += len({row.question, *rewrites}) < a.num_variants
         base = row.load_images(d.min_pixels, d.max_pixels)
         for question in variants:
@@ -373,41 +397,52 @@ def update_groups(rows: TrainingRows, questions_per_update: int) -> list[list[in
     return groups
 
 
+def micro_batch_loss(log_probs: Tensor, old_log_probs: Tensor, ref_log_probs: Tensor | None, advantages: Tensor,
+                     mask: Tensor, cfg: Config) -> tuple[Tensor, dict[str, Tensor]]:
+    """One micro-batch's loss: the PPO surrogate, plus kl_coef x the KL estimate of the policy
+    against the reference (log-probs (R, T), advantages (R,)). Returns (loss, detached metrics
+    `pg_loss`, `clip_frac`, `dual_clip_frac`, `approx_kl` and, with a reference, `kl_loss`)."""
+    actor, a = cfg.worker.actor, cfg.algorithm
+    pg_loss, metrics = algos.ppo_policy_loss(
+        log_probs, old_log_probs, advantages, mask, actor.clip_ratio_low, actor.clip_ratio_high,
+        actor.clip_ratio_dual or None, actor.loss_agg_mode, cfg.data.max_response_length,
+    )
+    metrics["pg_loss"] = pg_loss.detach()
+    if ref_log_probs is None:
+        return pg_loss, metrics
+    kl = algos.aggregate(algos.kl_penalty(log_probs, ref_log_probs, a.kl_penalty), mask, actor.loss_agg_mode)
+    metrics["kl_loss"] = kl.detach()
+    return pg_loss + a.kl_coef * kl, metrics
+
+
 def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
     """PPO epochs over the rows, one optimizer step per update group, micro-batches accumulated by
-    hand so that the loss is the configured aggregation over the whole update. Returns sums of the
-    update statistics (row-weighted `actor/*` values, `rows`, `updates`)."""
+    hand with the weights of worker.actor.loss_normalization. Returns sums of the update
+    statistics (row-weighted `actor/*` values, `rows`, `updates`)."""
     cfg, engine = run.cfg, run.engine
-    actor, a = cfg.worker.actor, cfg.algorithm
+    actor = cfg.worker.actor
     unit = algos.LOSS_AGGREGATIONS.info(actor.loss_agg_mode)["unit"]
+    normalize = algos.LOSS_NORMALIZATIONS[actor.loss_normalization]
     size, pad_id = actor.micro_batch_size_per_device_for_update, run.processor.tokenizer.pad_token_id
     stats: Counter = Counter()
     engine.train()
     for _epoch in range(actor.ppo_epochs):
         for group in update_groups(rows, run.questions_per_update):
-            total = float(sum(len(rows.response[r]) for r in group)) if unit == "tokens" else float(len(group))
-            for s in range(0, len(group), size):
-                chunk = group[s : s + size]
+            chunks = [group[s : s + size] for s in range(0, len(group), size)]
+            shares = torch.tensor([float(sum(len(rows.response[r]) for r in c)) if unit == "tokens" else float(len(c))
+                                   for c in chunks], dtype=torch.float64)
+            weights = normalize(shares).tolist()
+            for j, chunk in enumerate(chunks):
                 mb = rows.collate(prompts, chunk, pad_id)
                 lp, mask, ent = response_log_probs(engine, prompts, mb, rows.width, with_entropy=True, mode=run.forward_mode)
                 old = lp.detach() if rows.old_log_probs is None else rows.old_log_probs[chunk]
-                pg_loss, m = algos.ppo_policy_loss(
-                    lp, old, rows.advantage[chunk].to(lp.device), mask, actor.clip_ratio_low, actor.clip_ratio_high,
-                    actor.clip_ratio_dual or None, actor.loss_agg_mode, cfg.data.max_response_length,
-                )
-                loss = pg_loss
-                if rows.ref_log_probs is not None:
-                    kl = algos.aggregate(algos.kl_penalty(lp, rows.ref_log_probs[chunk], a.kl_penalty), mask,
-                                         actor.loss_agg_mode)
-                    loss = loss + a.kl_coef * kl
-                    stats["actor/kl_loss"] += float(kl.detach()) * len(chunk)
-                share = float(mask.sum()) if unit == "tokens" else float(len(chunk))
-                boundary = s + size >= len(group)
+                ref = None if rows.ref_log_probs is None else rows.ref_log_probs[chunk]
+                loss, m = micro_batch_loss(lp, old, ref, rows.advantage[chunk].to(lp.device), mask, cfg)
+                boundary = j == len(chunks) - 1
                 engine.set_gradient_accumulation_boundary(boundary)
-                engine.backward(loss * (share / total))
+                engine.backward(loss * weights[j])
                 norm = _grad_norm_before_step(engine) if boundary else None
                 engine.step()
-                stats["actor/pg_loss"] += float(pg_loss.detach()) * len(chunk)
                 for k, v in m.items():
                     stats[f"actor/{k}"] += float(v) * len(chunk)
                 stats["actor/entropy"] += float((ent * mask).sum() / mask.sum().clamp(min=1)) * len(chunk)
@@ -453,6 +488,7 @@ def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor,
         "response/truncated_frac": sum(truncated) / len(truncated),
         "train/rows": float(stats["rows"]),
         "train/rows_per_question": stats["rows"] / max(int(keep.sum()), 1),
+        "train/updates": float(stats["updates"]),
         "actor/lr": run.scheduler.get_last_lr()[0],
         "actor/grad_norm": stats["grad_norm"] / max(stats["updates"], 1),
         **{k: stats[k] / rows for k in stats if k.startswith("actor/")},
@@ -591,9 +627,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, action="append",
                         help="YAML config (see reproduce/configs/); repeat to layer files, later ones win")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate the config and print the rows per step and update, the updates per rollout, "
+                             "the micro-batches per update and DeepSpeed's memory estimate; no training")
+    parser.add_argument("--world-size", type=int, default=None,
+                        help="GPUs the dry run plans for (default: $WORLD_SIZE or 1)")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=5")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    if args.dry_run:
+        from .plan import dry_run, report
+
+        print(report(dry_run(cfg, args.world_size or int(os.environ.get("WORLD_SIZE", "1")))))
+        return 0
     with contextlib.suppress(KeyboardInterrupt):
         metrics = train(cfg)
         return 0 if _finite(metrics) else 1

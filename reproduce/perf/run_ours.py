@@ -15,11 +15,9 @@ from bench.fileio import write_json_atomic
 from reproduce.perf.workload import SPLIT, Workload, load, peak_gpu_mb, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
-MODES = {
-    # the same 4 generated responses per question either way
-    "grpo": ["algorithm.adv_estimator=grpo", "algorithm.num_variants=1", "worker.rollout.n=4"],
-    "share_grpo": ["algorithm.adv_estimator=share_grpo", "algorithm.num_variants=2", "worker.rollout.n=2"],
-}
+VARIANTS = {"grpo": 1, "share_grpo": 2}  # Q; the same 4 generated responses per question either way
+MODES = {mode: [f"algorithm.adv_estimator={mode}", f"algorithm.num_variants={q}", f"worker.rollout.n={4 // q}"]
+         for mode, q in VARIANTS.items()}
 METRIC = {"generate": "perf/generate_time", "reward": "perf/reward_time",  # the trainer's timer for each part
           "log_prob": "perf/old_log_prob_time", "update": "perf/update_time"}
 
@@ -29,7 +27,7 @@ def overrides(work_dir: Path, w: Workload, mode: str, out_dir: Path) -> list[str
         f"worker.actor.model.model_path={work_dir / 'model'}", f"data.train_files={work_dir / 'train.parquet'}",
         f"trainer.output_dir={out_dir}", f"trainer.max_steps={w.steps}", "trainer.save_freq=0",
         "trainer.progress_bar=false", "trainer.logger=[]", f"trainer.seed={w.seed}",
-        f"data.rollout_batch_size={w.prompts}", f"worker.actor.global_batch_size={w.prompts}",
+        f"data.rollout_batch_size={w.prompts}", f"worker.actor.global_batch_size={w.prompts * VARIANTS[mode]}",  # one update
         f"data.max_response_length={w.new_tokens}", f"worker.rollout.min_tokens={w.new_tokens}",
         f"worker.rollout.temperature={w.temperature}", "worker.rollout.top_p=1.0", "worker.rollout.top_k=-1",
         "algorithm.disable_kl=true", "worker.actor.ppo_epochs=1", "worker.actor.bf16=false",

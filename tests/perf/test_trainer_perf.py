@@ -25,7 +25,7 @@ def test_share_grpo_step_throughput(tmp_path, benchmark):
     steps = 6 if benchmark.enabled else 2
     cmd = [sys.executable, "-m", "train", "--config", str(REPO / "reproduce/configs/tiny_cpu.yaml"),
            f"worker.actor.model.model_path={model}", f"data.train_files={data}", f"trainer.output_dir={tmp_path / 'run'}",
-           "trainer.progress_bar=false", "data.rollout_batch_size=4", "worker.actor.global_batch_size=4",
+           "trainer.progress_bar=false", "data.rollout_batch_size=4", "worker.actor.global_batch_size=8",
            "algorithm.num_variants=2", "worker.rollout.n=4", "data.max_response_length=64",
            "worker.reward.function=tests.helpers.rewards:length_parity", f"trainer.max_steps={steps}",
            "trainer.save_freq=0"]
