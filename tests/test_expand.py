@@ -100,7 +100,7 @@ def test_rotation_directions_match_their_words():
     # Counter-clockwise sends it to the bottom-left.
     r, c, shape = corner(IMAGE_TRANSFORMS["rotate_90_counterclockwise"].apply(image, random.Random(0)))
     assert shape == (6, 4) and (r, c) == (5, 0)
-    assert "rotated 90 degrees counter-clockwise" in IMAGE_TRANSFORMS["rotate_90_counterclockwise"].instruction
+    assert "rotated 90 degrees counterclockwise" in IMAGE_TRANSFORMS["rotate_90_counterclockwise"].instruction
     r, c, _ = corner(IMAGE_TRANSFORMS["flip_horizontal"].apply(image, random.Random(0)))
     assert (r, c) == (0, 5) and "horizontally" in IMAGE_TRANSFORMS["flip_horizontal"].instruction
     r, c, _ = corner(IMAGE_TRANSFORMS["flip_vertical"].apply(image, random.Random(0)))
@@ -114,7 +114,7 @@ def test_noise_stays_in_range_and_has_its_std(std):
     out = np.asarray(t.apply(image, random.Random(1))).astype(float)
     assert out.min() >= 0 and out.max() <= 255
     assert abs(out.std() - std) < 0.1 * std
-    assert f"standard deviation {std}" in t.instruction
+    assert t.instruction == "This image has been corrupted with noise. Please solve the question based on this image.\n"
     saturated = np.asarray(t.apply(Image.fromarray(np.full((8, 8, 3), 250, np.uint8)), random.Random(2)))
     assert saturated.max() == 255  # clipped, not wrapped around
 
@@ -132,8 +132,8 @@ def test_image_variant_probability_same_transform_for_all_images_and_replay():
     a = draw_image_variant(images, random.Random(7), p=1.0)
     b = draw_image_variant(images, random.Random(7), p=1.0)
     assert a.transform == b.transform and all(np.array_equal(x, y) for x, y in zip(a.images, b.images, strict=True))
-    assert a.prompt("Q?") == f"{a.instruction} Q?"
-    assert draw_image_variant(images, random.Random(0), p=0.0).prompt("Q?") == "Q?"
+    assert a.instruction == IMAGE_TRANSFORMS[a.transform].instruction
+    assert draw_image_variant(images, random.Random(0), p=0.0).instruction == ""
     with pytest.raises(ValueError, match="valid names"):
         draw_image_variant(images, random.Random(0), allowed=["spin"])
 
@@ -289,3 +289,23 @@ def test_rewrite_cli_missing_column(tmp_path, chat_server):
     inp.write_text('{"question": "a"}\n')
     result = run_rewrite(tmp_path, chat_server, inp, tmp_path / "o.jsonl")
     assert result.returncode != 0 and "no column 'problem'" in result.stderr
+
+
+def test_instructions_are_the_released_sentences_with_true_rotations():
+    """The released wording, one sentence pair ending in a newline; only the rotation directions
+    (swapped in the release) and the missing newline of one of them differ."""
+    back = "Please rotate it back and help me solve the question based on the corrected image.\n"
+    flip = "Please flip it back to its original orientation and help me solve the question based on the corrected image.\n"
+    expected = {
+        "rotate_90_clockwise": "The image is rotated 90 degrees clockwise. " + back,
+        "rotate_90_counterclockwise": "The image is rotated 90 degrees counterclockwise. " + back,
+        "rotate_180": "The image is rotated 180 degrees counterclockwise. " + back,
+        "flip_vertical": "The image is vertically flipped. " + flip,
+        "flip_horizontal": "The image is horizontally flipped. " + flip,
+        "transpose_180": "The image is flipped both horizontally and vertically, which is equivalent to a 180-degree "
+                         "rotation. Please restore it to its original orientation and help me solve the question "
+                         "based on the corrected image.\n",
+    }
+    for name, sentence in expected.items():
+        assert IMAGE_TRANSFORMS[name].instruction == sentence, name
+    assert all(t.instruction.endswith(".\n") for t in IMAGE_TRANSFORMS.values())

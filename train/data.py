@@ -34,7 +34,7 @@ class DataError(ValueError):
 
 @dataclass
 class Row:
-    question: str  # without <image> placeholders
+    question: str  # verbatim, with its <image> placeholders
     answer: str
     images: list[Any]  # raw references; `load_images` decodes them
     rewrites: list[str]
@@ -121,14 +121,28 @@ def _as_list(value: Any) -> list[Any]:
 LONGEST_INSTRUCTION = max((t.instruction for t in IMAGE_TRANSFORMS.values()), key=len)
 
 
-def build_messages(question: str, n_images: int, instruction: str | None = None) -> list[dict]:
-    """The user turn: the images, then instruction + question + " " + R1 prompt."""
-    text = with_r1_prompt(question if instruction is None else f"{instruction} {question}")
-    return [{"role": "user", "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": text}]}]
+def build_messages(question: str, n_images: int, instruction: str = "") -> list[dict]:
+    """The user turn as the released data loader builds it: the question verbatim, a space and the
+    R1 prompt, split at its `<image>` placeholders with an image at each, and the image-transform
+    instruction before every text segment. A question without placeholders gets its images first."""
+    text = with_r1_prompt(question)
+    count = text.count(IMAGE_PLACEHOLDER)
+    if count == 0:
+        text = IMAGE_PLACEHOLDER * n_images + text
+    elif count != n_images:
+        raise ValueError(f"{count} {IMAGE_PLACEHOLDER} placeholder(s) but {n_images} image(s)")
+    content: list[dict] = []
+    for i, segment in enumerate(text.split(IMAGE_PLACEHOLDER)):
+        if i:
+            content.append({"type": "image"})
+        if segment:
+            content.append({"type": "text", "text": instruction + segment})
+    return [{"role": "user", "content": content}]
 
 
-def load_rows(cfg: DataConfig, processor, log=print) -> tuple[list[Row], Counter]:
-    """Valid rows and the counts of what was skipped and why."""
+def load_rows(cfg: DataConfig, processor, log=print, min_variants: int = 1) -> tuple[list[Row], Counter]:
+    """Valid rows and the counts of what was skipped and why. Rows with fewer than `min_variants`
+    distinct texts (the question and its rewrites) are skipped as `short_variants`."""
     path = Path(cfg.train_files)
     columns, records = read_records(path)
     for key in (cfg.prompt_key, cfg.answer_key):
@@ -166,8 +180,16 @@ def load_rows(cfg: DataConfig, processor, log=print) -> tuple[list[Row], Counter
         except ValueError as exc:
             skip("bad_rewrites", where, str(exc))
             continue
-        clean = lambda q: " ".join(str(q).replace(IMAGE_PLACEHOLDER, " ").split())  # noqa: E731
-        question, rewrites = clean(question), [clean(r) for r in rewrites]
+        question = str(question)
+        wrong = [k for k, r in enumerate(rewrites) if r.count(IMAGE_PLACEHOLDER) not in (0, len(images))]
+        if wrong:
+            skip("bad_rewrites", where, f"rewrite {wrong[0]} has {rewrites[wrong[0]].count(IMAGE_PLACEHOLDER)} "
+                                        f"{IMAGE_PLACEHOLDER} placeholder(s) but the row has {len(images)} image(s)")
+            continue
+        if len({question, *rewrites}) < min_variants:
+            skip("short_variants", where, f"{len({question, *rewrites})} distinct text variant(s), fewer than "
+                                          f"algorithm.num_variants={min_variants} (algorithm.short_variants=skip)")
+            continue
         longest = max([question, *rewrites], key=len)
         messages = build_messages(longest, len(decoded), LONGEST_INSTRUCTION)
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)

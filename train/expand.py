@@ -3,11 +3,12 @@
 Text variants are made offline (`new_questions`, rewrites that keep meaning and answer; see
 `python -m train.expand rewrite`) and drawn here per step. Image variants are made online: with
 probability `p` one of nine transforms is applied to every image of the row, after the pixel-
-budget resize, and a sentence that says what was done goes before the question.
+budget resize, and the released sentence that says what was done goes before the question's text.
 
 Everything random comes from the `random.Random` the caller passes, so a run can be replayed.
 Where we differ from the released code: its instructions name the two 90-degree rotations the
 wrong way round; ours say what was actually done (tests check the pixels against the words).
+Everything else is the released wording.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bench.registry import Registry
 SHORT_POLICIES: Registry[str] = Registry("short_variants policy")
 """What to do with a row that has fewer than Q distinct text variants."""
 SHORT_POLICIES.add("repeat", "fill the rest by drawing again from the candidates")
-SHORT_POLICIES.add("skip", "skip the row (counted)")
+SHORT_POLICIES.add("skip", "skip the row when the data are loaded (counted as short_variants)")
 
 
 def parse_new_questions(value: object, where: str | None = None) -> list[str]:
@@ -117,47 +118,35 @@ def _noise(std: float) -> Callable[[Image.Image, random.Random], Image.Image]:
     return apply
 
 
-_SOLVE = "and solve the question based on the corrected image."
-_NOISE = "Gaussian noise with standard deviation {} (on the 0-255 scale) has been added to the image; look past the noise and solve the question."
+# The released instruction sentences, each ending in a newline and put before the question's text.
+# Two are changed to be true: the release labels its clockwise rotation "counterclockwise" and the
+# reverse, and its counter-clockwise sentence lacks the newline.
+_BACK = "Please rotate it back and help me solve the question based on the corrected image.\n"
+_FLIP_BACK = "Please flip it back to its original orientation and help me solve the question based on the corrected image.\n"
+_NOISE = "This image has been corrupted with noise. Please solve the question based on this image.\n"
 
 # PIL's rotate() turns counter-clockwise for positive angles.
 IMAGE_TRANSFORMS: Registry[ImageTransform] = Registry("image transform")
 for _t in [
-    ImageTransform(
-        "rotate_90_clockwise",
-        _geometric(lambda im: im.rotate(-90, expand=True)),
-        f"The image has been rotated 90 degrees clockwise; rotate it back 90 degrees counter-clockwise {_SOLVE}",
-    ),
-    ImageTransform(
-        "rotate_90_counterclockwise",
-        _geometric(lambda im: im.rotate(90, expand=True)),
-        f"The image has been rotated 90 degrees counter-clockwise; rotate it back 90 degrees clockwise {_SOLVE}",
-    ),
-    ImageTransform(
-        "rotate_180",
-        _geometric(lambda im: im.rotate(180, expand=True)),
-        f"The image has been rotated 180 degrees; rotate it back 180 degrees {_SOLVE}",
-    ),
-    ImageTransform("noise_10", _noise(10), _NOISE.format(10)),
-    ImageTransform("noise_25", _noise(25), _NOISE.format(25)),
-    ImageTransform("noise_50", _noise(50), _NOISE.format(50)),
-    ImageTransform(
-        "flip_vertical",
-        _geometric(lambda im: im.transpose(Image.Transpose.FLIP_TOP_BOTTOM)),
-        f"The image has been flipped vertically (upside down); flip it back vertically {_SOLVE}",
-    ),
-    ImageTransform(
-        "flip_horizontal",
-        _geometric(lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
-        f"The image has been flipped horizontally (mirrored left to right); flip it back horizontally {_SOLVE}",
-    ),
+    ImageTransform("rotate_90_clockwise", _geometric(lambda im: im.rotate(-90, expand=True)),
+                   f"The image is rotated 90 degrees clockwise. {_BACK}"),
+    ImageTransform("rotate_90_counterclockwise", _geometric(lambda im: im.rotate(90, expand=True)),
+                   f"The image is rotated 90 degrees counterclockwise. {_BACK}"),
+    ImageTransform("rotate_180", _geometric(lambda im: im.rotate(180, expand=True)),
+                   f"The image is rotated 180 degrees counterclockwise. {_BACK}"),
+    ImageTransform("noise_10", _noise(10), _NOISE),
+    ImageTransform("noise_25", _noise(25), _NOISE),
+    ImageTransform("noise_50", _noise(50), _NOISE),
+    ImageTransform("flip_vertical", _geometric(lambda im: im.transpose(Image.Transpose.FLIP_TOP_BOTTOM)),
+                   f"The image is vertically flipped. {_FLIP_BACK}"),
+    ImageTransform("flip_horizontal", _geometric(lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+                   f"The image is horizontally flipped. {_FLIP_BACK}"),
     # The released list has a "transpose by 180 degrees" beside the 180-degree rotation; both
     # give the same pixels. Kept as its own entry so the draw probabilities match the release.
-    ImageTransform(
-        "transpose_180",
-        _geometric(lambda im: im.transpose(Image.Transpose.ROTATE_180)),
-        f"The image has been turned by 180 degrees; turn it back 180 degrees {_SOLVE}",
-    ),
+    ImageTransform("transpose_180", _geometric(lambda im: im.transpose(Image.Transpose.ROTATE_180)),
+                   "The image is flipped both horizontally and vertically, which is equivalent to a 180-degree "
+                   "rotation. Please restore it to its original orientation and help me solve the question based "
+                   "on the corrected image.\n"),
 ]:
     IMAGE_TRANSFORMS.add(_t.name, _t)
 
@@ -175,11 +164,7 @@ INVERSES = {
 class ImageVariant:
     images: list[Image.Image]
     transform: str | None  # None: the images are unchanged
-    instruction: str | None
-
-    def prompt(self, question: str) -> str:
-        """The instruction sentence, then the question."""
-        return question if self.instruction is None else f"{self.instruction} {question}"
+    instruction: str  # "" when unchanged
 
 
 def draw_image_variant(
@@ -191,7 +176,7 @@ def draw_image_variant(
     for name in names:
         IMAGE_TRANSFORMS[name]  # noqa: B018 - raises with the valid names
     if not images or not names or rng.random() >= p:
-        return ImageVariant(list(images), None, None)
+        return ImageVariant(list(images), None, "")
     t = IMAGE_TRANSFORMS[rng.choice(names)]
     return ImageVariant([t.apply(im, rng) for im in images], t.name, t.instruction)
 
