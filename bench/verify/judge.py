@@ -3,8 +3,14 @@
 math-verify and mathruler call into sympy, which can run for minutes on inputs like
 `10^{10^{10^{10}}}` (much of it inside C integer arithmetic, where no signal handler runs), and
 math-verify's own timeouts use `signal.alarm`, which only works on a process's main thread. So
-every symbolic decision runs in a worker process, and a decision that outlives its bound kills
-that worker (a fresh one replaces it) and counts as "no match, timed out"."""
+every symbolic decision runs in a worker process.
+
+The bound is on the CPU time the worker spends on one decision, not on wall time, so a busy
+machine grades exactly as an idle one: the worker's start-up (interpreter, sympy and math-verify
+imports, a first call of each judge) happens before it reports ready and is never counted, and
+waiting for a core costs nothing. A decision that uses more CPU time than its bound kills its
+worker; it is retried once in a fresh worker, and only then counts as "no match, timed out".
+Workers enforce a bound of their own too (RLIMIT_CPU) and exit when their parent dies."""
 
 from __future__ import annotations
 
@@ -82,30 +88,57 @@ JUDGES.add("plain_math_verify", plain_math_verify_judge)
 JUDGES.add("mathruler", mathruler_judge)
 
 
+def warm_up() -> None:
+    """Import everything the judges use and run each once, so that no decision pays for it."""
+    for judge in JUDGES.values():
+        judge("\\frac{1}{2}", "0.5")
+
+
+POLL_S = 0.05  # how often the CPU time of busy workers is read
+WALL_FACTOR = 60  # a decision is killed after WALL_FACTOR x its CPU bound of wall time whatever its CPU
+# time: a backstop for a worker that is stuck without computing, far beyond any machine's load
+
+
 class _Worker:
     """One `python -m bench.verify.worker` process, fed pickled requests over a pipe. A plain
     subprocess (not multiprocessing) so that the caller's `__main__` is never re-imported and a
     trainer with many threads never forks itself."""
 
     def __init__(self) -> None:
+        import psutil
+
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.verify.worker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            env={**os.environ, "PYTHONWARNINGS": "ignore", "BENCH_VERIFY_PARENT": str(os.getpid())},
         )
-        self.ready = False  # set once the worker has imported the judges and said so
+        self.handle = psutil.Process(self.proc.pid)
+        self.ready = False  # set once the worker has imported and warmed up the judges and said so
         self.task: int | None = None
-        self.deadline = 0.0
+        self.cpu_at_send = 0.0
+        self.wall_deadline = 0.0
 
     def fileno(self) -> int:
         return self.proc.stdout.fileno()
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker so far (0 once it has exited)."""
+        try:
+            t = self.handle.cpu_times()
+        except Exception:  # noqa: BLE001 - gone: the caller sees its pipe close
+            return 0.0
+        return t.user + t.system
+
     def send(self, task: int, request: tuple, timeout_s: float) -> None:
-        payload = pickle.dumps(request)
+        payload = pickle.dumps((*request, timeout_s))
+        self.cpu_at_send = self.cpu_seconds()
         self.proc.stdin.write(struct.pack("<I", len(payload)) + payload)
         self.proc.stdin.flush()
-        self.task, self.deadline = task, time.monotonic() + timeout_s
+        self.task, self.wall_deadline = task, time.monotonic() + WALL_FACTOR * timeout_s
+
+    def overran(self, timeout_s: float) -> bool:
+        return self.cpu_seconds() - self.cpu_at_send >= timeout_s or time.monotonic() >= self.wall_deadline
 
     def receive(self):
         header = self.proc.stdout.read(4)
@@ -119,8 +152,8 @@ class _Worker:
 
 
 class BoundedJudge:
-    """A pool of worker processes; each judge call is bounded by its own `timeout_s`, counted
-    from the moment a ready worker takes it (a queue does not eat into an answer's bound)."""
+    """A pool of worker processes; each judge call is bounded by `timeout_s` seconds of the
+    worker's CPU time, counted from the moment a ready worker takes it."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.size = max(1, workers or os.cpu_count() or 1)
@@ -128,39 +161,44 @@ class BoundedJudge:
         self.lock = threading.Lock()
 
     def run(self, judge: str, requests: list[tuple[str, str]], timeout_s: float) -> list[tuple[bool, str]]:
-        """Results in order; (False, "timeout") for a call that overran (its worker is killed
-        and replaced), (False, "judge_error:...") for one that raised."""
+        """Results in order; (False, "timeout") for a call that overran its bound twice (its
+        worker is killed and replaced each time), (False, "judge_error:...") for one that raised."""
         JUDGES[judge]  # noqa: B018 - raises with the valid names
         results: list[tuple[bool, str] | None] = [None] * len(requests)
         queue = list(range(len(requests)))[::-1]
+        retried: set[int] = set()
         with self.lock:
             while queue or any(w.task is not None for w in self.workers):
                 for w in self.workers:
                     if w.ready and w.task is None and queue:
                         i = queue.pop()
                         w.send(i, (judge, *requests[i]), timeout_s)
-                busy = [w for w in self.workers if w.task is not None]
-                wait_s = min((w.deadline for w in busy), default=time.monotonic() + 1.0) - time.monotonic()
-                readable = select.select(self.workers, [], [], max(0.0, wait_s))[0]
+                readable = select.select(self.workers, [], [], POLL_S)[0]
                 for w in readable:
                     try:
                         message = w.receive()
-                    except EOFError:  # died (out of memory, killed): restart, fail its task
-                        self._replace(w, results, "judge_error:WorkerDied")
+                    except EOFError:  # died: out of memory, killed, or its own CPU limit
+                        self._retry_or_fail(w, queue, retried, results, "judge_error:WorkerDied")
                         continue
                     if message == "ready":
                         w.ready = True
                     else:
                         results[w.task], w.task = message, None
-                now = time.monotonic()
-                for w in self.workers:
-                    if w.task is not None and now >= w.deadline:
-                        self._replace(w, results, "timeout")
+                for w in list(self.workers):
+                    if w.task is not None and w.overran(timeout_s):
+                        self._retry_or_fail(w, queue, retried, results, "timeout")
         return results  # type: ignore[return-value]
 
-    def _replace(self, worker: _Worker, results: list, status: str) -> None:
-        if worker.task is not None:
-            results[worker.task] = (False, status)
+    def _retry_or_fail(self, worker: _Worker, queue: list[int], retried: set[int], results: list,
+                       status: str) -> None:
+        """Replace the worker; its task goes back to the queue once, then fails with `status`."""
+        task = worker.task
+        if task is not None:
+            if task in retried:
+                results[task] = (False, status)
+            else:
+                retried.add(task)
+                queue.append(task)
         worker.kill()
         self.workers[self.workers.index(worker)] = _Worker()
 

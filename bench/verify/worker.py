@@ -1,21 +1,74 @@
-"""Verifier worker process: reads length-prefixed pickled (judge, pred, gold) requests on stdin,
-writes (match, status) replies on stdout. Started by `bench.verify.judge.BoundedJudge`; the
-parent enforces every time bound by killing this process."""
+"""Verifier worker process: reads length-prefixed pickled (judge, pred, gold, cpu_bound_s) requests
+on stdin, writes (match, status) replies on stdout. Started by `bench.verify.judge.BoundedJudge`,
+which kills it when a decision overruns its CPU-time bound. On its own it also
+
+- imports and warms up every judge before saying "ready", so no decision pays for start-up;
+- limits its CPU time (RLIMIT_CPU, whole seconds) to each decision's bound plus a margin, so that
+  a decision cannot run on if its parent stopped watching;
+- dies with its parent: on Linux the kernel kills it (PR_SET_PDEATHSIG); elsewhere a watcher
+  thread notices a new parent process id, and RLIMIT_CPU ends a decision stuck in one long C call.
+"""
 
 import logging
+import math
 import os
 import pickle
 import struct
 import sys
+import threading
+import time
+
+CPU_MARGIN_S = 2  # the worker's own limit is the bound plus this: the parent normally kills first
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when its parent dies (PR_SET_PDEATHSIG), even inside a
+    long C call; elsewhere a thread checks the parent's id twice a second."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        if os.getppid() != parent:
+            os._exit(1)
+        time.sleep(0.5)
+
+
+def _limit_cpu(bound_s: float) -> None:
+    """Let the process use at most `bound_s` (+ margin) more seconds of CPU time, then SIGXCPU."""
+    try:
+        import resource
+    except ImportError:  # not POSIX: the parent's bound still holds
+        return
+    used = sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = math.ceil(used + bound_s) + CPU_MARGIN_S
+    if hard == resource.RLIM_INFINITY or soft <= hard:
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints from the judges must not corrupt the protocol
-    from bench.verify.judge import JUDGES
+    _die_with_parent(int(os.environ.get("BENCH_VERIFY_PARENT", os.getppid())))
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a CPU-limit kill leaves no core file
+    except (ImportError, ValueError, OSError):
+        pass
+    from bench.verify.judge import JUDGES, warm_up
 
     # math-verify's signal timeouts are off on purpose (the parent bounds us); it warns each call.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
+    warm_up()
 
     def reply(obj) -> None:
         payload = pickle.dumps(obj)
@@ -24,7 +77,8 @@ def main() -> None:
 
     reply("ready")
     while header := stdin.read(4):
-        judge, pred, gold = pickle.loads(stdin.read(struct.unpack("<I", header)[0]))
+        judge, pred, gold, bound_s = pickle.loads(stdin.read(struct.unpack("<I", header)[0]))
+        _limit_cpu(bound_s)
         try:
             reply(JUDGES[judge](pred, gold))
         except Exception as exc:  # a judge crash is a non-match, never a dead worker

@@ -1,0 +1,98 @@
+"""The judge under load and under faults: its bound is CPU time (a busy machine grades exactly as
+an idle one), start-up is outside it, timeouts are never cached, and workers die with their parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bench.verify import grade, grade_many
+from bench.verify.grade import _cache, clear_cache
+from bench.verify.judge import BoundedJudge  # noqa
+from bench.verify.table import load_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_regression_table_grades_fully_with_every_core_saturated():
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        clear_cache()
+        cases = load_table()
+        grades = grade_many([c.response for c in cases], [c.gold for c in cases], workers=2)
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
+    assert [g.status for g in grades if g.status == "timeout"] == []
+    wrong = [c.line for c, g in zip(cases, grades, strict=True) if (g.accuracy == 1.0) is not c.expected]
+    assert wrong == []
+
+
+def test_first_decision_does_not_pay_for_start_up():
+    """A fresh worker has imported and run every judge before it says ready: its first symbolic
+    decision costs a small fraction of the ~1 s of CPU that importing math-verify and sympy takes."""
+    judge = BoundedJudge(1)
+    try:
+        assert judge.run("math_verify", [("1", "1")], 60.0) == [(True, "ok")]  # waits until ready
+        worker = judge.workers[0]
+        before = worker.cpu_seconds()
+        assert judge.run("math_verify", [("(x+1)^2", "x^2+2x+1")], 60.0) == [(True, "ok")]
+        assert worker.cpu_seconds() - before < 0.3
+        assert judge.workers[0] is worker  # not replaced
+    finally:
+        judge.close()
+
+
+def test_a_timeout_is_retried_and_never_cached():
+    pred, gold = "10^{10^{10^{10}}}", "7"
+    g = grade(f"<think>a</think>\\boxed{{{pred}}}", gold, timeout_s=0.5)
+    assert (g.accuracy, g.status) == (0.0, "timeout")
+    assert _cache.get(("default", pred, gold)) is None
+    g = grade("<think>a</think>\\boxed{(x+1)^2}", "x^2+2x+1")
+    assert g.accuracy == 1.0 and _cache.get(("default", "(x+1)^2", "x^2+2x+1")) == (True, "ok")
+
+
+def test_grade_many_normalises_tag_spacing():
+    [g] = grade_many(["< think >a</ think > \\boxed{5}"], ["5"])
+    assert (g.format, g.accuracy) == (1.0, 1.0)
+
+
+PARENT = textwrap.dedent("""
+    import sys
+    from bench.verify import grade
+    print("start", flush=True)
+    grade("<think>a</think>\\\\boxed{10^{10^{10^{10}}}}", "7", timeout_s=300)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_their_parent(sig):
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert parent.stdout.readline().strip() == "start"
+        handle = psutil.Process(parent.pid)
+        busy = []
+        for _ in range(600):  # until a worker is computing the huge power
+            busy = [c for c in handle.children() if sum(c.cpu_times()[:2]) > 1.0]
+            if busy:
+                break
+            time.sleep(0.1)
+        assert busy, "no worker started computing"
+        workers = handle.children()
+        parent.send_signal(sig)
+        parent.wait(60)
+        _, alive = psutil.wait_procs(workers, timeout=60)
+        assert alive == []
+    finally:
+        parent.kill()
+        parent.wait()
