@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     a = commands.add_parser("ablations", help="the paper's ablation tables at the CPU scale")
     a.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
+    if args.command in ("run", "ablations"):
+        from .children import end_children_on_exit
+
+        end_children_on_exit()
     if args.command == "run":
         return run_scale(args)
     if args.command == "ablations":

@@ -47,6 +47,9 @@ from pathlib import Path
 
 from bench.fileio import write_json_atomic
 
+from .children import run as run_child
+from .children import spawn
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "reproduce" / "configs"
 DATA_GENERATOR = REPO / "bench" / "data.py"
@@ -266,8 +269,8 @@ def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
             i, (run, out, stage, cmd) = pending.pop(0)
             port += 1
             log = (out / "train.log").open("a")
-            running.append((i, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                env={**env, "MASTER_PORT": str(port)}), log))
+            running.append((i, spawn(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**env, "MASTER_PORT": str(port)}), log))
         time.sleep(1.0)
         for item in list(running):
             i, proc, log = item
@@ -341,7 +344,7 @@ def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force
                *spec.tasks, "--work-dir", str(work), "--lmudata", str(lmu), "--max-new-tokens",
                str(spec.eval_max_new_tokens)]
         log = (work / f"runner_{k}.log").open("w")
-        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+        procs.append((spawn(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     failed = []
     for k, (proc, log) in enumerate(procs):
         proc.wait()
@@ -350,7 +353,7 @@ def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force
             failed.append(f"runner {k} exit {proc.returncode} (see {work / f'runner_{k}.log'})")
     if failed:
         raise RuntimeError("evaluation failed: " + "; ".join(failed))
-    subprocess.run([sys.executable, "-m", "bench.score", "--work-dir", str(work)], check=True, env=env)
+    run_child([sys.executable, "-m", "bench.score", "--work-dir", str(work)], env=env)
     stage.finish()
     return work
 

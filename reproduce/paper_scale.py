@@ -8,12 +8,12 @@ when one is asked for) and lists every missing piece in one message.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 from bench.adapter import PAPER_MODELS
 
+from .children import spawn
 from .paper import load_paper_table
 
 
@@ -73,7 +73,7 @@ def run_paper_scale(ckpts: list[str], judge: str | None, work_dir: Path, out: Pa
     for step in (cmd, [sys.executable, "-m", "bench.score", "--work-dir", str(work_dir)],
                  [sys.executable, "-m", "reproduce", "table1", "--work-dir", str(work_dir), "--out", str(out)]):
         print("+", " ".join(step), flush=True)
-        rc = subprocess.call(step)
+        rc = spawn(step).wait()
         if rc:
             return rc
     print(f"SCALE=paper: Table 1 written to {out}.md / .csv / .tex")

@@ -1,0 +1,59 @@
+"""Child processes that end with the pipeline that started them.
+
+`spawn` starts a child that the kernel sends SIGTERM when this process dies, even by kill -9 or
+the OOM killer (Linux, PR_SET_PDEATHSIG). `end_children_on_exit` makes SIGTERM to the pipeline a
+normal exit that terminates every running child first (SIGTERM, then SIGKILL after a grace
+period), so a rerun never finds trainers of the last run still writing to its folders."""
+
+from __future__ import annotations
+
+import atexit
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+GRACE_S = 30
+_children: list[subprocess.Popen] = []
+
+
+def _pdeathsig() -> Callable[[], None] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child only calls it
+    return lambda: prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+
+
+def spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
+    """subprocess.Popen(cmd, **kwargs) for a child that dies with this process."""
+    proc = subprocess.Popen(cmd, preexec_fn=_pdeathsig(), **kwargs)  # noqa: PLW1509 - one prctl call
+    _children.append(proc)
+    return proc
+
+
+def run(cmd: list[str], **kwargs) -> None:
+    """Like subprocess.run(cmd, check=True) for a child that dies with this process."""
+    proc = spawn(cmd, **kwargs)
+    if proc.wait():
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+
+
+def terminate_children() -> None:
+    running = [p for p in _children if p.poll() is None]
+    for p in running:
+        p.terminate()
+    for p in running:
+        try:
+            p.wait(GRACE_S)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    _children.clear()
+
+
+def end_children_on_exit() -> None:
+    """SIGTERM -> SystemExit(143) in the main thread; on any exit, running children are ended."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    atexit.register(terminate_children)
