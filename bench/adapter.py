@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from .errors import UsageError
 from .prompts import with_r1_prompt
 from .registry import Registry
 from .vlmeval_compat import import_vlmeval
@@ -155,7 +156,7 @@ def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None
             else:
                 supported[name] = partial(R1Qwen2VLChat, model_path=str(Path(item).resolve()), **gpu_kwargs)
         elif name not in supported:
-            raise ValueError(f"unknown model {item!r}: not a folder and not a VLMEvalKit model name "
+            raise UsageError(f"unknown model {item!r}: not a folder and not a VLMEvalKit model name "
                              f"(e.g. {', '.join(PAPER_MODELS)}, or a checkpoint path)")
         names.append(name)
     return names

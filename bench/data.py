@@ -34,6 +34,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from .errors import UsageError, exit_on_usage_error
+
 COLOURS = {"red": (220, 40, 40), "green": (30, 160, 60), "blue": (40, 80, 220), "orange": (240, 150, 20)}
 
 
@@ -199,10 +201,24 @@ def training_rows(n: int, seed: int = 0, side: int = 56, tasks: list[str] | None
     return rows
 
 
+MIN_SIDE = 28  # pixels: one 2x2 group of Qwen2.5-VL's 14-pixel patches, and room for the 3x3 grid
+
+
+def check_sizes(n: int, side: int, n_train: int = 0) -> None:
+    """Before anything is written: sizes that can make every task."""
+    if n < 1:
+        raise UsageError(f"--n {n}: give at least 1 item per benchmark")
+    if side < MIN_SIDE:
+        raise UsageError(f"--side {side}: images must be at least {MIN_SIDE} pixels on a side")
+    if n_train < 0:
+        raise UsageError(f"--train {n_train}: give 0 (no training split) or more rows")
+
+
 def write(out: Path, n: int, seed: int, side: int, n_train: int = 0, tasks: list[str] | None = None,
           exclude: frozenset[str] | set[str] = frozenset()) -> list[Path]:
     """One TSV per task (`tasks`, default all) and, with n_train, train.parquet with no benchmark
     image; benchmark images whose hash is in `exclude` (an existing training split's) are redrawn."""
+    check_sizes(n, side, n_train)
     out.mkdir(parents=True, exist_ok=True)
     written, hashes = [], set()
     for task in tasks or list(TASKS):
@@ -227,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train", type=int, default=0, help="also write train.parquet with this many rows")
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), help="tasks to write (default: all)")
     args = parser.parse_args(argv)
-    for path in write(args.out, args.n, args.seed, args.side, args.train, args.tasks):
-        print(path)
-    return 0
+
+    def run() -> None:
+        for path in write(args.out, args.n, args.seed, args.side, args.train, args.tasks):
+            print(path)
+
+    return exit_on_usage_error(run)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from .errors import UsageError, exit_on_usage_error
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
@@ -35,17 +37,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="first N items of each dataset (smoke runs)")
     parser.add_argument("--reuse", action="store_true", help="reuse finished predictions in --work-dir")
     args = parser.parse_args(argv)
+    return exit_on_usage_error(lambda: run(args))
 
+
+def run(args: argparse.Namespace) -> int:
     if args.lmudata:
         if not args.lmudata.is_dir():
-            parser.error(f"--lmudata {args.lmudata}: no such folder")
+            raise UsageError(f"--lmudata {args.lmudata}: no such folder")
         os.environ["LMUData"] = str(args.lmudata.resolve())
     lmu = os.environ.get("LMUData")
     if lmu:
         missing = [d for d in args.data if "/" not in d and not (Path(lmu) / f"{d}.tsv").exists()]
         if missing and os.environ.get("HF_HUB_OFFLINE") == "1":
-            parser.error(f"offline and no TSV for {', '.join(missing)} under $LMUData={lmu}")
+            raise UsageError(f"offline and no TSV for {', '.join(missing)} under $LMUData={lmu}")
     os.environ.setdefault("SPLIT_THINK", "1")
+    for item in args.model:  # VLMEvalKit names have no slash: anything with one is a folder
+        if ("/" in item or os.sep in item) and not Path(item).is_dir():
+            raise UsageError(f"unknown model {item!r}: no such checkpoint folder")
 
     from .adapter import register
 

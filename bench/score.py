@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         frame = score_work_dir(args.work_dir, args.mode)
     except ResultsError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(frame[["model", "dataset", "n", "accuracy", "format", "vlmeval_score"]].to_string(index=False))
     if frame.attrs.get("problems"):
         print(f"{frame.attrs['problems']} prediction file(s) skipped (see messages above)", file=sys.stderr)

@@ -319,15 +319,22 @@ def test_cli_jsonl_names_bad_rows(tmp_path):
         + "{not json\n"
         + json.dumps({"response": 5, "answer": "4"}) + "\n"
         + json.dumps({"response": "\\boxed{3}", "answer": 4}) + "\n"
+        + json.dumps({"response": "a\u2028b\u2029c\x85 \\boxed{7}", "answer": None}) + "\n"
+        + '{"response": "<think>t</think>\\\\boxed{7}",\r"answer": "7"}\r\n'
+        + "\n"
+        + json.dumps({"response": "<think>t</think>\\boxed{9}", "answer": "9"}) + "\n"
     )
     out = run_cli("--jsonl", str(f), "--out", str(tmp_path / "grades.jsonl"))
     assert out.returncode == 0, out.stderr
     assert f"{f}:2: not valid JSON" in out.stderr and f"{f}:3:" in out.stderr
+    assert f'{f}:5: needs a string "response" and a string or number "answer"' in out.stderr  # null answer
     summary = json.loads(out.stdout)
-    assert summary["graded"] == 2 and summary["skipped_rows"] == 2
-    assert summary["accuracy"] == 0.5
+    assert summary["graded"] == 4 and summary["skipped_rows"] == 4
     grades = [json.loads(line) for line in (tmp_path / "grades.jsonl").read_text().splitlines()]
-    assert [g["accuracy"] for g in grades] == [1.0, 0.0]
+    # one output line per input line, with its number: a raw \r does not shift the numbering
+    assert [(g["line"], g["status"], g.get("accuracy")) for g in grades] == [
+        (1, "ok", 1.0), (2, "skipped", None), (3, "skipped", None), (4, "ok", 0.0), (5, "skipped", None),
+        (6, "ok", 1.0), (7, "skipped", None), (8, "ok", 1.0)]
 
 
 def test_cli_agreement_table():

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from bench.errors import UsageError
 from bench.fileio import write_text_atomic
 
 DS_TAG = "ds"
@@ -75,7 +76,7 @@ def find_resume(output_dir: str | Path, resume: str) -> Path | None:
     if resume != "auto":
         path = Path(resume)
         if not (path / "trainer_state.json").exists():
-            raise FileNotFoundError(f"trainer.resume={resume}: not a complete checkpoint folder")
+            raise UsageError(f"trainer.resume={resume}: not a complete checkpoint folder")
         return path
     root = checkpoint_root(output_dir)
     latest = root / "latest"

@@ -16,6 +16,7 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from bench.errors import UsageError
 from bench.verify import MODES as VERIFIER_MODES
 
 from .algos import (
@@ -28,6 +29,10 @@ from .algos import (
 )
 from .expand import IMAGE_TRANSFORMS, SHORT_POLICIES
 from .rollout import ROLLOUT_ENGINES
+
+
+class ConfigError(UsageError, ValueError):
+    """A config that cannot run: unknown key, wrong type, broken invariant, unreadable file."""
 
 
 @dataclass
@@ -280,7 +285,7 @@ class Config:
         if self.worker.reward.function is not None and ":" not in self.worker.reward.function:
             problems.append("worker.reward.function must look like package.module:function")
         if problems:
-            raise ValueError("invalid config:\n  - " + "\n  - ".join(problems))
+            raise ConfigError("invalid config: " + "; ".join(problems))
 
 
 def _build(cls, values: dict[str, Any], path: str):
@@ -289,14 +294,14 @@ def _build(cls, values: dict[str, Any], path: str):
     names = {f.name for f in fields(cls)}
     unknown = set(values) - names
     if unknown:
-        raise ValueError(f"unknown config key(s): {', '.join(sorted(f'{path}{k}' for k in unknown))}; "
+        raise ConfigError(f"unknown config key(s): {', '.join(sorted(f'{path}{k}' for k in unknown))}; "
                          f"valid under {path or 'the top level'}: {', '.join(sorted(names))}")
     kwargs = {}
     for name, value in values.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
-                raise ValueError(f"config key {path}{name} must be a mapping")
+                raise ConfigError(f"config key {path}{name} must be a mapping")
             kwargs[name] = _build(hint, value, f"{path}{name}.")
         else:
             kwargs[name] = value
@@ -316,7 +321,7 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     for k in keys[:-1]:
         node = node.setdefault(k, {})
         if not isinstance(node, dict):
-            raise ValueError(f"override {dotted}: {k} is not a section")
+            raise ConfigError(f"override {dotted}: {k} is not a section")
     node[keys[-1]] = value
 
 
@@ -332,15 +337,28 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
     as YAML: 2, 1e-6, true, [a])."""
     tree: dict = {}
     for file in [] if path is None else (path if isinstance(path, list) else [path]):
-        layer = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
+        try:
+            layer = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read the config ({exc.strerror or exc})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{file}: the config is not UTF-8 text") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{file}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         if not isinstance(layer, dict):
-            raise ValueError(f"{file}: the config must be a mapping")
+            raise ConfigError(f"{file}: the config must be a mapping")
         tree = _merge(tree, layer)
     for item in overrides or []:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like section.key=value")
+            raise ConfigError(f"override {item!r} must look like section.key=value")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+        _set_dotted(tree, key.strip(), value)
     cfg = _build(Config, tree, "")
     _check_types(cfg, "")
     cfg.validate()
@@ -360,7 +378,7 @@ def _check_types(obj, path: str) -> None:
         elif hint is float and isinstance(value, str) and _is_float(value):
             setattr(obj, f.name, float(value))
         elif hint in (int, float, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            raise ValueError(f"config key {path}{f.name} must be {hint.__name__}, got {value!r}")
+            raise ConfigError(f"config key {path}{f.name} must be {hint.__name__}, got {value!r}")
 
 
 def _is_float(text: str) -> bool:

@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from bench.errors import UsageError
 from bench.prompts import with_r1_prompt
 
 from .config import DataConfig
@@ -28,7 +29,7 @@ from .expand import IMAGE_TRANSFORMS, parse_new_questions, resize_to_pixel_budge
 IMAGE_PLACEHOLDER = "<image>"
 
 
-class DataError(ValueError):
+class DataError(UsageError, ValueError):
     """No usable training row (or an unreadable data source)."""
 
 
@@ -73,29 +74,47 @@ def read_records(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     if path.is_dir():
         import datasets
 
-        ds = datasets.load_from_disk(str(path))
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except (FileNotFoundError, ValueError) as exc:
+            raise DataError(f"{path}: not a saved `datasets` folder ({' '.join(str(exc).split())})") from None
         if isinstance(ds, datasets.DatasetDict):
             ds = ds["train"] if "train" in ds else next(iter(ds.values()))
         return list(ds.column_names), ds.to_list()
     if not path.exists():
         raise DataError(f"training data not found: {path}")
     if path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.ParquetFile(path).read()  # pq.read_table would import pandas through pyarrow.dataset
+        try:
+            table = pq.ParquetFile(path).read()  # pq.read_table would import pandas through pyarrow.dataset
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{path}: not a readable parquet file ({' '.join(str(exc).split())})") from None
         return list(table.column_names), table.to_pylist()
     if path.suffix in (".jsonl", ".json"):
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
         if path.suffix == ".jsonl":
-            records = [_json(line, path, n) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+            # lines end at "\n" only: U+2028, U+2029 and \x85 are valid inside JSON strings
+            records = [_json(_utf8(line, path, n), path, n) for n, line in enumerate(data.split(b"\n"), 1)
+                       if line.strip()]
         else:
-            records = _json(text, path)
+            records = _json(_utf8(data, path), path)
         if isinstance(records, dict):  # {"column": [values, ...]}
             records = [dict(zip(records, values, strict=True)) for values in zip(*records.values(), strict=True)]
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise DataError(f"{path}: expected JSON objects, one per row")
         return list(dict.fromkeys(k for r in records for k in r)), records
     raise DataError(f"{path}: unsupported data format {path.suffix!r}; use .parquet, .jsonl, .json or a datasets folder")
+
+
+def _utf8(data: bytes, path: Path, line: int | None = None) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if line is None:
+            line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{path} line {line}: not UTF-8 text (byte {data[exc.start]:#04x})") from None
 
 
 def _json(text: str, path: Path, line: int | None = None) -> Any:

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config
+from .config import Config, ConfigError
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class BatchPlan:
         plan = cls(cfg.data.rollout_batch_size, q * q * n, actor.global_batch_size * n * q, actor.global_batch_size // q,
                    world, actor.micro_batch_size_per_device_for_update)
         if plan.questions_per_update % world or plan.questions_per_step % world:
-            raise ValueError(f"data.rollout_batch_size={plan.questions_per_step} and the questions per update "
+            raise ConfigError(f"data.rollout_batch_size={plan.questions_per_step} and the questions per update "
                              f"(worker.actor.global_batch_size/num_variants={plan.questions_per_update}) must be "
                              f"multiples of the {world} processes")
         return plan
@@ -106,7 +106,7 @@ def model_config(model_path: str):
     try:
         return AutoConfig.from_pretrained(model_path)
     except OSError as exc:
-        raise ValueError(f"worker.actor.model.model_path={model_path!r}: no config.json there and not a known "
+        raise ConfigError(f"worker.actor.model.model_path={model_path!r}: no config.json there and not a known "
                          f"published checkpoint ({', '.join(PUBLISHED_SHAPES)}): {exc}") from None
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from bench.fileio import file_mode
+
 SYSTEM_PROMPT = (
     "You rewrite exam questions. Keep the meaning, every number, every answer option and the answer "
     "exactly; change only the wording. Reply with a JSON list of strings and nothing else."
@@ -93,6 +95,7 @@ def read_table(path: Path) -> pd.DataFrame:
 def write_table_atomic(df: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.fchmod(fd, file_mode())
     os.close(fd)
     if path.suffix == ".parquet":
         df.to_parquet(tmp, index=False)

@@ -74,6 +74,7 @@ import torch.distributed as dist
 import yaml
 from torch import Tensor
 
+from bench.errors import UsageError, exit_on_usage_error
 from bench.fileio import write_text_atomic
 from bench.processing import load_processor
 from bench.verify import Grade, grade_many
@@ -207,6 +208,7 @@ class Run:
     skipped: Counter
     order: DataOrder
     out_dir: Path
+    lock: object = None  # rank 0 holds the output folder's lock while this object lives
 
     @property
     def forward_mode(self) -> str:
@@ -232,13 +234,18 @@ def set_up(cfg: Config) -> Run:
     a, d, actor, tr = cfg.algorithm, cfg.data, cfg.worker.actor, cfg.trainer
     BatchPlan.from_config(cfg, world)  # checks that questions divide over the ranks
     out_dir = Path(tr.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(tr.seed)
-    processor = load_processor(actor.model.model_path)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=torch.float32)
+    check_model_path(actor.model.model_path)
+    lock = lock_output_dir(out_dir) if rank == 0 else None
+    try:
+        processor = load_processor(actor.model.model_path)
+    except OSError as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise UsageError(f"worker.actor.model.model_path={actor.model.model_path}: cannot load it ({first})") from None
     min_variants = a.num_variants if a.short_variants == "skip" and a.text_variants else 1
     rows, skipped = load_rows(d, processor, log=print if rank == 0 else (lambda *args, **kwargs: None),
-                              min_variants=min_variants)
+                              min_variants=min_variants)  # data errors stop the run before the model loads
+    torch.manual_seed(tr.seed)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=torch.float32)
     ref_model = None
     if not a.disable_kl:
         ref_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path).eval()
@@ -253,7 +260,44 @@ def set_up(cfg: Config) -> Run:
     if rank == 0:
         write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     return Run(cfg, rank, world, processor, engine, scheduler, ref_model, make_rollout(cfg.worker.rollout.name, processor, cfg),
-               reward_fn, rows, skipped, DataOrder(len(rows), tr.seed, d.shuffle, rank, world), out_dir)
+               reward_fn, rows, skipped, DataOrder(len(rows), tr.seed, d.shuffle, rank, world), out_dir, lock)
+
+
+def lock_output_dir(out_dir: Path):
+    """Create `out_dir` and hold an exclusive lock on it for the life of this process: a second
+    run on the same folder would interleave its metrics and checkpoints with this one's."""
+    import fcntl
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle = (out_dir / ".lock").open("a+")
+    except OSError as exc:
+        raise UsageError(f"trainer.output_dir={out_dir}: cannot write there ({exc.strerror or exc})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        raise UsageError(f"trainer.output_dir={out_dir} is in use by a running training ({owner}); wait for it to "
+                         "end or choose another trainer.output_dir") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def check_model_path(path: str) -> None:
+    """A local folder must hold a checkpoint; anything else must look like a hub id (org/name) whose
+    first part is not a local folder (`runs/model` that does not exist is a missing folder)."""
+    local = Path(path)
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise UsageError(f"worker.actor.model.model_path={path}: the folder has no config.json")
+        return
+    looks_local = path.startswith((".", "/", "~")) or local.suffix or Path(local.parts[0] if local.parts else "").is_dir()
+    if not path or path.count("/") != 1 or looks_local:
+        raise UsageError(f"worker.actor.model.model_path={path!r}: no such folder, and not a hub id (org/name)")
 
 
 class StageTimer:
@@ -498,16 +542,17 @@ def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor,
     }
 
 
-def resume(run: Run) -> int:
-    """Restore the latest checkpoint per trainer.resume; returns the last finished step (0: none)."""
+def resume(run: Run) -> tuple[int, dict[str, float]]:
+    """Restore the latest checkpoint per trainer.resume; returns the last finished step (0: none)
+    and that step's metrics."""
     path = find_resume(run.out_dir, run.cfg.trainer.resume)
     if path is None:
-        return 0
+        return 0, {}
     state = load_checkpoint(run.engine, path)
     run.order.position = state["data_position"][run.rank]
     if run.rank == 0:
         print(f"resumed from {path} at step {state['step']}")
-    return state["step"]
+    return state["step"], state.get("metrics", {})
 
 
 def checkpoint(run: Run, step: int, metrics: dict[str, float]) -> None:
@@ -531,6 +576,24 @@ def all_reduce_mean(metrics: dict[str, float], world: int) -> dict[str, float]:
     return {k: float(v) / world for k, v in zip(keys, t, strict=True)}
 
 
+def read_metric_lines(path: Path) -> list[str]:
+    """The complete lines of a metrics.jsonl. A cut-off last line (a kill or a full disk during a
+    write) is dropped with a message; a broken line anywhere else stops with its line number."""
+    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").split("\n") if line.strip()]
+    good = []
+    for n, line in enumerate(lines, 1):
+        try:
+            if not isinstance(json.loads(line).get("step"), int):
+                raise ValueError
+        except (ValueError, AttributeError):
+            if n == len(lines):
+                print(f"{path}: dropped a cut-off last line ({len(line)} characters)", file=sys.stderr)
+                break
+            raise UsageError(f"{path} line {n}: not a metrics record; move the file away to start afresh") from None
+        good.append(line)
+    return good
+
+
 class MetricLogger:
     """JSONL always (rank 0), plus console, TensorBoard and W&B when configured."""
 
@@ -541,7 +604,7 @@ class MetricLogger:
         if rank != 0:
             return
         if self.path.exists():  # a resumed run drops the lines of steps it will redo
-            kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= start_step]
+            kept = [line for line in read_metric_lines(self.path) if json.loads(line)["step"] <= start_step]
             write_text_atomic(self.path, "".join(line + "\n" for line in kept))
         if "tensorboard" in cfg.trainer.logger:
             from torch.utils.tensorboard import SummaryWriter
@@ -573,14 +636,13 @@ def train(cfg: Config) -> dict:
     """Run training; returns the last step's metrics."""
     run = set_up(cfg)
     tr, a = cfg.trainer, cfg.algorithm
-    start = resume(run)
+    start, metrics = resume(run)  # a finished run resumed at its end keeps its last metrics
     logger = MetricLogger(cfg, run.rank, start)
     bar = None
     if tr.progress_bar and run.rank == 0:
         from tqdm import tqdm
 
         bar = tqdm(total=tr.max_steps, initial=start, desc="train", dynamic_ncols=True)
-    metrics: dict[str, float] = {}
     for step in range(start + 1, tr.max_steps + 1):
         timer = StageTimer()
         rng = random.Random(f"{tr.seed}/{step}/{run.rank}")
@@ -634,14 +696,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="GPUs the dry run plans for (default: $WORLD_SIZE or 1)")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=5")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    if args.dry_run:
-        from .plan import dry_run, report
 
-        print(report(dry_run(cfg, args.world_size or int(os.environ.get("WORLD_SIZE", "1")))))
-        return 0
-    with contextlib.suppress(KeyboardInterrupt):
-        metrics = train(cfg)
-        return 0 if _finite(metrics) else 1
-    print("interrupted; resume with trainer.resume=auto", file=sys.stderr)
-    return 130
+    def run() -> int:
+        cfg = load_config(args.config, args.overrides)
+        if args.dry_run:
+            from .plan import dry_run, report
+
+            print(report(dry_run(cfg, args.world_size or int(os.environ.get("WORLD_SIZE", "1")))))
+            return 0
+        with contextlib.suppress(KeyboardInterrupt):
+            metrics = train(cfg)
+            return 0 if _finite(metrics) else 1
+        print("interrupted; resume with trainer.resume=auto", file=sys.stderr)
+        return 130
+
+    return exit_on_usage_error(run)

@@ -2,6 +2,7 @@
 
     python -m bench.verify --response R --answer A [--mode paper]   # one Grade as JSON
     python -m bench.verify --jsonl FILE [--out GRADES.jsonl]        # grade {"response","answer"} rows
+                                                                    # (--out: a line per input line)
     python -m bench.verify --agreement [--table FILE]               # judges against the regression table
 """
 
@@ -11,32 +12,53 @@ import argparse
 import collections
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError, exit_on_usage_error
 from ..fileio import write_text_atomic
 from .grade import DEFAULT_TIMEOUT_S, MODES, grade, grade_many
 from .judge import get_judge
 from .table import DEFAULT_TABLE, load_table
 
 
-def read_jsonl(path: Path) -> tuple[list[str], list[str], list[str]]:
-    """(responses, answers, problems): a malformed row is named by file and line, and skipped."""
-    responses, answers, problems = [], [], []
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"{path}:{n}: not valid JSON ({exc.msg})")
-                continue
-            if not isinstance(row, dict) or not isinstance(row.get("response"), str) or "answer" not in row:
-                problems.append(f'{path}:{n}: needs a string "response" and an "answer"')
-                continue
-            responses.append(row["response"])
-            answers.append(str(row["answer"]))
-    return responses, answers, problems
+@dataclass
+class InputRow:
+    line: int
+    response: str | None = None
+    answer: str | None = None
+    problem: str | None = None  # why the row is skipped
+
+
+def read_jsonl(path: Path) -> list[InputRow]:
+    """One InputRow per line of the file (lines end at "\n" only; a raw "\r" inside a line does not
+    start a new one). A malformed row carries a problem naming the file and line."""
+    data = path.read_bytes().split(b"\n")
+    if data and not data[-1].strip():
+        data.pop()  # the newline that ends the last line
+    rows = []
+    for n, raw in enumerate(data, 1):
+        where = f"{path}:{n}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            rows.append(InputRow(n, problem=f"{where}: not UTF-8 text"))
+            continue
+        if not text.strip():
+            rows.append(InputRow(n, problem=f"{where}: empty line"))
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            rows.append(InputRow(n, problem=f"{where}: not valid JSON ({exc.msg})"))
+            continue
+        answer = row.get("answer") if isinstance(row, dict) else None
+        if not isinstance(row, dict) or not isinstance(row.get("response"), str) or \
+                not isinstance(answer, (str, int, float)) or isinstance(answer, bool):
+            rows.append(InputRow(n, problem=f'{where}: needs a string "response" and a string or number "answer"'))
+            continue
+        rows.append(InputRow(n, row["response"], str(answer)))
+    return rows
 
 
 def agreement(table: Path, timeout_s: float) -> str:
@@ -76,23 +98,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="with --jsonl: write each row's grade here (JSONL)")
     parser.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="with --agreement")
     args = parser.parse_args(argv)
+    return exit_on_usage_error(lambda: run(args))
 
+
+def run(args: argparse.Namespace) -> int:
     if args.response is not None:
         if args.answer is None:
-            parser.error("--response needs --answer")
+            raise UsageError("--response needs --answer")
         print(json.dumps(grade(args.response, args.answer, mode=args.mode, timeout_s=args.timeout).to_dict()))
         return 0
     if args.agreement:
         print(agreement(args.table, args.timeout))
         return 0
     if not args.jsonl.is_file():
-        parser.error(f"no such file: {args.jsonl}")
-    responses, answers, problems = read_jsonl(args.jsonl)
+        raise UsageError(f"--jsonl {args.jsonl}: no such file")
+    rows = read_jsonl(args.jsonl)
+    problems = [r.problem for r in rows if r.problem]
     for problem in problems:
         print(problem, file=sys.stderr)
-    grades = grade_many(responses, answers, mode=args.mode, timeout_s=args.timeout)
-    if args.out:
-        write_text_atomic(args.out, "".join(json.dumps(g.to_dict()) + "\n" for g in grades))
+    valid = [r for r in rows if not r.problem]
+    grades = grade_many([r.response for r in valid], [r.answer for r in valid], mode=args.mode, timeout_s=args.timeout)
+    if args.out:  # one line per input line, in order, with its line number; status "skipped" or the grade's
+        by_line = {r.line: g for r, g in zip(valid, grades, strict=True)}
+        out = [{"line": r.line, "status": "skipped", "problem": r.problem} if r.problem else
+               {"line": r.line, **by_line[r.line].to_dict()} for r in rows]
+        write_text_atomic(args.out, "".join(json.dumps(o) + "\n" for o in out))
     n = len(grades)
     summary = {
         "file": str(args.jsonl),

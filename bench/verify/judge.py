@@ -169,10 +169,15 @@ class BoundedJudge:
         retried: set[int] = set()
         with self.lock:
             while queue or any(w.task is not None for w in self.workers):
-                for w in self.workers:
+                for w in list(self.workers):
                     if w.ready and w.task is None and queue:
                         i = queue.pop()
-                        w.send(i, (judge, *requests[i]), timeout_s)
+                        try:
+                            w.send(i, (judge, *requests[i]), timeout_s)
+                        except OSError:  # it died while idle (PR_SET_PDEATHSIG follows the thread
+                            queue.append(i)  # that started it): the task never ran, so no retry is spent
+                            w.task = None
+                            self._retry_or_fail(w, queue, retried, results, "judge_error:WorkerDied")
                 readable = select.select(self.workers, [], [], POLL_S)[0]
                 for w in readable:
                     try:

@@ -6,6 +6,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError
+
 DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "verifier_table.tsv"
 
 
@@ -28,17 +30,17 @@ def as_response(answer: str) -> str:
 def load_table(path: str | Path = DEFAULT_TABLE) -> list[Case]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"verifier table not found: {path} (pass --table FILE)")
+        raise UsageError(f"verifier table not found: {path} (pass --table FILE)")
     cases: list[Case] = []
     with path.open(encoding="utf-8", newline="") as f:
         lines = [(n, line) for n, line in enumerate(f, 1) if line.strip() and not line.startswith("#")]
     reader = csv.reader((line for _, line in lines), delimiter="\t", quoting=csv.QUOTE_NONE)
     header = next(reader)
     if header != ["category", "gold", "equivalent", "near_miss"]:
-        raise ValueError(f"{path}: header must be category, gold, equivalent, near_miss; got {header}")
+        raise UsageError(f"{path}: header must be category, gold, equivalent, near_miss; got {header}")
     for (n, _), row in zip(lines[1:], reader, strict=True):
         if len(row) != 4:
-            raise ValueError(f"{path}:{n}: expected 4 tab-separated columns, got {len(row)}")
+            raise UsageError(f"{path}:{n}: expected 4 tab-separated columns, got {len(row)}")
         category, gold, same, near = row
         cases.append(Case(category, as_response(same), gold, True, n))
         cases.append(Case(category, as_response(near), gold, False, n))
