@@ -54,6 +54,11 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "reproduce" / "configs"
 DATA_GENERATOR = REPO / "bench" / "data.py"
 WARMUP_CODE = REPO / "train" / "warmup.py"
+_REWARD_CODE = (*sorted((REPO / "bench" / "verify").glob("*.py")), REPO / "bench" / "prompts.py")
+STAGE_CODE = {  # code whose every change redoes a stage: the trainer and its reward; the evaluation path
+    "rl": (*sorted((REPO / "train").glob("*.py")), *_REWARD_CODE, REPO / "bench" / "processing.py"),
+    "eval": (*_REWARD_CODE, *(REPO / "bench" / f for f in ("adapter.py", "run.py", "score.py", "vlmeval_compat.py"))),
+}
 TASKS = ("SynthColour", "SynthCount", "SynthChart")
 METHODS = {"GRPO": "mini_grpo.yaml", "Share-GRPO": "mini_sharegrpo.yaml"}
 EQUAL_TIME = "Share-GRPO, half the steps"
@@ -82,8 +87,10 @@ class MiniSpec:
 
     def digest(self, stage: str, *parts: str) -> str:
         """What a stage's outputs depend on: its own fields and those of the stages before it
-        (so the ablations, with other RL settings, reuse the data and warm start), and the code
-        of the data generator, which every stage depends on (a changed task never reuses old data)."""
+        (so the ablations, with other RL settings, reuse the data and warm start), the code of
+        the data generator, which every stage depends on (a changed task never reuses old data),
+        and the code each stage runs (`STAGE_CODE`: a changed trainer or scorer never reuses old
+        results)."""
         fields = {"data": ("tasks", "bench_items", "train_rows", "warm_eval_items", "side")}
         fields["warm"] = (*fields["data"], "model_size", "vision_steps", "warmup_max_steps", "warmup_target",
                           "warmup_eval_every", "warmup_window")
@@ -96,6 +103,7 @@ class MiniSpec:
             text += WARMUP_CODE.read_text(encoding="utf-8")
         if stage == "rl":
             text += "".join(p.read_text() for p in sorted(CONFIGS.glob("mini_*.yaml")))
+        text += "".join(p.read_text(encoding="utf-8") for p in STAGE_CODE.get(stage, ()))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

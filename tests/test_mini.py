@@ -96,3 +96,16 @@ def test_stage_digests_cover_the_data_generator(tmp_path, monkeypatch):
     changed.write_text(mini.DATA_GENERATOR.read_text() + "\n# a changed task\n")
     monkeypatch.setattr(mini, "DATA_GENERATOR", changed)
     assert all(SMOKE.digest(stage) != digest for stage, digest in before.items())
+
+
+def test_stage_digests_cover_the_code_each_stage_runs(tmp_path, monkeypatch):
+    import reproduce.mini as mini
+
+    before = {stage: SMOKE.digest(stage) for stage in ("data", "warm", "rl", "eval")}
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text((mini.REPO / "train" / "trainer.py").read_text() + "\n# a changed trainer\n")
+    monkeypatch.setitem(mini.STAGE_CODE, "rl", (*mini.STAGE_CODE["rl"], trainer))
+    after = {stage: SMOKE.digest(stage) for stage in before}
+    assert [s for s in before if before[s] != after[s]] == ["rl"]
+    assert any(p.name == "trainer.py" for p in mini.STAGE_CODE["rl"])
+    assert any(p.name == "score.py" for p in mini.STAGE_CODE["eval"])
