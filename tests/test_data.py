@@ -36,3 +36,20 @@ def test_malformed_json_names_the_file_and_line(tmp_path):
     with pytest.raises(DataError, match="unsupported data format '.csv'"):
         (tmp_path / "t.csv").write_text("a,b\n")
         read_records(tmp_path / "t.csv")
+
+
+def test_jsonl_lines_end_at_newline_only(tmp_path):
+    """U+2028, U+2029 and \\x85 are valid inside JSON strings; str.splitlines() would cut there."""
+    rows = [{"problem": "<image>a\u2028b", "answer": "1"}, {"problem": "<image>c\u2029d\x85e", "answer": "2"}]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert read_records(path)[1] == rows
+
+
+def test_non_utf8_and_corrupt_files_are_named(tmp_path):
+    (tmp_path / "t.jsonl").write_bytes(b'{"problem": "a", "answer": "1"}\n{"problem": "caf\xe9", "answer": "2"}\n')
+    with pytest.raises(DataError, match=r"t.jsonl line 2: not UTF-8 text"):
+        read_records(tmp_path / "t.jsonl")
+    (tmp_path / "t.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match=r"t.parquet: not a readable parquet file"):
+        read_records(tmp_path / "t.parquet")
