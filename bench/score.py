@@ -3,8 +3,9 @@
     python -m bench.score --work-dir DIR [--mode default|paper]
 
 For every `{work_dir}/{model}/{model}_{dataset}.xlsx` (or .tsv/.csv/.json) the full responses are
-graded against the gold answers (boxed answer against gold; option letters, where an answer that
-repeats one option's text counts as that letter; yes/no and short text). Writes, per dataset,
+graded against the gold answers (boxed answer against gold; for multiple choice the option letter
+or the option's text, wherever the dataset keeps its options; yes/no and short text). MMMU is
+scored on its validation split. Writes, per dataset,
 `{model}_{dataset}_r1_score.csv` (one row of metrics) and, per model, `r1_scores.json`; and
 `{work_dir}/scores.csv` for all models. VLMEvalKit's own scores (status.json or its score CSVs)
 are read where they exist. Every score is on the 0-100 scale.
@@ -26,7 +27,6 @@ import pandas as pd
 
 from .fileio import write_json_atomic, write_text_atomic
 from .verify import grade_many
-from .verify.canonical import option_letter
 
 PRED_SUFFIXES = (".xlsx", ".tsv", ".csv", ".json")
 OWN_SUFFIXES = ("_r1_score.csv",)
@@ -84,41 +84,77 @@ def full_response(row: pd.Series) -> str:
     return prediction
 
 
-def _option_answers(frame: pd.DataFrame, responses: list[str]) -> list[str]:
-    """For multiple choice: a boxed option text (not a letter) becomes its letter."""
-    from .verify import extract_boxed, normalize_tag_spacing
-
-    letters = [c for c in "ABCDEFGH" if c in frame.columns]
-    if not letters:
-        return responses
-    out = []
-    for response, (_, row) in zip(responses, frame.iterrows(), strict=True):
-        boxed = extract_boxed(normalize_tag_spacing(response))
-        if boxed is not None and option_letter(boxed.strip()) is None:
-            matches = [c for c in letters if isinstance(row[c], str) and row[c].strip().lower() == boxed.strip().lower()]
-            if len(matches) == 1:
-                response = response[: response.rfind(boxed)] + matches[0] + response[response.rfind(boxed) + len(boxed):]
-        out.append(response)
-    return out
+OPTION_LETTERS = "ABCDEFGHI"  # MMMU goes up to I
+_OPTION_LINE = re.compile(r"^\s*\(?([A-I])\)?\s*[.:：)]\s*(.+?)\s*$", re.MULTILINE)
 
 
-def score_file(path: Path, mode: str = "default") -> dict:
+def options(row: pd.Series) -> dict[str, str]:
+    """Option letter -> option text of a multiple-choice row, in the layout its dataset uses:
+    columns A-I (MMMU, MMStar, AI2D), a `choices` list literal (MathVista, MathVision; parsed,
+    never executed), or lines such as "A: 3" in `question_for_eval` / `question` (MathVerse)."""
+    found = {c: str(row[c]).strip() for c in OPTION_LETTERS
+             if c in row and isinstance(row[c], str) and row[c].strip()}
+    if found:
+        return found
+    choices = row.get("choices")
+    if isinstance(choices, str) and choices.strip().startswith(("[", "(")):
+        try:
+            values = ast.literal_eval(choices.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            values = None
+        if isinstance(values, (list, tuple)) and values:
+            return {OPTION_LETTERS[i]: str(v).strip() for i, v in enumerate(values[: len(OPTION_LETTERS)])}
+    for key in ("question_for_eval", "question"):
+        text = row.get(key)
+        if isinstance(text, str):
+            lines = dict(_OPTION_LINE.findall(text))
+            if len(lines) >= 2:
+                return lines
+    return {}
+
+
+def accepted_golds(row: pd.Series) -> list[str]:
+    """The answers that count for a row: its gold and, for multiple choice, both the option letter
+    and the option's text (as VLMEvalKit's can_infer does). MathVista keeps the option text in
+    `answer` and the letter in `answer_option`; the other datasets keep the letter in `answer`."""
+    gold = "" if pd.isna(row["answer"]) else str(row["answer"]).strip()
+    found = options(row)
+    letter = row.get("answer_option")
+    letter = letter.strip() if isinstance(letter, str) and letter.strip() in found else (gold if gold in found else None)
+    accepted = [gold] + ([letter, found[letter]] if letter else [])
+    return list(dict.fromkeys(a for a in accepted if a)) or [gold]
+
+
+def score_file(path: Path, mode: str = "default", dataset: str = "") -> dict:
+    """Metrics of one prediction file. MMMU is scored on its validation split only (VLMEvalKit's
+    primary metric and the leaderboard's); the dev rows are left out."""
     frame = read_predictions(path)
+    split = None
+    if dataset.startswith("MMMU") and "split" in frame.columns:
+        split = "validation"
+        frame = frame[frame["split"].astype(str) == split]
     if frame.empty:
-        raise ResultsError(f"{path}: no rows")
-    responses = [full_response(row) for _, row in frame.iterrows()]
-    golds = ["" if pd.isna(a) else str(a).strip() for a in frame["answer"]]
-    responses = _option_answers(frame, responses)
-    grades = grade_many(responses, golds, mode=mode)
+        raise ResultsError(f"{path}: no rows" + (f" in the {split} split" if split else ""))
+    rows = [row for _, row in frame.iterrows()]
+    responses = [full_response(row) for row in rows]
+    golds = [accepted_golds(row) for row in rows]
+    flat = grade_many([r for r, g in zip(responses, golds, strict=True) for _ in g], [a for g in golds for a in g],
+                      mode=mode)
+    grades, accuracy, k = [], [], 0
+    for g in golds:  # a row is right when its answer matches any accepted gold
+        grades.append(flat[k])
+        accuracy.append(max(x.accuracy for x in flat[k : k + len(g)]))
+        k += len(g)
     n = len(grades)
     return {
         "n": n,
-        "accuracy": 100.0 * sum(g.accuracy for g in grades) / n,
+        "accuracy": 100.0 * sum(accuracy) / n,
         "format": 100.0 * sum(g.format for g in grades) / n,
         "no_box": 100.0 * sum(g.extracted is None for g in grades) / n,
         "empty_gold": sum(g.status == "empty_gold" for g in grades),
-        "judge_timeouts": sum(g.status == "timeout" for g in grades),
+        "judge_timeouts": sum(x.status == "timeout" for x in flat),
         "verifier_mode": mode,
+        **({"split": split} if split else {}),
     }
 
 
@@ -162,7 +198,7 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
         summary = {}
         for dataset, path in prediction_files(model_dir).items():
             try:
-                metrics = score_file(path, mode)
+                metrics = score_file(path, mode, dataset)
             except ResultsError as exc:
                 print(exc, file=sys.stderr)
                 problems += 1

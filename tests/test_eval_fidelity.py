@@ -1,0 +1,92 @@
+"""Judge-free scores comparable with VLMEvalKit's: each benchmark's gold in the layout of its
+VLMEvalKit TSV (fixtures made here with the real column layouts), MMMU's validation split, and the
+checks of the Table 1 builder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.score import normalise, score_file
+from reproduce.table1 import TableError, build_dataset_table, build_paper_table1
+
+
+def boxed(answer: str) -> str:
+    return f"<think>working</think> The answer is \\boxed{{{answer}}}."
+
+
+def predictions(tmp_path: Path, dataset: str, rows: list[dict]) -> Path:
+    path = tmp_path / f"m_{dataset}.xlsx"
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "index", range(len(frame)))
+    frame.to_excel(path, index=False)
+    return path
+
+
+def test_mathvista_accepts_the_letter_or_the_option_text(tmp_path):
+    """VLMEvalKit's MathVista keeps the option text in `answer`, the letter in `answer_option` and
+    the options in `choices` (vlmeval/dataset/utils/mathvista.py)."""
+    mc = {"question": "What is the angle?", "answer": "145°", "question_type": "multi_choice",
+          "answer_type": "text", "choices": "['35°', '145°', '55°', '125°']", "answer_option": "B", "precision": None}
+    free = {"question": "How many?", "answer": "7", "question_type": "free_form", "answer_type": "integer",
+            "choices": None, "answer_option": None, "precision": None}
+    rows = [{**mc, "prediction": boxed("B")}, {**mc, "prediction": boxed("145°")}, {**mc, "prediction": boxed("C")},
+            {**free, "prediction": boxed("7")}]
+    assert score_file(predictions(tmp_path, "MathVista_MINI", rows), dataset="MathVista_MINI")["accuracy"] == 75.0
+
+
+def test_mathvision_and_mathverse_count_a_boxed_option_value_as_its_letter(tmp_path):
+    vision = {"question": "Which?", "answer": "C", "choices": "['1', '2', '3', '4', '5']"}
+    rows = [{**vision, "prediction": boxed("3")}, {**vision, "prediction": boxed("C")},
+            {**vision, "prediction": boxed("2")}, {"question": "Sum?", "answer": "12", "choices": "[]",
+                                                   "prediction": boxed("12")}]
+    assert score_file(predictions(tmp_path, "MathVision", rows), dataset="MathVision")["accuracy"] == 75.0
+    verse = {"question": "Find the angle.", "answer": "B",
+             "question_for_eval": "As shown in the figure, find the angle.\nChoices:\nA:30°\nB:45°\nC:60°\nD:90°"}
+    rows = [{**verse, "prediction": boxed("45°")}, {**verse, "prediction": boxed("B")},
+            {**verse, "prediction": boxed("60°")}]
+    score = score_file(predictions(tmp_path, "MathVerse_MINI_Vision_Only", rows), dataset="MathVerse_MINI_Vision_Only")
+    assert score["accuracy"] == pytest.approx(200 / 3)
+
+
+def test_mmmu_is_scored_on_validation_with_options_up_to_i(tmp_path):
+    options = {c: f"option {c.lower()}" for c in "ABCDEFGHI"}
+    rows = [{"question": "q", **options, "answer": "I", "split": "validation", "prediction": boxed("option i")},
+            {"question": "q", **options, "answer": "I", "split": "validation", "prediction": boxed("I")},
+            {"question": "q", **options, "answer": "A", "split": "validation", "prediction": boxed("B")},
+            {"question": "q", **options, "answer": "A", "split": "dev", "prediction": boxed("B")},
+            {"question": "q", **options, "answer": "A", "split": "dev", "prediction": boxed("B")}]
+    score = score_file(predictions(tmp_path, "MMMU_DEV_VAL", rows), dataset="MMMU_DEV_VAL")
+    assert score["n"] == 3 and score["split"] == "validation"
+    assert score["accuracy"] == pytest.approx(200 / 3)
+
+
+def test_normalise_puts_fractions_including_1_on_0_100():
+    assert normalise(1.0) == 100.0 and normalise(0.5) == 50.0 and normalise(75.0) == 75.0
+
+
+def scores(tmp_path: Path, model: str, datasets: dict[str, float], mode: str = "default") -> Path:
+    d = tmp_path / "work" / model
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "r1_scores.json").write_text(json.dumps({"model": model, "scale": "0-100", "datasets": {
+        k: {"accuracy": v, "verifier_mode": mode} for k, v in datasets.items()}}))
+    return tmp_path / "work"
+
+
+@pytest.mark.parametrize("value", [150.0, -3.0])
+def test_table1_refuses_scores_off_the_0_100_scale(tmp_path, value):
+    work = scores(tmp_path, "A", {"MMStar": value})
+    with pytest.raises(TableError, match="not a number on the 0-100 scale"):
+        build_dataset_table([work], tmp_path / "t", ["MMStar"])
+    with pytest.raises(TableError, match="not a number on the 0-100 scale"):
+        build_paper_table1([work], tmp_path / "t", allow_partial=True)
+
+
+def test_dataset_table_refuses_mixed_verifier_modes(tmp_path):
+    work = scores(tmp_path, "A", {"SynthCount": 50.0}, mode="default")
+    scores(tmp_path, "B", {"SynthCount": 60.0}, mode="paper")
+    with pytest.raises(TableError, match="different protocols"):
+        build_dataset_table([work], tmp_path / "t", ["SynthCount"])
