@@ -1,8 +1,9 @@
 """VLMEvalKit models with the paper's R1 thinking prompt, registered at run time (no fork).
 
-- `add_r1_prompt(message)`: a space and `R1_PROMPT` after the question text, once. The released
-  patch appended it to every text item; an interleaved message (text, image, text) then carried it
-  twice. We append it to the last text item only.
+- `add_r1_prompt(message, placement)`: a space and `R1_PROMPT` after the question text. The
+  released patch appended it to every text item (`every_text`, the default, used to reproduce
+  Table 1), so an interleaved message (text, image, text; MMMU) carries it twice; `last_text`
+  appends it once, to the last text item.
 - `R1Qwen2VLChat`: VLMEvalKit's `Qwen2VLChat` with the prompt added in `generate_inner`, so its
   transformers, vLLM and LMDeploy paths all get it (the paper patched only the transformers path).
 - `LocalHFChat`: a CPU model on VLMEvalKit's `BaseModel` interface around a local Hugging Face
@@ -53,13 +54,22 @@ PAPER_MODELS.add("Qwen2.5-VL-7B-Instruct-R1", PaperModel("Qwen/Qwen2.5-VL-7B-Ins
 QWEN_KWARGS = {"min_pixels": 1280 * 28 * 28, "max_pixels": 16384 * 28 * 28, "use_custom_prompt": False}
 
 
-def add_r1_prompt(message: list[dict]) -> list[dict]:
-    """A copy of a VLMEvalKit message with " " + R1_PROMPT after its last text item."""
+PROMPT_PLACEMENTS: Registry[str] = Registry("prompt placement")
+"""Which text items of a VLMEvalKit message get " " + R1_PROMPT after them."""
+PROMPT_PLACEMENTS.add("every_text", "after every text item, as the released VLMEvalKit patch does")
+PROMPT_PLACEMENTS.add("last_text", "after the last text item only (an interleaved question carries it once)")
+DEFAULT_PLACEMENT = "every_text"  # reproducing the paper's Table 1
+
+
+def add_r1_prompt(message: list[dict], placement: str = DEFAULT_PLACEMENT) -> list[dict]:
+    """A copy of a VLMEvalKit message with the R1 prompt added per `placement`."""
+    PROMPT_PLACEMENTS[placement]  # noqa: B018 - raises with the valid names
     message = copy.deepcopy(message)
     texts = [i for i, item in enumerate(message) if item.get("type") == "text"]
     if not texts:
         return message + [{"type": "text", "value": with_r1_prompt("").lstrip()}]
-    message[texts[-1]]["value"] = with_r1_prompt(message[texts[-1]]["value"])
+    for i in texts if placement == "every_text" else texts[-1:]:
+        message[i]["value"] = with_r1_prompt(message[i]["value"])
     return message
 
 
@@ -73,10 +83,16 @@ def _classes():
     from vlmeval.vlm.qwen2_vl import Qwen2VLChat
 
     class R1Qwen2VLChat(Qwen2VLChat):
-        """Qwen2VLChat with the R1 prompt appended once, for every inference backend."""
+        """Qwen2VLChat with the R1 prompt added (per `prompt_placement`), for every inference backend."""
+
+        prompt_placement = DEFAULT_PLACEMENT
+
+        def __init__(self, *args, prompt_placement: str = DEFAULT_PLACEMENT, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.prompt_placement = prompt_placement
 
         def generate_inner(self, message, dataset=None):
-            return structured(super().generate_inner(add_r1_prompt(message), dataset=dataset))
+            return structured(super().generate_inner(add_r1_prompt(message, self.prompt_placement), dataset=dataset))
 
     class LocalHFChat(BaseModel):
         """A local Qwen2.5-VL checkpoint through transformers `generate` (CPU or GPU)."""
@@ -84,7 +100,7 @@ def _classes():
         INTERLEAVE = True
 
         def __init__(self, model_path: str, max_new_tokens: int = 512, temperature: float = 0.0,
-                     append_r1_prompt: bool = True, **kwargs) -> None:
+                     append_r1_prompt: bool = True, prompt_placement: str = DEFAULT_PLACEMENT, **kwargs) -> None:
             import torch
             from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -94,13 +110,14 @@ def _classes():
             self.processor = load_processor(model_path)
             self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_path, dtype=torch.float32).eval()
             self.max_new_tokens, self.temperature, self.append_r1_prompt = max_new_tokens, temperature, append_r1_prompt
+            self.prompt_placement = prompt_placement
 
         def generate_inner(self, message, dataset=None):
             import torch
             from PIL import Image
 
             if self.append_r1_prompt:
-                message = add_r1_prompt(message)
+                message = add_r1_prompt(message, self.prompt_placement)
             content, images = [], []
             for item in message:
                 if item["type"] == "image":
@@ -132,7 +149,7 @@ def model_name_for(name_or_path: str) -> str:
 
 
 def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None = None,
-             max_new_tokens: int | None = None) -> list[str]:
+             max_new_tokens: int | None = None, prompt_placement: str = DEFAULT_PLACEMENT) -> list[str]:
     """Register the paper's two models and any local checkpoints; returns VLMEvalKit model names.
 
     `R1-ShareVL-7B` and `Qwen2.5-VL-7B-Instruct-R1` (the paper's base row: the same prompt) resolve
@@ -143,7 +160,9 @@ def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None
     vlmeval, R1Qwen2VLChat, LocalHFChat = _classes()
     supported = vlmeval.config.supported_VLM
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu
-    gpu_kwargs = {**QWEN_KWARGS, "use_vllm": use_vllm, **({"max_new_tokens": max_new_tokens} if max_new_tokens else {})}
+    PROMPT_PLACEMENTS[prompt_placement]  # noqa: B018 - raises with the valid names
+    tokens = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    gpu_kwargs = {**QWEN_KWARGS, "use_vllm": use_vllm, "prompt_placement": prompt_placement, **tokens}
     for name, paper_model in PAPER_MODELS.items():
         supported[name] = partial(R1Qwen2VLChat, model_path=paper_model.hub_id, **gpu_kwargs)
     names = []
@@ -152,7 +171,7 @@ def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None
         if Path(item).exists():
             if cpu:
                 supported[name] = partial(LocalHFChat, model_path=str(Path(item).resolve()),
-                                          **({"max_new_tokens": max_new_tokens} if max_new_tokens else {}))
+                                          prompt_placement=prompt_placement, **tokens)
             else:
                 supported[name] = partial(R1Qwen2VLChat, model_path=str(Path(item).resolve()), **gpu_kwargs)
         elif name not in supported:

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from .adapter import DEFAULT_PLACEMENT, PROMPT_PLACEMENTS
 from .errors import UsageError, exit_on_usage_error
 
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, help="generation budget (default: the model class's)")
     parser.add_argument("--limit", type=int, help="first N items of each dataset (smoke runs)")
     parser.add_argument("--reuse", action="store_true", help="reuse finished predictions in --work-dir")
+    parser.add_argument("--prompt-placement", choices=list(PROMPT_PLACEMENTS), default=DEFAULT_PLACEMENT,
+                        help="where the R1 prompt goes: after every text item (the released patch) or the last")
     args = parser.parse_args(argv)
     return exit_on_usage_error(lambda: run(args))
 
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
 
     from .adapter import register
 
-    names = register(args.model, use_vllm=args.use_vllm, max_new_tokens=args.max_new_tokens)
+    names = register(args.model, use_vllm=args.use_vllm, max_new_tokens=args.max_new_tokens,
+                     prompt_placement=args.prompt_placement)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     vl_argv = ["vlmeval", "--data", *args.data, "--model", *names, "--work-dir", str(args.work_dir),
                "--mode", "all" if args.judge else "infer"]
@@ -81,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             write_json_atomic(args.work_dir / name / "bench_run.json", {
                 "model": source, "vlmeval_name": name, "datasets": args.data, "lmudata": lmu,
                 "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
+                "prompt_placement": args.prompt_placement,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
             })
     return 0

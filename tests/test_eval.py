@@ -27,15 +27,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- the prompt adapter
-def test_add_r1_prompt_once_after_the_question():
+def test_add_r1_prompt_placements():
     msg = [{"type": "image", "value": "a.png"}, {"type": "text", "value": "How many?"}]
-    out = add_r1_prompt(msg)
-    assert out[1]["value"] == "How many? " + R1_PROMPT and msg[1]["value"] == "How many?"  # input untouched
+    for placement in ("every_text", "last_text"):  # one text item: the same either way
+        out = add_r1_prompt(msg, placement)
+        assert out[1]["value"] == "How many? " + R1_PROMPT and msg[1]["value"] == "How many?"  # input untouched
     interleaved = [{"type": "text", "value": "Look:"}, {"type": "image", "value": "a.png"},
                    {"type": "text", "value": "How many?"}]
-    out = add_r1_prompt(interleaved)
-    assert [m["value"] for m in out if m["type"] == "text"] == ["Look:", "How many? " + R1_PROMPT]
-    assert sum(R1_PROMPT in m["value"] for m in out if m["type"] == "text") == 1
+    once = add_r1_prompt(interleaved, "last_text")
+    assert [m["value"] for m in once if m["type"] == "text"] == ["Look:", "How many? " + R1_PROMPT]
+    released = add_r1_prompt(interleaved)  # the default: the released patch's placement
+    assert [m["value"] for m in released if m["type"] == "text"] == ["Look: " + R1_PROMPT, "How many? " + R1_PROMPT]
+    with pytest.raises(ValueError, match="valid names: every_text, last_text"):
+        add_r1_prompt(msg, "first_text")
 
 
 def test_r1_qwen_subclass_prompts_every_backend():
