@@ -19,6 +19,7 @@ scoring needs) and extra_records keeps the whole response.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from dataclasses import dataclass, field
@@ -73,6 +74,29 @@ def add_r1_prompt(message: list[dict], placement: str = DEFAULT_PLACEMENT) -> li
     return message
 
 
+@contextlib.contextmanager
+def _attention(implementation: str | None):
+    """While loading: every `from_pretrained` gets `attn_implementation=implementation`.
+    Qwen2VLChat asks for flash_attention_2, which needs the flash-attn package; "sdpa" runs
+    without it."""
+    if implementation is None:
+        yield
+        return
+    from transformers import PreTrainedModel
+
+    original = PreTrainedModel.__dict__["from_pretrained"]
+
+    def from_pretrained(cls, *args, **kwargs):
+        kwargs["attn_implementation"] = implementation
+        return original.__func__(cls, *args, **kwargs)
+
+    PreTrainedModel.from_pretrained = classmethod(from_pretrained)
+    try:
+        yield
+    finally:
+        PreTrainedModel.from_pretrained = original
+
+
 def structured(response: str) -> dict:
     return {"prediction": response, "extra_records": {"full_response": response}}
 
@@ -87,8 +111,10 @@ def _classes():
 
         prompt_placement = DEFAULT_PLACEMENT
 
-        def __init__(self, *args, prompt_placement: str = DEFAULT_PLACEMENT, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
+        def __init__(self, *args, prompt_placement: str = DEFAULT_PLACEMENT, attn_implementation: str | None = None,
+                     **kwargs) -> None:
+            with _attention(attn_implementation):
+                super().__init__(*args, **kwargs)
             self.prompt_placement = prompt_placement
 
         def generate_inner(self, message, dataset=None):
@@ -149,7 +175,8 @@ def model_name_for(name_or_path: str) -> str:
 
 
 def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None = None,
-             max_new_tokens: int | None = None, prompt_placement: str = DEFAULT_PLACEMENT) -> list[str]:
+             max_new_tokens: int | None = None, prompt_placement: str = DEFAULT_PLACEMENT,
+             attn_implementation: str | None = None) -> list[str]:
     """Register the paper's two models and any local checkpoints; returns VLMEvalKit model names.
 
     `R1-ShareVL-7B` and `Qwen2.5-VL-7B-Instruct-R1` (the paper's base row: the same prompt) resolve
@@ -162,7 +189,8 @@ def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     PROMPT_PLACEMENTS[prompt_placement]  # noqa: B018 - raises with the valid names
     tokens = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-    gpu_kwargs = {**QWEN_KWARGS, "use_vllm": use_vllm, "prompt_placement": prompt_placement, **tokens}
+    gpu_kwargs = {**QWEN_KWARGS, "use_vllm": use_vllm, "prompt_placement": prompt_placement, **tokens,
+                  **({"attn_implementation": attn_implementation} if attn_implementation else {})}
     for name, paper_model in PAPER_MODELS.items():
         supported[name] = partial(R1Qwen2VLChat, model_path=paper_model.hub_id, **gpu_kwargs)
     names = []

@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="reuse finished predictions in --work-dir")
     parser.add_argument("--prompt-placement", choices=list(PROMPT_PLACEMENTS), default=DEFAULT_PLACEMENT,
                         help="where the R1 prompt goes: after every text item (the released patch) or the last")
+    parser.add_argument("--attn-implementation", choices=("flash_attention_2", "sdpa", "eager"),
+                        help="GPU models' attention (VLMEvalKit asks for flash_attention_2, which needs flash-attn)")
     args = parser.parse_args(argv)
     return exit_on_usage_error(lambda: run(args))
 
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from .adapter import register
 
     names = register(args.model, use_vllm=args.use_vllm, max_new_tokens=args.max_new_tokens,
-                     prompt_placement=args.prompt_placement)
+                     prompt_placement=args.prompt_placement, attn_implementation=args.attn_implementation)
     args.work_dir.mkdir(parents=True, exist_ok=True)
     vl_argv = ["vlmeval", "--data", *args.data, "--model", *names, "--work-dir", str(args.work_dir),
                "--mode", "all" if args.judge else "infer"]

@@ -7,6 +7,7 @@ when one is asked for) and lists every missing piece in one message.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -52,6 +53,10 @@ def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None) -> 
         missing = [d for d in datasets if not (Path(lmu) / f"{d}.tsv").exists()]
         if missing:
             problems.append(f"offline and no TSV under $LMUData={lmu} for: {', '.join(missing)}")
+    if cuda and not os.environ.get("ATTN_IMPLEMENTATION") and importlib.util.find_spec("flash_attn") is None:
+        problems.append("flash-attn is not installed, and VLMEvalKit's Qwen2VLChat loads Qwen2.5-VL with "
+                        "attn_implementation='flash_attention_2': install it (pip install flash-attn "
+                        "--no-build-isolation), or run with ATTN_IMPLEMENTATION=sdpa (PyTorch's attention, slower)")
     if judge and not (os.environ.get("OPENAI_API_KEY") or os.environ.get("JUDGE_BASE_URL")):
         problems.append(f"judge {judge} asked for, but neither OPENAI_API_KEY nor JUDGE_BASE_URL is set")
     return problems
@@ -68,6 +73,8 @@ def run_paper_scale(ckpts: list[str], judge: str | None, work_dir: Path, out: Pa
     models = [*PAPER_MODELS, *ckpts]
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={torch.cuda.device_count()}"]
     cmd = [*launcher, "-m", "bench.run", "--model", *models, "--data", *datasets, "--work-dir", str(work_dir), "--reuse"]
+    if os.environ.get("ATTN_IMPLEMENTATION"):
+        cmd += ["--attn-implementation", os.environ["ATTN_IMPLEMENTATION"]]
     if judge:
         cmd += ["--judge", judge] + (["--judge-base-url", os.environ["JUDGE_BASE_URL"]] if os.environ.get("JUDGE_BASE_URL") else [])
     for step in (cmd, [sys.executable, "-m", "bench.score", "--work-dir", str(work_dir)],

@@ -90,3 +90,30 @@ def test_dataset_table_refuses_mixed_verifier_modes(tmp_path):
     scores(tmp_path, "B", {"SynthCount": 60.0}, mode="paper")
     with pytest.raises(TableError, match="different protocols"):
         build_dataset_table([work], tmp_path / "t", ["SynthCount"])
+
+
+def test_paper_scale_preflight_checks_flash_attention(monkeypatch):
+    import importlib.util
+
+    from reproduce.paper_scale import preflight
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flash_attn" else real(name, *a))
+    monkeypatch.delenv("ATTN_IMPLEMENTATION", raising=False)
+    text = "\n".join(preflight([], None, cuda=True))
+    assert "flash-attn is not installed" in text and "ATTN_IMPLEMENTATION=sdpa" in text
+    monkeypatch.setenv("ATTN_IMPLEMENTATION", "sdpa")
+    assert "flash-attn" not in "\n".join(preflight([], None, cuda=True))
+
+
+def test_attention_override_reaches_from_pretrained(tmp_path):
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from bench.adapter import _attention
+    from train.tiny import build_tiny
+
+    path = build_tiny(tmp_path / "m")
+    with _attention("eager"):
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, attn_implementation="flash_attention_2")
+    assert model.config._attn_implementation == "eager"
+    assert Qwen2_5_VLForConditionalGeneration.from_pretrained(path).config._attn_implementation != "eager"
