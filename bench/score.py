@@ -7,8 +7,10 @@ graded against the gold answers (boxed answer against gold; for multiple choice 
 or the option's text, wherever the dataset keeps its options; yes/no and short text). MMMU is
 scored on its validation split. Writes, per dataset,
 `{model}_{dataset}_r1_score.csv` (one row of metrics) and, per model, `r1_scores.json`; and
-`{work_dir}/scores.csv` for all models. VLMEvalKit's own scores (status.json or its score CSVs)
-are read where they exist. Every score is on the 0-100 scale.
+`{work_dir}/scores.csv` for all models. For multiple choice with options in columns (MMStar,
+AI2D, MMMU) `exact_match` is VLMEvalKit's own judge-free matching of the prediction, beside
+`accuracy`, which needs a boxed answer. VLMEvalKit's own scores (status.json) are read where they
+exist. Every score is on the 0-100 scale.
 
 A prediction file that cannot be read, or lacks the columns needed, is reported by name and
 skipped (counted in the summary); the others are still scored.
@@ -125,6 +127,29 @@ def accepted_golds(row: pd.Series) -> list[str]:
     return list(dict.fromkeys(a for a in accepted if a)) or [gold]
 
 
+def exact_match(rows: list[pd.Series]) -> float | None:
+    """VLMEvalKit's own judge-free multiple-choice score, 0-100: its `can_infer` (the matching its
+    MCQ evaluation falls back to without a judge model) on the prediction column, the text after
+    </think>, so "The answer is B" counts without a box. Over the rows whose options are columns
+    A-I and whose gold is a letter (MMStar, AI2D, MMMU); None when there are none."""
+    scored = []
+    for row in rows:
+        found = {c: str(row[c]) for c in OPTION_LETTERS if c in row and isinstance(row[c], str) and row[c].strip()}
+        gold = "" if pd.isna(row["answer"]) else str(row["answer"]).strip()
+        if found and gold in found:
+            scored.append((row, found, gold))
+    if not scored:
+        return None
+    from .vlmeval_compat import import_vlmeval
+
+    import_vlmeval()
+    from vlmeval.utils import can_infer
+
+    hits = [can_infer("" if pd.isna(row["prediction"]) else str(row["prediction"]), found) == gold
+            for row, found, gold in scored]
+    return 100.0 * sum(hits) / len(hits)
+
+
 def score_file(path: Path, mode: str = "default", dataset: str = "") -> dict:
     """Metrics of one prediction file. MMMU is scored on its validation split only (VLMEvalKit's
     primary metric and the leaderboard's); the dev rows are left out."""
@@ -149,6 +174,7 @@ def score_file(path: Path, mode: str = "default", dataset: str = "") -> dict:
     return {
         "n": n,
         "accuracy": 100.0 * sum(accuracy) / n,
+        "exact_match": exact_match(rows),
         "format": 100.0 * sum(g.format for g in grades) / n,
         "no_box": 100.0 * sum(g.extracted is None for g in grades) / n,
         "empty_gold": sum(g.status == "empty_gold" for g in grades),

@@ -183,7 +183,14 @@ def build_paper_table1(work_dirs: list[Path], out: Path, allow_partial: bool = F
         rows.append(Row(model, cells, {b: paper_cell(paper, paper_row, b) for b in [*columns, "Average"]}))
     if problems and not allow_partial:
         raise TableError("incomplete inputs (pass --allow-partial to build the table anyway):\n  " + "\n  ".join(problems))
+    exact = [f"{model} " + ", ".join(f"{b} {datasets[d]['exact_match']:.1f}" for b, d in paper["vlmeval_datasets"].items()
+                                    if isinstance(datasets.get(d, {}).get("exact_match"), (int, float)))
+             for model, datasets in sorted(scores.items())]
+    exact = [e for e in exact if any(ch.isdigit() for ch in e.split(" ", 1)[-1])]
     caption = (f"Table 1 (paper scale), accuracy 0-100, scored by bench.score (verifier mode: "
-               f"{', '.join(sorted(protocols))}) from {', '.join(str(w) for w in work_dirs)}. "
-               "Paper values with their sources are in results/paper/table1.json; 'not recovered' means unknown.")
+               f"{', '.join(sorted(protocols))}) from {', '.join(str(w) for w in work_dirs)}: the boxed answer "
+               "against the gold, so an answer without a box scores 0. "
+               + (f"VLMEvalKit's own exact matching of multiple-choice answers (judge-free, no box needed): "
+                  f"{'; '.join(exact)}. " if exact else "")
+               + "Paper values with their sources are in results/paper/table1.json; 'not recovered' means unknown.")
     return write_outputs(render(rows, columns, caption, with_paper=True), out)

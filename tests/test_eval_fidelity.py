@@ -117,3 +117,33 @@ def test_attention_override_reaches_from_pretrained(tmp_path):
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, attn_implementation="flash_attention_2")
     assert model.config._attn_implementation == "eager"
     assert Qwen2_5_VLForConditionalGeneration.from_pretrained(path).config._attn_implementation != "eager"
+
+
+def test_mmstar_reports_vlmeval_exact_matching_beside_the_boxed_score(tmp_path):
+    """An answer without a box scores 0 on the boxed accuracy; VLMEvalKit's exact matching (its
+    can_infer on the text after </think>) still reads "The answer is B"."""
+    options = {"A": "a cat", "B": "a dog", "C": "a bird", "D": "a fish"}
+    rows = [{"question": "What animal?", **options, "answer": "B", "prediction": "The answer is B.",
+             "extra_records": str({"full_response": "<think>looks like a dog</think>The answer is B."})},
+            {"question": "What animal?", **options, "answer": "B", "prediction": "\\boxed{B}",
+             "extra_records": str({"full_response": "<think>dog</think>\\boxed{B}"})},
+            {"question": "What animal?", **options, "answer": "A", "prediction": "It is C.",
+             "extra_records": str({"full_response": "<think>hm</think>It is C."})}]
+    score = score_file(predictions(tmp_path, "MMStar", rows), dataset="MMStar")
+    assert score["accuracy"] == pytest.approx(100 / 3)
+    assert score["exact_match"] == pytest.approx(200 / 3)
+    free = [{"question": "How many?", "answer": "7", "prediction": boxed("7")}]
+    assert score_file(predictions(tmp_path, "MathVision", free), dataset="MathVision")["exact_match"] is None
+
+
+def test_paper_table_says_which_number_is_which(tmp_path):
+    work = scores(tmp_path, "R1-ShareVL-7B", {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0,
+                                              "MathVerse_MINI_Vision_Only": 50.0, "MathVision": 28.0, "AI2D_TEST": 83.0})
+    f = work / "R1-ShareVL-7B" / "r1_scores.json"
+    data = json.loads(f.read_text())
+    data["datasets"]["MMStar"]["exact_match"] = 68.5
+    f.write_text(json.dumps(data))
+    md = build_paper_table1([work], tmp_path / "t", allow_partial=True)[0].read_text()
+    assert "an answer without a box scores 0" in md
+    assert "VLMEvalKit's own exact matching of multiple-choice answers (judge-free, no box needed): " \
+           "R1-ShareVL-7B MMStar 68.5" in md
