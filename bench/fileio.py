@@ -39,3 +39,23 @@ def file_mode() -> int:
 
 def write_json_atomic(path: str | Path, obj) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2))
+
+
+def write_table_atomic(frame, path: str | Path) -> Path:
+    """A pandas frame as .xlsx, .tsv, .csv or .json (by suffix), written atomically."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.fchmod(fd, file_mode())
+    os.close(fd)
+    try:
+        if path.suffix == ".xlsx":
+            frame.to_excel(tmp, index=False)
+        elif path.suffix in (".tsv", ".csv"):
+            frame.to_csv(tmp, sep="\t" if path.suffix == ".tsv" else ",", index=False)
+        else:
+            frame.to_json(tmp, orient="records")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -78,9 +78,11 @@ def run(args: argparse.Namespace) -> int:
 
     import vlmeval.run
 
+    kept = saved_records(args.work_dir, names, args.data)
     sys.argv = vl_argv
     vlmeval.run.main()
     if int(os.environ.get("RANK", "0")) == 0:
+        restore_records(kept)
         from .fileio import write_json_atomic
 
         for name, source in zip(names, args.model, strict=True):
@@ -91,6 +93,64 @@ def run(args: argparse.Namespace) -> int:
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
             })
     return 0
+
+
+def _prediction_file(work_dir: Path, name: str, dataset: str) -> Path | None:
+    found = [work_dir / name / f"{name}_{dataset}{suffix}" for suffix in (".xlsx", ".tsv", ".csv", ".json")]
+    return next((p for p in found if p.exists()), None)
+
+
+def saved_records(work_dir: Path, names: list[str], datasets: list[str]) -> dict[Path, dict]:
+    """index -> extra_records of every finished prediction file. VLMEvalKit's --reuse keeps only the
+    prediction column of a finished file and writes it back without extra_records, which hold our
+    full responses (the thinking, and the format score with it)."""
+    import pandas as pd
+
+    from .score import ResultsError, read_predictions
+
+    kept = {}
+    for name in names:
+        for dataset in datasets:
+            path = _prediction_file(work_dir, name, dataset)
+            if path is None:
+                continue
+            try:
+                frame = read_predictions(path)
+            except ResultsError:
+                continue  # VLMEvalKit redoes what it cannot read
+            if "extra_records" in frame.columns and "index" in frame.columns:
+                kept[path.resolve()] = {i: r for i, r in zip(frame["index"], frame["extra_records"], strict=True)
+                                        if not pd.isna(r)}
+    return kept
+
+
+def restore_records(kept: dict[Path, dict]) -> None:
+    """Put back the extra_records (and the thinking column) a re-run dropped, row by row."""
+    import pandas as pd
+
+    from .fileio import write_table_atomic
+    from .score import full_response, read_predictions
+
+    for path, records in kept.items():
+        if not path.exists() or not records:
+            continue
+        frame = read_predictions(path)
+        missing = "extra_records" not in frame.columns or frame["extra_records"].isna().any()
+        if not missing:
+            continue
+        if "extra_records" not in frame.columns:
+            frame["extra_records"] = None
+        frame["extra_records"] = frame["extra_records"].astype(object)
+        for k, index in enumerate(frame["index"]):
+            if pd.isna(frame.at[k, "extra_records"]) and index in records:
+                frame.at[k, "extra_records"] = records[index]
+        if "thinking" in frame.columns:
+            frame["thinking"] = frame["thinking"].astype(object)
+            for k in range(len(frame)):
+                response = full_response(frame.iloc[k])
+                if "</think>" in response and "<think>" in response:
+                    frame.at[k, "thinking"] = response.split("</think>")[0].split("<think>", 1)[1].strip()
+        write_table_atomic(frame, path)
 
 
 def versions() -> dict[str, str]:

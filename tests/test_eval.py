@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,24 @@ def test_vlmeval_run_writes_full_responses(vlm_runs):
         meta = json.loads((work / model / "bench_run.json").read_text())
         assert meta["split_think"] == "1" and meta["versions"]["ms-vlmeval"] == "0.0.20"
     assert model_name_for(str(root / "tiny_a")) == "tiny_a"
+
+
+def test_rerun_with_reuse_keeps_full_responses(vlm_runs, tmp_path):
+    """VLMEvalKit's --reuse (SCALE=paper always passes it) rewrites finished prediction files from
+    their prediction column alone; the full responses, and the format score, must survive."""
+    root, work = vlm_runs
+    copy = tmp_path / "work"
+    shutil.copytree(work / "tiny_a", copy / "tiny_a", symlinks=True)
+    path = copy / "tiny_a" / "tiny_a_SynthCount.xlsx"
+    before = pd.read_excel(path)
+    cmd = [sys.executable, "-m", "bench.run", "--model", str(root / "tiny_a"), "--data", "SynthCount", "--work-dir",
+           str(copy), "--lmudata", str(root / "lmu"), "--max-new-tokens", "12", "--reuse"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = pd.read_excel(path)
+    assert after["extra_records"].notna().all()
+    assert [full_response(r) for _, r in after.iterrows()] == [full_response(r) for _, r in before.iterrows()]
+    assert score_file(path)["format"] == score_file(work / "tiny_a" / "tiny_a_SynthCount.xlsx")["format"]
 
 
 def test_score_table_and_bad_inputs(vlm_runs, tmp_path):
