@@ -128,6 +128,17 @@ class Stage:
         marker = self.root / "done.json"
         return not self.force and marker.exists() and json.loads(marker.read_text()).get("digest") == self.digest
 
+    def resumable(self) -> bool:
+        """An unfinished run of these same inputs was started here (it resumes from its checkpoints)."""
+        marker = self.root / "started.json"
+        return not self.force and marker.exists() and json.loads(marker.read_text()).get("digest") == self.digest
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / ".started.json.tmp"
+        tmp.write_text(json.dumps({"digest": self.digest}))
+        os.replace(tmp, self.root / "started.json")
+
     def finish(self, info: dict | None = None) -> None:
         tmp = self.root / ".done.json.tmp"
         tmp.write_text(json.dumps({"digest": self.digest, **(info or {})}, indent=2))
@@ -256,9 +267,9 @@ def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
         stage = Stage(out, spec.digest("rl", json.dumps(asdict(run))), force)
         if stage.done():
             continue
-        if force:
+        if not stage.resumable():  # other inputs or code made what is there: never resume from it
             shutil.rmtree(out, ignore_errors=True)
-        out.mkdir(parents=True, exist_ok=True)
+        stage.start()
         cmd = [sys.executable, "-m", "train", *[a for c in run.configs for a in ("--config", str(CONFIGS / c))],
                *rl_overrides(spec, base, data, out, run.seed), *run.overrides]
         jobs.append((run, out, stage, cmd))

@@ -109,3 +109,18 @@ def test_stage_digests_cover_the_code_each_stage_runs(tmp_path, monkeypatch):
     assert [s for s in before if before[s] != after[s]] == ["rl"]
     assert any(p.name == "trainer.py" for p in mini.STAGE_CODE["rl"])
     assert any(p.name == "score.py" for p in mini.STAGE_CODE["eval"])
+
+
+def test_a_run_made_by_other_inputs_is_never_resumed(tmp_path):
+    """RL runs resume from their checkpoints only when the same inputs started them: a run whose
+    config or code changed starts over (its folder is cleared), an interrupted one resumes."""
+    from reproduce.mini import Stage
+
+    first = Stage(tmp_path, "digest-1", force=False)
+    first.start()
+    assert first.resumable() and not first.done()  # interrupted: resume
+    first.finish()
+    assert Stage(tmp_path, "digest-1", force=False).done()
+    changed = Stage(tmp_path, "digest-2", force=False)
+    assert not changed.done() and not changed.resumable()  # cleared and started over
+    assert not Stage(tmp_path, "digest-1", force=True).resumable()
