@@ -331,9 +331,11 @@ def stage_export(runs: Path, rl: dict[str, Path], force: bool, halves: dict[str,
     for name, ckpt in wanted.items():
         target = runs / "models" / name
         marker = target / "exported_from.txt"
-        if force or not marker.exists() or marker.read_text() != str(ckpt):
+        done = ckpt.parent.parent / "done.json"  # the RL run's: its digest names what trained it
+        source = f"{ckpt} {json.loads(done.read_text())['digest'] if done.exists() else 'unfinished'}"
+        if force or not marker.exists() or marker.read_text() != source:
             export(ckpt, target)
-            marker.write_text(str(ckpt))
+            marker.write_text(source)
         models[name] = target
     return models
 
