@@ -93,20 +93,25 @@ def test_one_line_names_the_culprit(files, build, needle):
     assert [p for p in after if p not in before and p.name not in ("out", "wd")] == []  # nothing half-written
 
 
+def run_env(port: int) -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": str(port + os.getpid() % 50)}
+
+
+def training(root: Path, model: Path, out: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", *train_args(root, model, f"trainer.output_dir={out}", "trainer.save_freq=0",
+                                              *overrides)]
+
+
 def test_a_second_trainer_on_one_output_dir_is_refused(files, tmp_path):
     root, model = files
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": str(29150 + os.getpid() % 50)}
     out = tmp_path / "shared"
-    args = [sys.executable, "-m", *train_args(root, model, f"trainer.output_dir={out}", "trainer.max_steps=200",
-                                              "trainer.save_freq=0")]
-    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=env)
+    args = training(root, model, out, "trainer.max_steps=200")
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=run_env(29150))
     try:
-        for _ in range(1200):  # until the first run holds the lock
-            if (out / ".lock").exists() and (out / ".lock").read_text().startswith("pid"):
-                break
-            time.sleep(0.1)
-        second = subprocess.run(args, capture_output=True, text=True, cwd=REPO,
-                                env={**env, "MASTER_PORT": str(29210 + os.getpid() % 50)}, timeout=300)
+        while not ((out / ".lock").exists() and (out / ".lock").read_text().startswith("pid")):
+            assert first.poll() is None, "the first run ended before taking the lock"
+            time.sleep(0.1)  # until the first run holds the lock (the pytest timeout bounds the wait)
+        second = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=run_env(29210), timeout=300)
         assert second.returncode == 2
         assert f"trainer.output_dir={out} is in use by a running training (pid {first.pid})" in second.stderr
     finally:
@@ -116,10 +121,9 @@ def test_a_second_trainer_on_one_output_dir_is_refused(files, tmp_path):
 
 def test_cut_off_metrics_line_is_dropped_and_a_finished_rerun_keeps_its_summary(files, tmp_path):
     root, model = files
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": str(29260 + os.getpid() % 50)}
+    env = run_env(29260)
     out = tmp_path / "run"
-    args = [sys.executable, "-m", *train_args(root, model, f"trainer.output_dir={out}", "trainer.max_steps=1",
-                                              "trainer.save_freq=0")]
+    args = training(root, model, out, "trainer.max_steps=1")
     subprocess.run(args, check=True, capture_output=True, cwd=REPO, env=env, timeout=300)
     last = json.loads((out / "summary.json").read_text())["last"]
     assert last["train/rows"] > 0

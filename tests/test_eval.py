@@ -22,6 +22,7 @@ from bench.prompts import R1_PROMPT
 from bench.score import ResultsError, full_response, normalise, score_file
 from reproduce.submit import SubmissionError, build_records, check_scores, submit
 from reproduce.table1 import TableError, build_dataset_table, build_paper_table1
+from tests.helpers.scores import scores_dir
 from train.tiny import build_tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,14 +196,6 @@ def test_normalise_scales():
 
 
 # ---------------------------------------------------------------- paper table and submission
-def scores_dir(tmp_path: Path, model: str, datasets: dict[str, float], mode: str = "default") -> Path:
-    d = tmp_path / "work" / model
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "r1_scores.json").write_text(json.dumps({"model": model, "scale": "0-100", "datasets": {
-        k: {"accuracy": v, "verifier_mode": mode} for k, v in datasets.items()}}))
-    return tmp_path / "work"
-
-
 PAPER_SIX = {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0, "MathVerse_MINI": 50.0,
              "MathVision": 28.0, "AI2D_TEST": 83.0}
 

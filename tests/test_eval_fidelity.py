@@ -12,6 +12,7 @@ import pytest
 
 from bench.score import normalise, score_file
 from reproduce.table1 import TableError, build_dataset_table, build_paper_table1
+from tests.helpers.scores import scores_dir
 
 
 def boxed(answer: str) -> str:
@@ -68,17 +69,9 @@ def test_normalise_puts_fractions_including_1_on_0_100():
     assert normalise(1.0) == 100.0 and normalise(0.5) == 50.0 and normalise(75.0) == 75.0
 
 
-def scores(tmp_path: Path, model: str, datasets: dict[str, float], mode: str = "default") -> Path:
-    d = tmp_path / "work" / model
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "r1_scores.json").write_text(json.dumps({"model": model, "scale": "0-100", "datasets": {
-        k: {"accuracy": v, "verifier_mode": mode} for k, v in datasets.items()}}))
-    return tmp_path / "work"
-
-
 @pytest.mark.parametrize("value", [150.0, -3.0])
 def test_table1_refuses_scores_off_the_0_100_scale(tmp_path, value):
-    work = scores(tmp_path, "A", {"MMStar": value})
+    work = scores_dir(tmp_path, "A", {"MMStar": value})
     with pytest.raises(TableError, match="not a number on the 0-100 scale"):
         build_dataset_table([work], tmp_path / "t", ["MMStar"])
     with pytest.raises(TableError, match="not a number on the 0-100 scale"):
@@ -86,8 +79,8 @@ def test_table1_refuses_scores_off_the_0_100_scale(tmp_path, value):
 
 
 def test_dataset_table_refuses_mixed_verifier_modes(tmp_path):
-    work = scores(tmp_path, "A", {"SynthCount": 50.0}, mode="default")
-    scores(tmp_path, "B", {"SynthCount": 60.0}, mode="paper")
+    work = scores_dir(tmp_path, "A", {"SynthCount": 50.0}, mode="default")
+    scores_dir(tmp_path, "B", {"SynthCount": 60.0}, mode="paper")
     with pytest.raises(TableError, match="different protocols"):
         build_dataset_table([work], tmp_path / "t", ["SynthCount"])
 
@@ -137,7 +130,7 @@ def test_mmstar_reports_vlmeval_exact_matching_beside_the_boxed_score(tmp_path):
 
 
 def test_paper_table_says_which_number_is_which(tmp_path):
-    work = scores(tmp_path, "R1-ShareVL-7B", {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0,
+    work = scores_dir(tmp_path, "R1-ShareVL-7B", {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0,
                                               "MathVerse_MINI_Vision_Only": 50.0, "MathVision": 28.0, "AI2D_TEST": 83.0})
     f = work / "R1-ShareVL-7B" / "r1_scores.json"
     data = json.loads(f.read_text())
