@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--model", required=True)
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--meta", type=json.loads, default=None, help='JSON object of META fields, e.g. \'{"Param (B)": 8.3}\'')
+    s.add_argument("--model-path", help="hub id of the evaluated weights (default: what bench.run loaded)")
     r = commands.add_parser("run", help="the whole Table 1 pipeline at a scale (what make reproduce-table1 runs)")
     r.add_argument("--scale", required=True, help="mini (CPU, default of make) or paper (GPU)")
     r.add_argument("--ckpt", nargs="*", default=[], help="SCALE=paper: trained checkpoints to add as rows")
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                 paths = build_paper_table1(args.work_dir, args.out, args.allow_partial)
             print(paths[0].read_text())
         else:
-            paths = submit(args.work_dir, args.model, args.out, args.meta)
+            paths = submit(args.work_dir, args.model, args.out, args.meta, args.model_path)
     except (TableError, SubmissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

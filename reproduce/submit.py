@@ -18,7 +18,8 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from bench.adapter import PAPER_MODELS
+from bench.adapter import DEFAULT_PLACEMENT, PAPER_MODELS
+from bench.prompts import R1_PROMPT
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 RECORDS = {
@@ -70,12 +71,25 @@ def build_records(scores: dict[str, float], model: str, meta: dict) -> dict[str,
     return records
 
 
-def supported_vlm_entry(model: str, model_path: str) -> str:
+def supported_vlm_entry(model: str, model_path: str, placement: str) -> str:
+    """What a VLMEvalKit pull request adds: a Qwen2VLChat subclass that appends the R1 prompt as the
+    evaluation did, and the `supported_VLM` entry that uses it with the model's own weights."""
+    every = placement == "every_text"
+    where = "every text item, as the released evaluation patch does" if every else "the last text item"
     return (
-        "# vlmeval/config.py, in the Qwen2.5-VL series dict. Evaluated with the R1 prompt appended once\n"
-        "# after the question (see bench/adapter.py: R1Qwen2VLChat), as R1-ShareVL's README asks.\n"
+        "# 1. vlmeval/vlm/qwen2_vl/model.py: Qwen2VLChat with R1-ShareVL's thinking prompt after the question\n"
+        f"#    ({where}).\n"
+        f"R1_PROMPT = {R1_PROMPT!r}\n\n\n"
+        "class Qwen2VLChatR1(Qwen2VLChat):\n"
+        "    def generate_inner(self, message, dataset=None):\n"
+        "        message = [dict(m) for m in message]\n"
+        "        texts = [i for i, m in enumerate(message) if m['type'] == 'text']\n"
+        f"        for i in {'texts' if every else 'texts[-1:]'}:\n"
+        "            message[i]['value'] = message[i]['value'] + ' ' + R1_PROMPT\n"
+        "        return super().generate_inner(message, dataset=dataset)\n\n\n"
+        "# 2. vlmeval/config.py, in the Qwen2.5-VL series dict:\n"
         f'"{model}": partial(\n'
-        "    Qwen2VLChat,\n"
+        "    Qwen2VLChatR1,\n"
         f'    model_path="{model_path}",\n'
         "    min_pixels=1280 * 28 * 28,\n"
         "    max_pixels=16384 * 28 * 28,\n"
@@ -84,7 +98,39 @@ def supported_vlm_entry(model: str, model_path: str) -> str:
     )
 
 
-def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = None) -> list[Path]:
+def pull_request_text(model: str, model_path: str, run: dict, scores: dict[str, float], modes: list[str]) -> str:
+    """A short pull-request description: what is added, the scores, and the commands behind them."""
+    datasets = run.get("datasets") or sorted(scores)
+    placement = f" --prompt-placement {run['prompt_placement']}" if run.get("prompt_placement") else ""
+    lines = [
+        f"## Add {model} (R1-ShareVL: Qwen2.5-VL with the R1 thinking prompt)",
+        "",
+        f"Adds `Qwen2VLChatR1`, `Qwen2VLChat` with R1-ShareVL's thinking prompt after the question, and the "
+        f"`{model}` entry (weights: `{model_path}`).",
+        "",
+        "Scores we measured (0-100, judge-free: the last \\boxed{} answer against the gold; verifier mode "
+        f"{', '.join(modes)}):",
+        "",
+        "| dataset | score |",
+        "|---|---|",
+        *(f"| {d} | {scores[d]:.1f} |" for d in sorted(scores)),
+        "",
+        "Commands (r1-sharevl harness):",
+        "",
+        "```bash",
+        f"python -m bench.run --model {run.get('model', model)} --data {' '.join(datasets)}{placement}",
+        "python -m bench.score --work-dir WORK_DIR",
+        "```",
+        "",
+        "VLMEvalKit command line run by bench.run: `" + " ".join(map(str, run.get("argv", []))) + "`",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in sorted((run.get("versions") or {}).items())),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = None,
+           model_path: str | None = None) -> list[Path]:
     scores_file = Path(work_dir) / model / "r1_scores.json"
     if not scores_file.exists():
         raise SubmissionError(f"{scores_file}: not found (run python -m bench.score --work-dir {work_dir})")
@@ -97,10 +143,16 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     meta["Eval Date"] = datetime.date.today().strftime("%Y/%m/%d")
     meta["Scored By"] = f"r1-sharevl bench.score, judge-free verifier (mode {', '.join(modes)})"
     records = build_records(scores, model, meta)
-    from bench.fileio import write_json_atomic
+    from bench.fileio import write_json_atomic, write_text_atomic
 
+    run_file = Path(work_dir) / model / "bench_run.json"
+    run = json.loads(run_file.read_text()) if run_file.exists() else {}
+    if model_path is None:  # the weights that were evaluated: a paper model's hub id, else what bench.run loaded
+        model_path = PAPER_MODELS[model].hub_id if model in PAPER_MODELS else run.get("model")
+    if not model_path:
+        raise SubmissionError(f"{model}: no bench_run.json in {run_file.parent}; pass --model-path (its hub id)")
     write_json_atomic(out, records)
-    entry = out.with_suffix(".supported_vlm.py")
-    model_path = meta["Method"][1].removeprefix("https://huggingface.co/")
-    entry.write_text(supported_vlm_entry(model, model_path))
-    return [out, entry]
+    entry = write_text_atomic(out.with_suffix(".supported_vlm.py"),
+                              supported_vlm_entry(model, model_path, run.get("prompt_placement", DEFAULT_PLACEMENT)))
+    pr = write_text_atomic(out.with_suffix(".pull_request.md"), pull_request_text(model, model_path, run, scores, modes))
+    return [out, entry, pr]

@@ -140,3 +140,40 @@ def test_paper_table_says_which_number_is_which(tmp_path):
     assert "an answer without a box scores 0" in md
     assert "VLMEvalKit's own exact matching of multiple-choice answers (judge-free, no box needed): " \
            "R1-ShareVL-7B MMStar 68.5" in md
+
+
+def test_submission_pull_request_keeps_the_prompt_and_the_models_own_weights(tmp_path):
+    from functools import partial
+
+    from bench.prompts import R1_PROMPT
+    from reproduce.submit import submit
+
+    six = {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0, "MathVerse_MINI": 50.0, "MathVision": 28.0,
+           "AI2D_TEST": 83.0}
+    work = scores_dir(tmp_path, "my-ckpt", six)
+    (work / "my-ckpt" / "bench_run.json").write_text(json.dumps({
+        "model": "/data/ckpts/my-ckpt", "datasets": list(six), "prompt_placement": "every_text",
+        "argv": ["vlmeval", "--data", *six, "--model", "my-ckpt"], "versions": {"ms-vlmeval": "0.0.20"}}))
+    meta = {"Method": ["my-ckpt", "https://example.org/my-ckpt"], "Param (B)": 8.3, "Language Model": "Qwen2.5-7B",
+            "Vision Model": "QwenViT", "OpenSource": "Yes"}
+    records, entry, pr = submit(work, "my-ckpt", tmp_path / "sub.json", meta)
+    code = entry.read_text()
+    assert 'model_path="/data/ckpts/my-ckpt"' in code  # the evaluated weights, not R1-ShareVL-7B's
+
+    class Qwen2VLChat:  # VLMEvalKit's class, reduced to what the subclass calls
+        def __init__(self, **kwargs):
+            pass
+
+        def generate_inner(self, message, dataset=None):
+            return message
+
+    namespace = {"Qwen2VLChat": Qwen2VLChat, "partial": partial}
+    exec(compile(code.replace('"my-ckpt": partial(', "entry = partial(", 1).rstrip().rstrip(","), "entry", "exec"),
+         namespace)
+    model = namespace["entry"]()
+    out = model.generate_inner([{"type": "text", "value": "Look:"}, {"type": "image", "value": "a.png"},
+                                {"type": "text", "value": "How many?"}])
+    assert [m["value"] for m in out if m["type"] == "text"] == ["Look: " + R1_PROMPT, "How many? " + R1_PROMPT]
+    text = pr.read_text()
+    assert "python -m bench.run --model /data/ckpts/my-ckpt --data MathVista_MINI" in text
+    assert "| MMStar | 66.0 |" in text and "ms-vlmeval 0.0.20" in text
