@@ -28,8 +28,9 @@ def test_mini_pipeline_smoke(tmp_path, capsys):
     for method in ("GRPO", "Share-GRPO"):
         assert len(meta["training"][method]["uniform_groups_start"]) == len(SMOKE.seeds)
     # the equal-wall-clock row is Share-GRPO's half-way checkpoint
-    exported = (runs / "models" / "Share-GRPO-s1-half" / "exported_from.txt").read_text()
-    assert exported.endswith(f"step_{SMOKE.rl_steps // 2}")
+    checkpoint, digest = (runs / "models" / "Share-GRPO-s1-half" / "exported_from.txt").read_text().rsplit(" ", 1)
+    assert checkpoint.endswith(f"step_{SMOKE.rl_steps // 2}")
+    assert digest == json.loads((runs / "rl" / "Share-GRPO-s1" / "done.json").read_text())["digest"]
     assert sorted(p.name for p in (out / "configs").iterdir()) == ["mini_base.yaml", "mini_grpo.yaml",
                                                                    "mini_sharegrpo.yaml"]
     for method in ("GRPO", "Share-GRPO"):

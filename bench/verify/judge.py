@@ -88,10 +88,16 @@ JUDGES.add("plain_math_verify", plain_math_verify_judge)
 JUDGES.add("mathruler", mathruler_judge)
 
 
+WARM_UP = [("\\frac{1}{2}", "0.5"), ("(x+1)^2", "x^2+2x+1"), ("\\sin 30^\\circ", "\\frac{1}{2}"), ("[1, 2)", "[1,2)")]
+
+
 def warm_up() -> None:
-    """Import everything the judges use and run each once, so that no decision pays for it."""
+    """Import everything the judges use, and the parts of sympy they load on first use (parsing,
+    simplification, trigonometry, intervals), by running each on a few shapes of answer, so that
+    no decision pays for it."""
     for judge in JUDGES.values():
-        judge("\\frac{1}{2}", "0.5")
+        for pred, gold in WARM_UP:
+            judge(pred, gold)
 
 
 POLL_S = 0.05  # how often the CPU time of busy workers is read
