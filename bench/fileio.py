@@ -6,22 +6,48 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
+def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Call write(temporary path) for a file in `path`'s folder, then rename it to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     try:
         os.fchmod(fd, file_mode())  # mkstemp makes 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        os.close(fd)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json_atomic(path: str | Path, obj) -> Path:
+    return write_text_atomic(path, json.dumps(obj, indent=2))
+
+
+def write_table_atomic(frame, path: str | Path) -> Path:
+    """A pandas frame as .xlsx, .tsv, .csv, .parquet, .jsonl or .json (by suffix)."""
+    suffix = Path(path).suffix
+    writers = {
+        ".xlsx": lambda tmp: frame.to_excel(tmp, index=False),
+        ".tsv": lambda tmp: frame.to_csv(tmp, sep="\t", index=False),
+        ".csv": lambda tmp: frame.to_csv(tmp, index=False),
+        ".parquet": lambda tmp: frame.to_parquet(tmp, index=False),
+        ".jsonl": lambda tmp: frame.to_json(tmp, orient="records", lines=True, force_ascii=False),
+        ".json": lambda tmp: frame.to_json(tmp, orient="records", force_ascii=False),
+    }
+    if suffix not in writers:
+        raise ValueError(f"{path}: cannot write a table as {suffix!r}; use {', '.join(writers)}")
+    return write_atomic(path, writers[suffix])
 
 
 def file_mode() -> int:
@@ -35,27 +61,3 @@ def file_mode() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
-
-
-def write_json_atomic(path: str | Path, obj) -> Path:
-    return write_text_atomic(path, json.dumps(obj, indent=2))
-
-
-def write_table_atomic(frame, path: str | Path) -> Path:
-    """A pandas frame as .xlsx, .tsv, .csv or .json (by suffix), written atomically."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.fchmod(fd, file_mode())
-    os.close(fd)
-    try:
-        if path.suffix == ".xlsx":
-            frame.to_excel(tmp, index=False)
-        elif path.suffix in (".tsv", ".csv"):
-            frame.to_csv(tmp, sep="\t" if path.suffix == ".tsv" else ",", index=False)
-        else:
-            frame.to_json(tmp, orient="records")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path

@@ -90,12 +90,20 @@ OPTION_LETTERS = "ABCDEFGHI"  # MMMU goes up to I
 _OPTION_LINE = re.compile(r"^\s*\(?([A-I])\)?\s*[.:：)]\s*(.+?)\s*$", re.MULTILINE)
 
 
+def gold_answer(row: pd.Series) -> str:
+    return "" if pd.isna(row["answer"]) else str(row["answer"]).strip()
+
+
+def column_options(row: pd.Series) -> dict[str, str]:
+    """Option letter -> text from columns A-I (MMMU, MMStar, AI2D); {} when there are none."""
+    return {c: str(row[c]).strip() for c in OPTION_LETTERS if c in row and isinstance(row[c], str) and row[c].strip()}
+
+
 def options(row: pd.Series) -> dict[str, str]:
     """Option letter -> option text of a multiple-choice row, in the layout its dataset uses:
     columns A-I (MMMU, MMStar, AI2D), a `choices` list literal (MathVista, MathVision; parsed,
     never executed), or lines such as "A: 3" in `question_for_eval` / `question` (MathVerse)."""
-    found = {c: str(row[c]).strip() for c in OPTION_LETTERS
-             if c in row and isinstance(row[c], str) and row[c].strip()}
+    found = column_options(row)
     if found:
         return found
     choices = row.get("choices")
@@ -119,7 +127,7 @@ def accepted_golds(row: pd.Series) -> list[str]:
     """The answers that count for a row: its gold and, for multiple choice, both the option letter
     and the option's text (as VLMEvalKit's can_infer does). MathVista keeps the option text in
     `answer` and the letter in `answer_option`; the other datasets keep the letter in `answer`."""
-    gold = "" if pd.isna(row["answer"]) else str(row["answer"]).strip()
+    gold = gold_answer(row)
     found = options(row)
     letter = row.get("answer_option")
     letter = letter.strip() if isinstance(letter, str) and letter.strip() in found else (gold if gold in found else None)
@@ -134,8 +142,7 @@ def exact_match(rows: list[pd.Series]) -> float | None:
     A-I and whose gold is a letter (MMStar, AI2D, MMMU); None when there are none."""
     scored = []
     for row in rows:
-        found = {c: str(row[c]) for c in OPTION_LETTERS if c in row and isinstance(row[c], str) and row[c].strip()}
-        gold = "" if pd.isna(row["answer"]) else str(row["answer"]).strip()
+        found, gold = column_options(row), gold_answer(row)
         if found and gold in found:
             scored.append((row, found, gold))
     if not scored:

@@ -11,24 +11,16 @@ import atexit
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+
+from bench.parent_death import death_signal_setter
 
 GRACE_S = 30
 _children: list[subprocess.Popen] = []
 
 
-def _pdeathsig() -> Callable[[], None] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child only calls it
-    return lambda: prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
-
-
 def spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
     """subprocess.Popen(cmd, **kwargs) for a child that dies with this process."""
-    proc = subprocess.Popen(cmd, preexec_fn=_pdeathsig(), **kwargs)  # noqa: PLW1509 - one prctl call
+    proc = subprocess.Popen(cmd, preexec_fn=death_signal_setter(signal.SIGTERM), **kwargs)  # noqa: PLW1509 - one prctl call
     _children.append(proc)
     return proc
 

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from bench.fileio import file_mode
+from bench.fileio import write_table_atomic
 
 SYSTEM_PROMPT = (
     "You rewrite exam questions. Keep the meaning, every number, every answer option and the answer "
@@ -90,18 +89,6 @@ def read_table(path: Path) -> pd.DataFrame:
     if path.suffix in (".jsonl", ".json"):
         return pd.read_json(path, lines=path.suffix == ".jsonl")
     raise ValueError(f"{path}: unsupported extension {path.suffix!r}; use .parquet, .jsonl or .json")
-
-
-def write_table_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.fchmod(fd, file_mode())
-    os.close(fd)
-    if path.suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-    else:
-        df.to_json(tmp, orient="records", lines=path.suffix == ".jsonl", force_ascii=False)
-    os.replace(tmp, path)
 
 
 def load_progress(partial: Path) -> dict[int, list[str]]:

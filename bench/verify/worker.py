@@ -24,11 +24,13 @@ CPU_MARGIN_S = 2  # the worker's own limit is the bound plus this: the parent no
 def _die_with_parent(parent: int) -> None:
     """Linux: the kernel kills this process when its parent dies (PR_SET_PDEATHSIG), even inside a
     long C call; elsewhere a thread checks the parent's id twice a second."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
+    import signal
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # 1 = PR_SET_PDEATHSIG
+    from bench.parent_death import death_signal_setter
+
+    die = death_signal_setter(signal.SIGKILL)
+    if die is not None:
+        die()
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
