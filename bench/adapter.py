@@ -47,7 +47,7 @@ PAPER_MODELS: Registry[PaperModel] = Registry("paper model")
 PAPER_MODELS.add("R1-ShareVL-7B", PaperModel(
     "HuanjinYao/R1-ShareVL-7B", "R1-ShareVL-7B",
     # Qwen2.5-VL-7B: 8.3B parameters, the Qwen2.5-7B language model and its own ViT
-    {"Method": ["R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"], "Param (B)": 8.3,
+    {"Method": ["R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"], "Parameters": "8.3B",
      "Language Model": "Qwen2.5-7B", "Vision Model": "QwenViT", "OpenSource": "Yes"}))
 # The paper's base row, evaluated with the same R1 prompt.
 PAPER_MODELS.add("Qwen2.5-VL-7B-Instruct-R1", PaperModel("Qwen/Qwen2.5-VL-7B-Instruct", "Qwen2.5-VL-7B-Instruct"))

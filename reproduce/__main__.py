@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--work-dir", type=Path, required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--meta", type=json.loads, default=None, help='JSON object of META fields, e.g. \'{"Param (B)": 8.3}\'')
+    s.add_argument("--meta", type=json.loads, default=None, help='JSON object of META fields, e.g. \'{"Parameters": "8.3B"}\'')
     s.add_argument("--model-path", help="hub id of the evaluated weights (default: what bench.run loaded)")
     r = commands.add_parser("run", help="the whole Table 1 pipeline at a scale (what make reproduce-table1 runs)")
     r.add_argument("--scale", required=True, help="mini (CPU, default of make) or paper (GPU)")

@@ -1,5 +1,7 @@
 """`make reproduce-table1 SCALE=paper`: evaluate the paper's checkpoints on the six benchmarks with
-VLMEvalKit (R1 prompt), score them, and build Table 1 beside the paper's numbers.
+VLMEvalKit (R1 prompt), score them, and build Table 1 beside the paper's numbers. It also evaluates
+what the leaderboard submission needs beyond them (MathVerse's vision-only subset), so that
+`python -m reproduce submit` runs on the same work dir.
 
 Before any work it checks everything it needs (a GPU, each checkpoint, each dataset, the judge
 when one is asked for) and lists every missing piece in one message.
@@ -16,6 +18,12 @@ from bench.adapter import PAPER_MODELS
 
 from .children import spawn
 from .paper import load_paper_table
+from .submit import SUBMISSION_DATASETS
+
+
+def paper_scale_datasets() -> list[str]:
+    """Table 1's VLMEvalKit datasets, then those only the submission needs."""
+    return list(dict.fromkeys([*load_paper_table()["vlmeval_datasets"].values(), *SUBMISSION_DATASETS]))
 
 
 def _hub_available(repo_id: str) -> bool:
@@ -48,7 +56,7 @@ def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None) -> 
         elif not (Path(ckpt) / "config.json").exists():
             problems.append(f"CKPT={ckpt}: not a Hugging Face checkpoint (no config.json; use python -m train.export)")
     lmu = os.environ.get("LMUData", str(Path.home() / "LMUData"))
-    datasets = load_paper_table()["vlmeval_datasets"].values()
+    datasets = paper_scale_datasets()
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         missing = [d for d in datasets if not (Path(lmu) / f"{d}.tsv").exists()]
         if missing:
@@ -69,7 +77,7 @@ def run_paper_scale(ckpts: list[str], judge: str | None, work_dir: Path, out: Pa
         return 2
     import torch
 
-    datasets = list(load_paper_table()["vlmeval_datasets"].values())
+    datasets = paper_scale_datasets()
     models = [*PAPER_MODELS, *ckpts]
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={torch.cuda.device_count()}"]
     cmd = [*launcher, "-m", "bench.run", "--model", *models, "--data", *datasets, "--work-dir", str(work_dir), "--reuse"]

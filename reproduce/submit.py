@@ -1,11 +1,24 @@
-"""Leaderboard submission: the OpenVLM record, the Open LMM Reasoning record, and the
-`supported_VLM` entry for a VLMEvalKit pull request (that leaderboard takes models by PR).
+"""Leaderboard submission: the OpenVLM and Open LMM Reasoning records, and what a VLMEvalKit pull
+request needs (both leaderboards take models by PR; their maintainers re-run the evaluation).
 
-    python -m reproduce submit --work-dir DIR --model NAME --out FILE.json
+    python -m reproduce submit --work-dir DIR --model NAME --out results/submission.json
 
-Scores come from `bench.score` (`{work_dir}/{model}/r1_scores.json`, 0-100, judge-free; META
-says so in "Scored By"). Both records are validated against the JSON Schemas in
-reproduce/schemas/. Missing benchmarks, non-numeric scores and mixed 0-1 / 0-100 scales are errors.
+writes `submission.openvlm.json` and `submission.reasoning.json`, each in the layout of the
+leaderboards' data file (OpenVLM.json, which the leaderboard app reads):
+
+    {"time": "YYMMDDHHMMSS",
+     "results": {MODEL: {"META": {"Method": [name, url], "Parameters": "8.3B", "Language Model": ...,
+                                  "Vision Model": ..., "OpenSource": "Yes", "Verified": "No"},
+                         LEADERBOARD_KEY: {"Overall": score}, ...}}}
+
+The app reads `Parameters` as a number followed by "B", `Method` as a (name, link) pair, and each
+benchmark under the leaderboard's own key, which is not always VLMEvalKit's dataset name
+(`MMMU_DEV_VAL` is reported as `MMMU_VAL`, validation only, which `bench.score` already scores).
+`Verified` is "No": these are our own numbers until the maintainers re-run them. Scores come
+from `bench.score` (`{work_dir}/{model}/r1_scores.json`, 0-100, judge-free); how they were scored
+is written in the pull-request description. Every file is validated against
+reproduce/schemas/leaderboard_file.schema.json; missing benchmarks, non-numeric scores and mixed
+0-1 / 0-100 scales are errors.
 """
 
 from __future__ import annotations
@@ -16,33 +29,32 @@ import math
 from pathlib import Path
 
 from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
 
 from bench.adapter import DEFAULT_PLACEMENT, PAPER_MODELS
 from bench.prompts import R1_PROMPT
 
-SCHEMAS = Path(__file__).resolve().parent / "schemas"
-RECORDS = {
-    "openvlm": ("openvlm_record.schema.json", ["MMStar", "MMMU_DEV_VAL", "MathVista_MINI", "AI2D_TEST"]),
-    "reasoning": ("reasoning_record.schema.json", ["MathVista_MINI", "MathVerse_MINI", "MathVision"]),
+SCHEMA = Path(__file__).resolve().parent / "schemas" / "leaderboard_file.schema.json"
+LEADERBOARDS: dict[str, dict[str, str]] = {
+    # leaderboard -> {VLMEvalKit dataset we evaluate: the key the leaderboard's data file uses}
+    "openvlm": {"MMStar": "MMStar", "MMMU_DEV_VAL": "MMMU_VAL", "MathVista_MINI": "MathVista", "AI2D_TEST": "AI2D"},
+    # The reasoning leaderboard reports MathVerse on its vision-only testmini subset.
+    "reasoning": {"MathVista_MINI": "MathVista_MINI", "MathVerse_MINI_Vision_Only": "MathVerse_MINI_Vision_Only",
+                  "MathVision": "MathVision"},
 }
+SUBMISSION_DATASETS = sorted({d for keys in LEADERBOARDS.values() for d in keys})
+"""Every VLMEvalKit dataset the two records need (a superset of Table 1's except MathVerse_MINI)."""
 
 
 class SubmissionError(ValueError):
     pass
 
 
-def _registry() -> Registry:
-    resources = [(p.name, Resource.from_contents(json.loads(p.read_text()))) for p in SCHEMAS.glob("*.json")]
-    return Registry().with_resources(resources)
-
-
-def validate(record: dict, schema_name: str) -> None:
-    schema = json.loads((SCHEMAS / schema_name).read_text())
-    errors = sorted(Draft202012Validator(schema, registry=_registry()).iter_errors(record), key=lambda e: list(e.path))
+def validate(data: dict) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
-        lines = [f"{'/'.join(map(str, e.path)) or '(record)'}: {e.message}" for e in errors]
-        raise SubmissionError(f"record does not match {schema_name}:\n  " + "\n  ".join(lines))
+        lines = [f"{'/'.join(map(str, e.path)) or '(file)'}: {e.message}" for e in errors]
+        raise SubmissionError(f"does not match {SCHEMA.name}:\n  " + "\n  ".join(lines))
 
 
 def check_scores(scores: dict[str, object]) -> dict[str, float]:
@@ -59,16 +71,28 @@ def check_scores(scores: dict[str, object]) -> dict[str, float]:
     return {k: float(v) for k, v in scores.items()}
 
 
-def build_records(scores: dict[str, float], model: str, meta: dict) -> dict[str, dict]:
-    records = {}
-    for name, (schema, required) in RECORDS.items():
-        missing = [d for d in required if d not in scores]
+def timestamp(now: datetime.datetime | None = None) -> str:
+    """The data file's `time`: YYMMDDHHMMSS, which the leaderboard app prints as YY.MM.DD HH:MM:SS."""
+    return (now or datetime.datetime.now()).strftime("%y%m%d%H%M%S")
+
+
+def build_records(scores: dict[str, float], model: str, meta: dict, now: datetime.datetime | None = None
+                  ) -> dict[str, dict]:
+    """{leaderboard: its data file holding this one model}; scores keyed by VLMEvalKit dataset name."""
+    files = {}
+    for board, keys in LEADERBOARDS.items():
+        missing = [d for d in keys if d not in scores]
         if missing:
-            raise SubmissionError(f"{model}: missing benchmark(s) for the {name} record: {', '.join(missing)}")
-        record = {"META": meta, **{d: {"Overall": round(scores[d], 1)} for d in required}}
-        validate(record, schema)
-        records[name] = record
-    return records
+            raise SubmissionError(f"{model}: missing benchmark(s) for the {board} record: {', '.join(missing)} "
+                                  f"(evaluate them: python -m bench.run --data {' '.join(missing)} ..., then bench.score)")
+        entry = {"META": meta, **{key: {"Overall": round(scores[d], 1)} for d, key in keys.items()}}
+        data = {"time": timestamp(now), "results": {model: entry}}
+        try:
+            validate(data)
+        except SubmissionError as exc:
+            raise SubmissionError(f"{model}: the {board} record {exc}") from None
+        files[board] = data
+    return files
 
 
 def supported_vlm_entry(model: str, model_path: str, placement: str) -> str:
@@ -131,6 +155,7 @@ def pull_request_text(model: str, model_path: str, run: dict, scores: dict[str, 
 
 def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = None,
            model_path: str | None = None) -> list[Path]:
+    """Write {out}.openvlm.json, {out}.reasoning.json, {out}.supported_vlm.py, {out}.pull_request.md."""
     scores_file = Path(work_dir) / model / "r1_scores.json"
     if not scores_file.exists():
         raise SubmissionError(f"{scores_file}: not found (run python -m bench.score --work-dir {work_dir})")
@@ -138,10 +163,8 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     scores = check_scores({d: m.get("accuracy") for d, m in data["datasets"].items()})
     modes = sorted({str(m.get("verifier_mode")) for m in data["datasets"].values()})
     known = PAPER_MODELS[model].meta if model in PAPER_MODELS else {}
-    meta = {**known, **(meta_overrides or {})}
+    meta = {"Verified": "No", **known, **(meta_overrides or {})}
     meta.setdefault("Method", [model, f"https://huggingface.co/{PAPER_MODELS['R1-ShareVL-7B'].hub_id}"])
-    meta["Eval Date"] = datetime.date.today().strftime("%Y/%m/%d")
-    meta["Scored By"] = f"r1-sharevl bench.score, judge-free verifier (mode {', '.join(modes)})"
     records = build_records(scores, model, meta)
     from bench.fileio import write_json_atomic, write_text_atomic
 
@@ -151,8 +174,9 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
         model_path = PAPER_MODELS[model].hub_id if model in PAPER_MODELS else run.get("model")
     if not model_path:
         raise SubmissionError(f"{model}: no bench_run.json in {run_file.parent}; pass --model-path (its hub id)")
-    write_json_atomic(out, records)
+    out = Path(out)
+    paths = [write_json_atomic(out.with_suffix(f".{board}.json"), record) for board, record in records.items()]
     entry = write_text_atomic(out.with_suffix(".supported_vlm.py"),
                               supported_vlm_entry(model, model_path, run.get("prompt_placement", DEFAULT_PLACEMENT)))
     pr = write_text_atomic(out.with_suffix(".pull_request.md"), pull_request_text(model, model_path, run, scores, modes))
-    return [out, entry, pr]
+    return [*paths, entry, pr]

@@ -224,33 +224,45 @@ def test_paper_table1_refuses_mixed_protocols(tmp_path):
     assert build_paper_table1([work], tmp_path / "t", allow_partial=True)
 
 
+SUBMISSION = {**PAPER_SIX, "MathVerse_MINI_Vision_Only": 45.0}
+
+
 def test_submission_validates_and_writes_entry(tmp_path):
-    work = scores_dir(tmp_path, "R1-ShareVL-7B", PAPER_SIX)
+    work = scores_dir(tmp_path, "R1-ShareVL-7B", SUBMISSION)
     paths = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json")
-    records = json.loads(paths[0].read_text())
-    assert records["openvlm"]["MMStar"] == {"Overall": 66.0}
-    assert set(records["reasoning"]) == {"META", "MathVista_MINI", "MathVerse_MINI", "MathVision"}
-    meta = records["openvlm"]["META"]
-    assert meta["Param (B)"] == 8.3 and meta["OpenSource"] == "Yes" and "judge-free" in meta["Scored By"]
-    entry = paths[1].read_text()
+    assert [p.name for p in paths] == ["sub.openvlm.json", "sub.reasoning.json", "sub.supported_vlm.py",
+                                       "sub.pull_request.md"]
+    openvlm = json.loads(paths[0].read_text())["results"]["R1-ShareVL-7B"]
+    assert openvlm["MMStar"] == {"Overall": 66.0} and openvlm["MMMU_VAL"] == {"Overall": 55.0}
+    reasoning = json.loads(paths[1].read_text())["results"]["R1-ShareVL-7B"]
+    assert set(reasoning) == {"META", "MathVista_MINI", "MathVerse_MINI_Vision_Only", "MathVision"}
+    assert reasoning["MathVerse_MINI_Vision_Only"] == {"Overall": 45.0}
+    assert openvlm["META"] == {"Method": ["R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"],
+                               "Parameters": "8.3B", "Language Model": "Qwen2.5-7B", "Vision Model": "QwenViT",
+                               "OpenSource": "Yes", "Verified": "No"}
+    entry = paths[2].read_text()
     assert '"R1-ShareVL-7B": partial(' in entry and 'model_path="HuanjinYao/R1-ShareVL-7B"' in entry
     compile(entry.replace("),\n", ")\n").replace('"R1-ShareVL-7B": ', "x = "), "entry", "exec")
 
 
 def test_submission_errors():
-    meta = {"Method": ["m", "https://x"], "Param (B)": 8.3, "Language Model": "l", "Vision Model": "v",
-            "OpenSource": "Yes", "Eval Date": "2026/11/21"}
+    meta = {"Method": ["m", "https://x"], "Parameters": "8.3B", "Language Model": "l", "Vision Model": "v",
+            "OpenSource": "Yes", "Verified": "No"}
     with pytest.raises(SubmissionError, match="missing benchmark"):
         build_records({"MMStar": 60.0}, "m", meta)
+    with pytest.raises(SubmissionError, match="reasoning record: MathVerse_MINI_Vision_Only"):
+        build_records(PAPER_SIX, "m", meta)  # Table 1's MathVerse_MINI is not the reasoning leaderboard's
     with pytest.raises(SubmissionError, match="non-numeric"):
         check_scores({"MMStar": "sixty"})
     with pytest.raises(SubmissionError, match="mixed scales"):
         check_scores({"MMStar": 0.6, "AI2D_TEST": 80.0})
     with pytest.raises(SubmissionError, match="0-1 scale"):
         check_scores({"MMStar": 0.6, "AI2D_TEST": 0.8})
-    bad_meta = {**meta, "OpenSource": "maybe"}
-    with pytest.raises(SubmissionError, match="OpenSource"):
-        build_records({k: 50.0 for k in PAPER_SIX}, "m", bad_meta)
+    for field, value in (("OpenSource", "maybe"), ("Parameters", 8.3), ("Verified", True)):
+        with pytest.raises(SubmissionError, match=field):
+            build_records(SUBMISSION, "m", {**meta, field: value})
+    with pytest.raises(SubmissionError, match="Verified"):
+        build_records(SUBMISSION, "m", {k: v for k, v in meta.items() if k != "Verified"})
 
 
 def test_paper_scale_preflight_lists_everything_missing(tmp_path, monkeypatch):

@@ -148,15 +148,15 @@ def test_submission_pull_request_keeps_the_prompt_and_the_models_own_weights(tmp
     from bench.prompts import R1_PROMPT
     from reproduce.submit import submit
 
-    six = {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0, "MathVerse_MINI": 50.0, "MathVision": 28.0,
-           "AI2D_TEST": 83.0}
+    six = {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0, "MathVerse_MINI_Vision_Only": 50.0,
+           "MathVision": 28.0, "AI2D_TEST": 83.0}
     work = scores_dir(tmp_path, "my-ckpt", six)
     (work / "my-ckpt" / "bench_run.json").write_text(json.dumps({
         "model": "/data/ckpts/my-ckpt", "datasets": list(six), "prompt_placement": "every_text",
         "argv": ["vlmeval", "--data", *six, "--model", "my-ckpt"], "versions": {"ms-vlmeval": "0.0.20"}}))
-    meta = {"Method": ["my-ckpt", "https://example.org/my-ckpt"], "Param (B)": 8.3, "Language Model": "Qwen2.5-7B",
+    meta = {"Method": ["my-ckpt", "https://example.org/my-ckpt"], "Parameters": "8.3B", "Language Model": "Qwen2.5-7B",
             "Vision Model": "QwenViT", "OpenSource": "Yes"}
-    records, entry, pr = submit(work, "my-ckpt", tmp_path / "sub.json", meta)
+    _, _, entry, pr = submit(work, "my-ckpt", tmp_path / "sub.json", meta)
     code = entry.read_text()
     assert 'model_path="/data/ckpts/my-ckpt"' in code  # the evaluated weights, not R1-ShareVL-7B's
 
@@ -177,3 +177,51 @@ def test_submission_pull_request_keeps_the_prompt_and_the_models_own_weights(tmp
     text = pr.read_text()
     assert "python -m bench.run --model /data/ckpts/my-ckpt --data MathVista_MINI" in text
     assert "| MMStar | 66.0 |" in text and "ms-vlmeval 0.0.20" in text
+
+
+LAYOUT = Path(__file__).parent / "data" / "leaderboard_file_layout.json"
+
+
+def read_like_the_leaderboard_app(data: dict, benchmarks: list[str]) -> dict[str, dict]:
+    """What the OpenVLM leaderboard app takes from its data file, per model: the name and link of
+    `Method`, `Parameters` as a float ("" = unknown), the model type from OpenSource / Verified,
+    and `Overall` of each shown benchmark (a KeyError when one is missing)."""
+    rows = {}
+    for model, item in data["results"].items():
+        meta = item["META"]
+        name, url = meta["Method"]
+        kind = "OpenSource" if meta["OpenSource"] == "Yes" else ("API" if meta["Verified"] == "Yes" else "Proprietary")
+        rows[model] = {"name": name, "url": url, "kind": kind,
+                       "params": float(meta["Parameters"].replace("B", "")) if meta["Parameters"] else None,
+                       "language": meta["Language Model"], "vision": meta["Vision Model"],
+                       **{b: item[b]["Overall"] for b in benchmarks}}
+    assert len(data["time"]) == 12 and data["time"].isdigit()  # printed as YY.MM.DD HH:MM:SS
+    return rows
+
+
+def test_submission_files_have_the_leaderboard_data_file_layout(tmp_path):
+    from reproduce.submit import LEADERBOARDS, submit
+
+    scores = {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0, "MathVerse_MINI_Vision_Only": 50.0,
+              "MathVision": 28.0, "AI2D_TEST": 83.0}
+    work = scores_dir(tmp_path, "R1-ShareVL-7B", scores)
+    openvlm_path, reasoning_path, *_ = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json")
+    ours, layout = json.loads(openvlm_path.read_text()), json.loads(LAYOUT.read_text())
+
+    assert set(ours) == set(layout)
+    entry, reference = ours["results"]["R1-ShareVL-7B"], next(iter(layout["results"].values()))
+    assert {k: type(v) for k, v in entry["META"].items()} == {k: type(v) for k, v in reference["META"].items()}
+    assert set(entry) - {"META"} <= set(reference)  # only benchmark keys the leaderboard itself uses
+    merged = {**layout, "results": {**layout["results"], **ours["results"]}}  # how the entry joins the file
+    shown = ["MMStar", "MMMU_VAL", "MathVista", "AI2D"]
+    rows = read_like_the_leaderboard_app(merged, shown)
+    assert rows["R1-ShareVL-7B"] == {"name": "R1-ShareVL-7B", "url": "https://huggingface.co/HuanjinYao/R1-ShareVL-7B",
+                                     "kind": "OpenSource", "params": 8.3, "language": "Qwen2.5-7B",
+                                     "vision": "QwenViT", "MMStar": 66.0, "MMMU_VAL": 55.0, "MathVista": 74.0,
+                                     "AI2D": 83.0}
+    assert rows["Example-API-VLM"]["params"] is None and rows["Example-API-VLM"]["kind"] == "API"
+
+    reasoning = json.loads(reasoning_path.read_text())
+    assert set(reasoning) == set(layout)
+    assert read_like_the_leaderboard_app(reasoning, list(LEADERBOARDS["reasoning"].values()))["R1-ShareVL-7B"][
+        "MathVerse_MINI_Vision_Only"] == 50.0
