@@ -21,6 +21,7 @@ NOT_RUN = {
     "runs/paper_eval": "paper scale: needs the 7B predictions",
     "OPENAI_API_KEY": "needs an OpenAI-compatible endpoint (its client is tested against a local stub)",
     "make bench-perf": "builds a second environment with TRL (tested in test_perf_harness.py)",
+    "reproduce.perf": "side-by-side benchmarks against TRL, half an hour (plumbing tested in test_perf_harness.py)",
 }
 
 
@@ -38,6 +39,12 @@ def readme_commands() -> list[str]:
 
 def test_the_readme_opens_with_the_two_commands():
     assert [c.split()[:2] for c in readme_commands()[:2]] == [["make", "reproduce-table1"], ["make", "test"]]
+
+
+def test_readme_sections_appear_once():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^#{2,3} .+$", re.sub(r"```.*?```", "", text, flags=re.S), flags=re.M)
+    assert headings and len(headings) == len(set(headings)), sorted(h for h in headings if headings.count(h) > 1)
 
 
 @pytest.mark.slow
