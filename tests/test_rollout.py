@@ -45,7 +45,7 @@ def test_forward_modes_match_the_plain_reference(tmp_path):
     lp_r, mask_r, ent_r, g_r = results["plain"]
     assert mask_r.sum() == sum(len(r) for r in responses) and not lp_r[~mask_r].any()
     assert any("visual" in k for k in g_r)
-    for mode in ("shared_prefix", "rows"):
+    for mode in ("shared_prefix", "rows", "auto"):
         lp, mask, ent, g = results[mode]
         assert torch.equal(mask, mask_r)
         torch.testing.assert_close(lp, lp_r, atol=1e-5, rtol=1e-5)
@@ -106,3 +106,23 @@ def test_sampler_gives_the_tokens_of_transformers_generate(tmp_path, params):
     lengths = {len(r) for r in ours}
     assert len(lengths) > 1 and min(lengths) >= max(params.min_tokens, 1)
     assert all(int(r[-1]) == rollout.eos_id for r in ours if len(r) < params.max_new_tokens)
+
+
+def test_forward_flops_prefer_sharing_for_short_responses_and_rows_for_long_ones():
+    from train.logprobs import forward_flops
+
+    def costs(prompt, response, rows_per_prompt, units=2):
+        index = torch.arange(units).repeat_interleave(rows_per_prompt)
+        return forward_flops(torch.full((len(index),), prompt), torch.full((len(index),), response), index,
+                             hidden=512, intermediate=1536, kv_hidden=128)
+
+    short = costs(prompt=300, response=16, rows_per_prompt=16)
+    assert short["shared_prefix"] < short["rows"]
+    long = costs(prompt=70, response=1024, rows_per_prompt=16)
+    assert long["rows"] < long["shared_prefix"]
+    # one row per prompt: nothing to share, and whole causal rows are never dearer
+    single = costs(prompt=70, response=64, rows_per_prompt=1)
+    assert single["rows"] <= single["shared_prefix"]
+    # hand-worked: one prompt of 2 tokens, one row with 1 response token, h = I = kv = 1
+    one = forward_flops(torch.tensor([2]), torch.tensor([1]), torch.tensor([0]), 1, 1, 1)
+    assert one == {"shared_prefix": (2 + 1) * 14 + (4 + 3) * 4, "rows": 3 * 14 + 4.5 * 4}

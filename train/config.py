@@ -128,8 +128,9 @@ class ActorConfig:
     micro_batch_size_per_device_for_experience: int = 16
     """Rows per no-grad forward when computing old log-probs."""
     share_prompt_prefix: bool = True
-    """Run each distinct prompt of a micro-batch once and its rows' responses on its KV cache
-    (same log-probs, fewer tokens: Share-GRPO trains Q*n rows per prompt). Gradient
+    """Where it is estimated cheaper (prompts long next to responses), run each distinct prompt
+    of a micro-batch once and its rows' responses on its KV cache (same log-probs, fewer tokens:
+    Share-GRPO trains Q*n rows per prompt); otherwise whole rows under causal attention. Gradient
     checkpointing turns the cache off, so under it every row runs its whole prompt."""
     ppo_epochs: int = 1
     """Passes over the rollout per step."""

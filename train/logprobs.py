@@ -3,8 +3,9 @@ model, for the loss, the old policy and the reference model. The sampler never s
 
 Forward modes (`FORWARD_MODES`): `shared_prefix` runs each distinct prompt of a micro-batch once
 and its rows' responses on its KV cache (Share-GRPO trains Q*n rows per prompt); `rows` runs whole
-rows with the vision tower once per distinct prompt; `plain` runs whole rows through the model's
-own forward (the reference the other two are tested against).
+rows under plain causal attention with the vision tower once per distinct prompt; `auto` takes
+whichever of the two `forward_flops` estimates cheaper for the micro-batch; `plain` runs whole
+rows through the model's own forward (the reference the others are tested against).
 """
 
 from __future__ import annotations
@@ -20,24 +21,44 @@ from .algos import token_entropy
 from .encoding import Prompts, left_padded, model_device, prompt_embeds
 
 
-def _logits_full_rows(model, prompts: Prompts, batch: dict[str, Tensor], share_images: bool) -> Tensor:
-    """Logits (R, L, V) over whole prompt + response rows. share_images=False is the plain
-    reference: each row carries its own pixels through the model's own forward."""
-    module = getattr(model, "module", model)  # a DeepSpeed engine or the model itself
+def _response_positions(batch: dict[str, Tensor], width: int) -> Tensor:
+    """(R, Lr) positions of whole rows whose outputs predict response tokens j = 0..Lr-1."""
+    Lr = batch["response_ids"].shape[1]
+    at = batch["prompt_lengths"][:, None] - 1 + torch.arange(Lr, device=batch["prompt_lengths"].device)
+    return at.clamp(max=width - 1)
+
+
+def _logits_plain(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
+    """The reference: whole rows, each with its own pixels, through the model's own forward with
+    the padding mask; logits (R, L, V) then the response positions picked out."""
     index = batch["prompt_index"].tolist()
     common = {"attention_mask": batch["attention_mask"], "use_cache": False}
     if "image_grid_thw" not in batch:
-        return model(input_ids=batch["input_ids"], **common).logits
-    if not share_images:
+        out = model(input_ids=batch["input_ids"], **common).logits
+    else:
         pixels = torch.cat([prompts.pixel_values[p] for p in index]).to(batch["input_ids"].device)
-        return model(input_ids=batch["input_ids"], pixel_values=pixels,
-                     image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"],
-                     **common).logits
-    inner = module.model
-    embeds, grid = prompt_embeds(inner, prompts, batch["input_ids"], index)
-    position_ids, _ = inner.get_rope_index(batch["input_ids"], batch["mm_token_type_ids"], image_grid_thw=grid,
-                                           attention_mask=batch["attention_mask"])
-    return model(inputs_embeds=embeds, position_ids=position_ids, **common).logits
+        out = model(input_ids=batch["input_ids"], pixel_values=pixels, image_grid_thw=batch["image_grid_thw"],
+                    mm_token_type_ids=batch["mm_token_type_ids"], **common).logits
+    at = _response_positions(batch, out.shape[1])
+    return out.gather(1, at.unsqueeze(-1).expand(-1, -1, out.shape[-1]))
+
+
+def _logits_rows(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
+    """Whole rows with the vision tower once per distinct prompt, under plain causal attention:
+    rows are right-padded, so no real token sees a pad and no mask is needed (none is built, and
+    the kernel skips the blocks above the diagonal). The output head runs on the response
+    positions only, so no (R, L, V) logits of prompt positions are ever made."""
+    module = getattr(model, "module", model)  # a DeepSpeed engine or the model itself
+    inner, ids = module.model, batch["input_ids"]
+    if "image_grid_thw" not in batch:
+        hidden = inner(input_ids=ids, use_cache=False).last_hidden_state
+    else:
+        embeds, grid = prompt_embeds(inner, prompts, ids, batch["prompt_index"].tolist())
+        position_ids, _ = inner.get_rope_index(ids, batch["mm_token_type_ids"], image_grid_thw=grid,
+                                               attention_mask=batch["attention_mask"])
+        hidden = inner(inputs_embeds=embeds, position_ids=position_ids, use_cache=False).last_hidden_state
+    at = _response_positions(batch, hidden.shape[1])
+    return module.lm_head(hidden.gather(1, at.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])))
 
 
 def _logits_shared_prefix(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
@@ -70,23 +91,43 @@ def _logits_shared_prefix(model, prompts: Prompts, batch: dict[str, Tensor]) -> 
     return torch.cat([first[slot], rest[:, :-1]], dim=1)
 
 
-def _logits_at_responses(full_rows: Callable) -> Callable:
-    """Whole-row logits (R, L, V) -> the positions that predict response tokens (R, Lr, V)."""
+def forward_flops(prompt_lengths: Tensor, response_lengths: Tensor, prompt_index: Tensor, hidden: int,
+                  intermediate: int, kv_hidden: int) -> dict[str, float]:
+    """Estimated FLOPs per language-model layer of one micro-batch's forward in each mode.
 
-    def logits(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
-        out = full_rows(model, prompts, batch)
-        Lr = batch["response_ids"].shape[1]
-        at = (batch["prompt_lengths"][:, None] - 1 + torch.arange(Lr, device=out.device)).clamp(max=out.shape[1] - 1)
-        return out.gather(1, at.unsqueeze(-1).expand(-1, -1, out.shape[-1]))
+    prompt_lengths, response_lengths, prompt_index: (R,) per row. A token costs its projections and
+    MLP, 2 (2h^2 + 2h*kv_hidden + 3h*I); a (query, key) pair costs 4h. `shared_prefix` runs the
+    U distinct prompts once (padded to the longest) and every response (padded) against the whole
+    prompt width and its own tokens through an explicit mask, so densely; `rows` runs each whole
+    row (padded) under plain causal attention, half the pairs."""
+    per_token = 2 * (2 * hidden * hidden + 2 * hidden * kv_hidden + 3 * hidden * intermediate)
+    per_pair = 4 * hidden
+    rows = len(prompt_lengths)
+    units = len(torch.unique(prompt_index))
+    p, r = float(prompt_lengths.max()), float(response_lengths.max())
+    width = float((prompt_lengths + response_lengths).max())
+    shared = (units * p + rows * r) * per_token + (units * p * p + rows * r * (p + r)) * per_pair
+    whole = rows * width * per_token + rows * width * width / 2 * per_pair
+    return {"shared_prefix": shared, "rows": whole}
 
-    return logits
+
+def _logits_auto(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
+    """`shared_prefix` or `rows`, whichever `forward_flops` estimates cheaper for this micro-batch:
+    sharing pays when prompts are long next to responses and shared by many rows; long
+    responses favour whole causal rows."""
+    text = getattr(getattr(model, "module", model), "config").text_config
+    kv_hidden = text.hidden_size * text.num_key_value_heads // text.num_attention_heads
+    flops = forward_flops(batch["prompt_lengths"], batch["response_mask"].sum(1), batch["prompt_index"],
+                          text.hidden_size, text.intermediate_size, kv_hidden)
+    return FORWARD_MODES[min(("shared_prefix", "rows"), key=flops.__getitem__)](model, prompts, batch)
 
 
 FORWARD_MODES: Registry[Callable[..., Tensor]] = Registry("forward mode")
 """(model, prompts, batch) -> logits (R, Lr, V) whose position j predicts response token j."""
 FORWARD_MODES.add("shared_prefix", _logits_shared_prefix)
-FORWARD_MODES.add("rows", _logits_at_responses(lambda m, p, b: _logits_full_rows(m, p, b, share_images=True)))
-FORWARD_MODES.add("plain", _logits_at_responses(lambda m, p, b: _logits_full_rows(m, p, b, share_images=False)))
+FORWARD_MODES.add("rows", _logits_rows)
+FORWARD_MODES.add("auto", _logits_auto)
+FORWARD_MODES.add("plain", _logits_plain)
 
 
 def response_logits(model, prompts: Prompts, batch: dict[str, Tensor], mode: str = "shared_prefix") -> Tensor:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from transformers.cache_utils import DynamicLayer
 
 from bench.registry import Registry
 
@@ -83,31 +84,38 @@ class HFRollout:
                                       past_key_values=cache, use_cache=True).last_hidden_state
         logits = model.lm_head(hidden[:, -1:]).repeat_interleave(params.n, dim=0)
         cache.batch_repeat_interleave(params.n)
-        attn = attn.repeat_interleave(params.n, dim=0)
-        rows = attn.shape[0]
+        reserve(cache, params.max_new_tokens)
+        width = attn.shape[1]
+        rows = attn.shape[0] * params.n
+        # The decode mask, written once: prompt padding, then every new position visible. Step t
+        # passes a view of its first width + t + 1 columns (a 4D mask is used as given).
+        mask = torch.ones(rows, 1, 1, width + params.max_new_tokens, dtype=torch.bool, device=dev)
+        mask[:, 0, 0, :width] = attn.repeat_interleave(params.n, dim=0).bool()
         warp = self._warpers(params)
         unfinished = torch.ones(rows, dtype=torch.bool, device=dev)
-        out = torch.empty(rows, 0, dtype=torch.long, device=dev)
-        for t in range(params.max_new_tokens):
-            scores = logits[:, -1].to(dtype=torch.float32, copy=True)
-            scores[:, self.suppress] = -math.inf
-            if t < params.min_tokens:
-                scores[:, self.eos_id] = -math.inf
-            scores = warp(out, scores)
-            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-            token = torch.where(unfinished, token, self.pad_id)
-            out = torch.cat([out, token[:, None]], dim=1)
-            unfinished &= token != self.eos_id
-            if not unfinished.any() or t + 1 == params.max_new_tokens:
-                break
-            attn = torch.cat([attn, attn.new_ones(rows, 1)], dim=1)
-            pos = None if next_position is None else (next_position + t).view(1, rows, 1).expand(3, rows, 1)
-            hidden = inner.language_model(inputs_embeds=inner.get_input_embeddings()(token[:, None]),
-                                          attention_mask=attn, position_ids=pos, past_key_values=cache,
-                                          use_cache=True).last_hidden_state
-            logits = model.lm_head(hidden)
+        out = torch.full((rows, params.max_new_tokens), self.pad_id, dtype=torch.long, device=dev)
+        length = 0
+        with grouped_kv_attention(inner.language_model):
+            for t in range(params.max_new_tokens):
+                scores = logits[:, -1].to(dtype=torch.float32, copy=True)
+                scores[:, self.suppress] = -math.inf
+                if t < params.min_tokens:
+                    scores[:, self.eos_id] = -math.inf
+                scores = warp(out[:, :t], scores)
+                token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+                token = torch.where(unfinished, token, self.pad_id)
+                out[:, t] = token
+                length = t + 1
+                unfinished &= token != self.eos_id
+                if not unfinished.any() or t + 1 == params.max_new_tokens:
+                    break
+                pos = None if next_position is None else (next_position + t).view(1, rows, 1).expand(3, rows, 1)
+                hidden = inner.language_model(inputs_embeds=inner.get_input_embeddings()(token[:, None]),
+                                              attention_mask=mask[..., : width + t + 1], position_ids=pos,
+                                              past_key_values=cache, use_cache=True).last_hidden_state
+                logits = model.lm_head(hidden)
         result = []
-        for seq in out.cpu():
+        for seq in out[:, :length].cpu():
             ends = (seq == self.eos_id).nonzero()
             result.append(seq[: int(ends[0]) + 1] if len(ends) else seq)
         return result
@@ -130,6 +138,73 @@ class HFRollout:
         if params.top_p < 1.0:
             warpers.append(TopPLogitsWarper(params.top_p))
         return warpers
+
+
+class _ReservedLayer(DynamicLayer):
+    """A DynamicLayer with room for the tokens still to come: `update` writes them in place, where
+    DynamicLayer concatenates (a copy of the whole cache at every token, in every layer)."""
+
+    def __init__(self, keys: Tensor, values: Tensor, extra: int) -> None:
+        super().__init__()
+        b, h, t, d = keys.shape
+        self._keys, self._values = keys.new_empty(b, h, t + extra, d), values.new_empty(b, h, t + extra, d)
+        self._keys[:, :, :t], self._values[:, :, :t] = keys, values
+        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+        self._set_length(t)
+
+    def _set_length(self, t: int) -> None:
+        self.length = t
+        self.keys, self.values = self._keys[:, :, :t], self._values[:, :, :t]
+
+    def update(self, key_states: Tensor, value_states: Tensor, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        end = self.length + key_states.shape[-2]
+        if end > self._keys.shape[2]:
+            raise RuntimeError(f"KV cache reserved for {self._keys.shape[2]} tokens, asked for {end}")
+        self._keys[:, :, self.length : end], self._values[:, :, self.length : end] = key_states, value_states
+        self._set_length(end)
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+
+def reserve(cache, extra: int) -> None:
+    """Give every layer of a filled DynamicCache room for `extra` more tokens."""
+    cache.layers = [_ReservedLayer(layer.keys, layer.values, extra) for layer in cache.layers]
+
+
+def _sdpa_grouped_kv(module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
+                     dropout: float = 0.0, scaling: float | None = None, **_) -> tuple[Tensor, None]:
+    """PyTorch's sdpa with the key/value heads passed grouped (`enable_gqa`). transformers' own
+    sdpa path repeats them to the query heads whenever a mask is given, which in decoding copies
+    the whole cache at every token; this is the same attention without the copy."""
+    causal = attention_mask is None and query.shape[2] > 1
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=causal,
+        enable_gqa=key.shape[1] != query.shape[1])
+    return out.transpose(1, 2).contiguous(), None
+
+
+GROUPED_KV_SDPA = "r1_sdpa_grouped_kv"
+
+
+@contextlib.contextmanager
+def grouped_kv_attention(language_model):
+    """While decoding, a language model on PyTorch's sdpa uses `_sdpa_grouped_kv` (any other
+    attention implementation, e.g. flash_attention_2, is left alone)."""
+    from transformers import AttentionInterface
+
+    config = language_model.config
+    before = config._attn_implementation
+    if before != "sdpa":
+        yield
+        return
+    AttentionInterface.register(GROUPED_KV_SDPA, _sdpa_grouped_kv)
+    config._attn_implementation = GROUPED_KV_SDPA
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
 
 
 class VLLMRollout:

@@ -214,7 +214,7 @@ class Run:
     def forward_mode(self) -> str:
         actor = self.cfg.worker.actor
         shared = actor.share_prompt_prefix and not actor.model.enable_gradient_checkpointing
-        return "shared_prefix" if shared else "rows"
+        return "auto" if shared else "rows"
 
     @property
     def questions_per_update(self) -> int:
