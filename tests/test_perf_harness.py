@@ -31,3 +31,100 @@ def test_bench_perf_runs_ours_and_reports(tmp_path):
     assert list(summary["ratios"]) == ["step time, ours Share-GRPO / ours GRPO"]
     text = out.with_suffix(".md").read_text()
     assert "ours (grpo)" in text and "ours (share_grpo)" in text and "grades/s" in text
+
+
+@pytest.mark.slow
+def test_grid_writes_curves_report_and_plot(tmp_path):
+    out = tmp_path / "cpu_scaling"
+    cmd = [sys.executable, "-m", "reproduce.perf", "--grid", "--points", "tiny:16:4", "tiny:32:4",
+           "--alternations", "1", "--steps", "1", "--peer-python", "", "--work-dir", str(tmp_path / "work"),
+           "--out", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    points = json.loads(out.with_suffix(".json").read_text())["points"]
+    assert list(points) == ["tiny_L16_n4", "tiny_L32_n4"]
+    for length, p in zip((16, 32), points.values()):
+        assert p["workload"]["new_tokens"] == length and p["workload"]["completions"] == 4
+        for s in p["trainers"].values():  # exactly `length` tokens for each of 2 x 4 responses
+            assert s["tokens_per_step"] == 2 * 4 * length and s["steps"] == 1
+    md = out.with_suffix(".md").read_text()
+    assert "| tiny | 32 | 4 | ours Share-GRPO |" in md and "Points left out:" in md
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert not out.with_suffix(".partial.json").exists()
+
+
+def test_grid_verdicts_apply_each_target_where_it_applies():
+    from reproduce.perf.grid import verdicts
+
+    def point(length, tps, rss, share):
+        return {"workload": {"new_tokens": length}, "ratios": {
+            "tokens/s, ours GRPO / TRL": {"median": tps}, "peak RSS, ours GRPO / TRL": {"median": rss},
+            "step time, ours Share-GRPO / ours GRPO": {"median": share}}}
+
+    assert verdicts(point(64, 1.5, 1.0, 3.0)) == {"tokens/s, ours GRPO / TRL": "met", "peak RSS, ours GRPO / TRL": "met"}
+    assert verdicts(point(1024, 1.49, 1.01, 1.41)) == {"tokens/s, ours GRPO / TRL": "missed",
+                                                      "peak RSS, ours GRPO / TRL": "missed",
+                                                      "step time, ours Share-GRPO / ours GRPO": "missed"}
+
+
+def test_grid_points_are_checked():
+    from reproduce.perf.__main__ import grid_points
+
+    assert grid_points(["small:256:16"]) == [("small", 256, 16)]
+    for bad in ("small:256", "small:x:16", "tiny:64:3"):
+        with pytest.raises(ValueError, match="--points"):
+            grid_points([bad])
+
+
+@pytest.mark.slow
+def test_memory_probe_trains_the_fixed_length_and_stops_at_the_limit(tmp_path):
+    from reproduce.perf.memory import probe
+
+    ok = probe("ours", 24, False, tmp_path, sys.executable, limit_mb=8192, model="tiny")
+    assert ok["ok"] and ok["tokens"] == 2 * 16 * 24 and 0 < ok["peak_rss_mb"] < 8192
+    over = probe("ours", 24, False, tmp_path, sys.executable, limit_mb=100, model="tiny")
+    assert not over["ok"] and over["peak_rss_mb"] > 100 and over["step_s"] is None
+
+
+def test_published_shape_config_is_wired_to_the_local_tokenizer():
+    """The GPU benchmark's model: Qwen2.5-VL-3B's shape (checked against the published parameter
+    count on the meta device) with this project's tokenizer ids for its special tokens."""
+    from train.plan import count_parameters
+    from train.tiny import SIZES, build_tokenizer, published_config_for
+
+    tokenizer = build_tokenizer(0, SIZES["mini"].vocab)
+    config = published_config_for(tokenizer, "Qwen/Qwen2.5-VL-3B-Instruct")
+    assert config.image_token_id == tokenizer.convert_tokens_to_ids("<|image_pad|>") < len(tokenizer)
+    assert config.text_config.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert count_parameters(config).total == 3_754_622_976
+
+
+@pytest.mark.gpu
+def test_perf_runs_on_the_gpu_in_bf16_with_the_3b_shape(tmp_path):
+    out = tmp_path / "gpu"
+    cmd = [sys.executable, "-m", "reproduce.perf", "--model", "Qwen/Qwen2.5-VL-3B-Instruct", "--dtype", "bfloat16",
+           "--new-tokens", "16", "--completions", "2", "--alternations", "1", "--steps", "1", "--peer-python", "",
+           "--work-dir", str(tmp_path / "work"), "--out", str(out)]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1100)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["machine"]["gpu"] and summary["workload"]["dtype"] == "bfloat16"
+    for s in summary["trainers"].values():
+        assert s["peak_gpu_mb"] > 3_754_622_976 * 2 / 2**20  # at least the bf16 weights
+        assert s["tokens_per_step"] == 2 * 2 * 16
+
+
+def test_memory_search_steps_by_secant_and_stops_when_bracketed():
+    from reproduce.perf.memory import next_length
+
+    def p(length, mb, ok=True):
+        return {"length": length, "peak_rss_mb": mb, "ok": ok}
+
+    # 1,000 MB at 128 and 2,000 at 256: the line meets 8,192 MB at 1,049 tokens -> 1,024
+    assert next_length([p(128, 1000), p(256, 2000)], 8192) == 1024
+    # the secant (4,195) passes a probe already over the limit: three quarters of 256..3,328
+    assert next_length([p(128, 2131), p(256, 2322), p(3328, 8200, ok=False)], 8192) == 2560
+    # within at 512, over at 576: bracketed to 64 tokens, done
+    assert next_length([p(512, 7540), p(576, 8195, ok=False)], 8192) is None
+    # memory that stops growing: double the longest length within
+    assert next_length([p(128, 3000), p(256, 2900)], 8192) == 512

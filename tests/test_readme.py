@@ -22,6 +22,7 @@ NOT_RUN = {
     "OPENAI_API_KEY": "needs an OpenAI-compatible endpoint (its client is tested against a local stub)",
     "make bench-perf": "builds a second environment with TRL (tested in test_perf_harness.py)",
     "reproduce.perf": "side-by-side benchmarks against TRL, half an hour (plumbing tested in test_perf_harness.py)",
+    "pytest -m gpu": "needs a GPU",
 }
 
 

@@ -1,6 +1,6 @@
 """Build a tiny Qwen2.5-VL (random weights), its tokenizer and an image-only processor, offline.
 
-    python -m train.tiny --out DIR [--seed S] [--size tiny|mini]
+    python -m train.tiny --out DIR [--seed S] [--size tiny|mini|small]
 
 The result loads with the usual calls:
 
@@ -71,6 +71,8 @@ SIZES = {
     "tiny": TinySize(64, 2, 4, 2, 128, 32, 2, 2, 512, 56),
     # for the CPU reproduction: about 1.8M parameters, 84x84 images -> 9 image tokens
     "mini": TinySize(128, 4, 4, 2, 384, 96, 4, 4, 640, 84),
+    # for the cost curves of `python -m reproduce.perf --grid`: about 27M parameters
+    "small": TinySize(512, 8, 8, 2, 1536, 256, 4, 4, 1024, 84),
 }
 
 
@@ -189,6 +191,40 @@ def build_tiny(out: str | Path, seed: int = 0, size: str = "tiny") -> Path:
     spec = SIZES[size]
     tokenizer = build_tokenizer(seed, spec.vocab)
     config = build_config(tokenizer, spec)
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.save_pretrained(out)
+    build_processor(tokenizer, spec).save_pretrained(out)
+    return out
+
+
+def published_config_for(tokenizer, hub_id: str):
+    """A published checkpoint's config (`train.plan.PUBLISHED_SHAPES`) wired to this tokenizer's
+    special tokens. The vocabulary keeps the published size; the tokenizer uses its first ids."""
+    from .plan import published_config
+
+    config = published_config(hub_id)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config.image_token_id, config.video_token_id = ids["<|image_pad|>"], ids["<|video_pad|>"]
+    config.vision_start_token_id, config.vision_end_token_id = ids["<|vision_start|>"], ids["<|vision_end|>"]
+    text = config.text_config
+    text.bos_token_id, text.eos_token_id, text.pad_token_id = ids["<|endoftext|>"], ids["<|im_end|>"], ids["<|endoftext|>"]
+    return config
+
+
+def build_published(out: str | Path, hub_id: str, seed: int = 0) -> Path:
+    """A randomly initialised model of a published checkpoint's shape (e.g.
+    Qwen/Qwen2.5-VL-3B-Instruct) with this module's tokenizer and processor, for benchmarks where
+    nothing can be downloaded (a GPU machine: the 3B shape takes 15 GB in fp32)."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = SIZES["mini"]  # tokenizer and image size
+    tokenizer = build_tokenizer(seed, spec.vocab)
+    config = published_config_for(tokenizer, hub_id)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id

@@ -70,9 +70,11 @@ def ratio(values: list[float]) -> dict:
 
 def report(summary: dict, ratios: dict, w: Workload) -> str:
     lines = [
-        f"Workload: tiny Qwen2.5-VL, {w.prompts} prompts x {w.completions} completions per step, exactly "
-        f"{w.new_tokens} new tokens, temperature {w.temperature}, no KL, fp32, AdamW; {w.warmup_steps} warm-up + "
-        f"{w.measured_steps} measured steps per run, {summary['alternations']} alternations.",
+        f"Workload: {w.model} Qwen2.5-VL (random weights), {w.prompts} prompts x {w.completions} completions per "
+        f"step, exactly {w.new_tokens} new tokens, temperature {w.temperature}, no KL, {w.dtype}, AdamW; "
+        f"{w.warmup_steps} warm-up + {w.measured_steps} measured steps per run, {summary['alternations']} alternations. "
+        f"Machine: {summary['machine']['cpus']} CPUs"
+        + (f", GPU {summary['machine']['gpu']}." if summary["machine"].get("gpu") else ", no GPU."),
         "",
         "Time split in seconds per step (medians); update = training forward + backward + optimizer step.",
         "",
@@ -99,34 +101,21 @@ def report(summary: dict, ratios: dict, w: Workload) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reproduce.perf", description=__doc__)
-    parser.add_argument("--alternations", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10, help="measured steps per run (after 2 warm-up steps)")
-    parser.add_argument("--peer-python", default=str(REPO / ".venv-peer" / "bin" / "python"),
-                        help="python of the environment with TRL (made by `make bench-perf`); '' skips the peer")
-    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "perf")
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "perf" / "cpu")
-    args = parser.parse_args(argv)
-    if args.alternations < 1 or args.steps < 1:
-        parser.error("--alternations and --steps must be >= 1")
-    w = Workload(measured_steps=args.steps)
-    prepare(args.work_dir, w)
-    names = [n for n in RUNS if n != "trl" or args.peer_python]
+def measure(w: Workload, work_dir: Path, alternations: int, peer_python: str, label: str = "") -> dict:
+    """Alternate the trainers on one workload; summary, ratios (within alternations) and raw runs."""
+    prepare(work_dir, w)
+    names = [n for n in RUNS if n != "trl" or peer_python]
     results: dict[str, list[dict]] = {n: [] for n in names}
-    for i in range(args.alternations):
+    for i in range(alternations):
         for name in names:
-            python = args.peer_python if name == "trl" else sys.executable
-            r = run_once(name, python, args.work_dir)
+            python = peer_python if name == "trl" else sys.executable
+            r = run_once(name, python, work_dir)
             results[name].append(r)
             tps, step = per_run(r)
-            print(f"alternation {i + 1}/{args.alternations} {name:16s} step {step:.3f} s  {tps:,.0f} tok/s  "
+            print(f"{label}alternation {i + 1}/{alternations} {name:16s} step {step:.3f} s  {tps:,.0f} tok/s  "
                   f"peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
-    summary = {"workload": asdict(w), "alternations": args.alternations,
-               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-               "trainers": {n: summarize(rs, w) for n, rs in results.items()}}
     ratios = {}
-    alt = range(args.alternations)
+    alt = range(alternations)
     if "trl" in results:
         ours, peer = results["ours_grpo"], results["trl"]
         ratios["tokens/s, ours GRPO / TRL"] = ratio([per_run(ours[i])[0] / per_run(peer[i])[0] for i in alt])
@@ -134,13 +123,83 @@ def main(argv: list[str] | None = None) -> int:
         ratios["peak RSS, ours GRPO / TRL"] = ratio([ours[i]["peak_rss_mb"] / peer[i]["peak_rss_mb"] for i in alt])
     ratios["step time, ours Share-GRPO / ours GRPO"] = ratio(
         [per_run(results["ours_share_grpo"][i])[1] / per_run(results["ours_grpo"][i])[1] for i in alt])
-    summary["ratios"] = ratios
-    summary["raw"] = results
-    text = report(summary, ratios, w)
+    return {"workload": asdict(w), "alternations": alternations,
+            "trainers": {n: summarize(rs, w) for n, rs in results.items()}, "ratios": ratios, "raw": results}
+
+
+def machine() -> dict:
+    """The machine, named: CPUs, platform, python, and the GPU where there is one."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "gpu": gpu}
+
+
+def point_name(w: Workload) -> str:
+    return f"{w.model.split('/')[-1]}_L{w.new_tokens}_n{w.completions}_{w.dtype}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reproduce.perf", description=__doc__)
+    parser.add_argument("--alternations", type=int, default=None, help="default: 3 for one point, 2 for --grid")
+    parser.add_argument("--steps", type=int, default=None, help="measured steps per run (after the warm-up); "
+                        "default: 10 for one point, 2 for --grid")
+    parser.add_argument("--model", default="tiny", help="one point: tiny, small, or a published shape "
+                        "(Qwen/Qwen2.5-VL-3B-Instruct, randomly initialised; for GPUs)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--new-tokens", type=int, default=64, help="one point: the length of every response")
+    parser.add_argument("--completions", type=int, default=4, help="one point: responses per prompt (n)")
+    parser.add_argument("--grid", action="store_true", help="the cost curves (results/perf/cpu_scaling.*)")
+    parser.add_argument("--points", nargs="+", metavar="MODEL:LENGTH:N", help="with --grid: only these points")
+    parser.add_argument("--peer-python", default=str(REPO / ".venv-peer" / "bin" / "python"),
+                        help="python of the environment with TRL (made by `make bench-perf`); '' skips the peer")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "perf")
+    parser.add_argument("--out", type=Path, help="path without extension (default results/perf/cpu, or "
+                        "results/perf/cpu_scaling with --grid)")
+    args = parser.parse_args(argv)
+    alternations = args.alternations or (2 if args.grid else 3)
+    steps = args.steps or (2 if args.grid else 10)
+    if alternations < 1 or steps < 1:
+        parser.error("--alternations and --steps must be >= 1")
+    if args.points and not args.grid:
+        parser.error("--points needs --grid")
+    if args.grid:
+        from reproduce.perf.grid import run_grid
+
+        try:
+            points = grid_points(args.points)
+        except ValueError as exc:
+            parser.error(str(exc))
+        return run_grid(points, alternations, steps, args.peer_python, args.work_dir,
+                        args.out or REPO / "results" / "perf" / "cpu_scaling")
+    out = args.out or REPO / "results" / "perf" / "cpu"
+    if args.completions < 2 or args.completions % 2:
+        parser.error("--completions must be even and >= 2 (Share-GRPO splits them over Q=2 variants)")
+    w = Workload(model=args.model, dtype=args.dtype, new_tokens=args.new_tokens, completions=args.completions,
+                 measured_steps=steps)
+    summary = {**measure(w, args.work_dir / point_name(w), alternations, args.peer_python), "machine": machine()}
+    text = report(summary, summary["ratios"], w)
     print("\n" + text)
-    write_json_atomic(args.out.with_suffix(".json"), summary)
-    write_text_atomic(args.out.with_suffix(".md"), f"Produced by `make bench-perf` (python -m reproduce.perf).\n\n{text}")
+    write_json_atomic(out.with_suffix(".json"), summary)
+    write_text_atomic(out.with_suffix(".md"), f"Produced by `make bench-perf` (python -m reproduce.perf).\n\n{text}")
     return 0
+
+
+def grid_points(specs: list[str] | None) -> list[tuple[str, int, int]]:
+    from reproduce.perf.grid import GRID
+
+    if not specs:
+        return list(GRID)
+    points = []
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+            raise ValueError(f"--points {spec!r}: expected MODEL:LENGTH:N, e.g. tiny:64:4")
+        n = int(parts[2])
+        if n < 2 or n % 2:
+            raise ValueError(f"--points {spec!r}: N must be even and >= 2 (Share-GRPO splits it over Q=2 variants)")
+        points.append((parts[0], int(parts[1]), n))
+    return points
 
 
 if __name__ == "__main__":

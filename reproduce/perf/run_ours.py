@@ -15,9 +15,7 @@ from bench.fileio import write_json_atomic
 from reproduce.perf.workload import SPLIT, Workload, load, peak_gpu_mb, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
-VARIANTS = {"grpo": 1, "share_grpo": 2}  # Q; the same 4 generated responses per question either way
-MODES = {mode: [f"algorithm.adv_estimator={mode}", f"algorithm.num_variants={q}", f"worker.rollout.n={4 // q}"]
-         for mode, q in VARIANTS.items()}
+VARIANTS = {"grpo": 1, "share_grpo": 2}  # Q; the same generated responses per question either way
 METRIC = {"generate": "perf/generate_time", "reward": "perf/reward_time",  # the trainer's timer for each part
           "log_prob": "perf/old_log_prob_time", "update": "perf/update_time"}
 
@@ -30,22 +28,23 @@ def overrides(work_dir: Path, w: Workload, mode: str, out_dir: Path) -> list[str
         f"data.rollout_batch_size={w.prompts}", f"worker.actor.global_batch_size={w.prompts * VARIANTS[mode]}",  # one update
         f"data.max_response_length={w.new_tokens}", f"worker.rollout.min_tokens={w.new_tokens}",
         f"worker.rollout.temperature={w.temperature}", "worker.rollout.top_p=1.0", "worker.rollout.top_k=-1",
-        "algorithm.disable_kl=true", "worker.actor.ppo_epochs=1", "worker.actor.bf16=false",
+        "algorithm.disable_kl=true", "worker.actor.ppo_epochs=1", f"worker.actor.bf16={str(w.dtype == 'bfloat16').lower()}",
         "worker.actor.model.enable_gradient_checkpointing=false", "worker.actor.zero_stage=0",
         f"worker.actor.optim.lr={w.lr}", "worker.actor.optim.lr_warmup_steps=0",
         "worker.actor.micro_batch_size_per_device_for_update=64",
         "worker.actor.micro_batch_size_per_device_for_experience=64",
-        f"worker.reward.workers={w.reward_workers}", *MODES[mode],
+        f"worker.reward.workers={w.reward_workers}", f"algorithm.adv_estimator={mode}",
+        f"algorithm.num_variants={VARIANTS[mode]}", f"worker.rollout.n={w.completions // VARIANTS[mode]}",
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reproduce.perf.run_ours")
     parser.add_argument("work_dir", type=Path)
-    parser.add_argument("--mode", choices=sorted(MODES), default="grpo")
+    parser.add_argument("--mode", choices=sorted(VARIANTS), default="grpo")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("extra", nargs="*", help="further config overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     w = load(args.work_dir)
 

@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reproduce.perf.run_trl")
     parser.add_argument("work_dir", type=Path)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     w = load(args.work_dir)
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         return [g.overall for g in grade_many(texts, list(answer), workers=w.reward_workers)]
 
+    bf16 = w.dtype == "bfloat16"  # mixed precision, as our trainer's worker.actor.bf16: fp32 weights
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
     with tempfile.TemporaryDirectory() as tmp:
         config = GRPOConfig(
@@ -61,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             gradient_accumulation_steps=1, num_generations=w.completions, num_iterations=1,
             max_completion_length=w.new_tokens, generation_kwargs={"min_new_tokens": w.new_tokens},
             temperature=w.temperature, top_p=1.0, top_k=0, beta=0.0, learning_rate=w.lr,
-            lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", bf16=False, fp16=False,
-            use_cpu=not torch.cuda.is_available(), gradient_checkpointing=False, logging_steps=1, save_strategy="no", report_to=[],
+            lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", bf16=bf16, fp16=False,
+            use_cpu=not torch.cuda.is_available(), gradient_checkpointing=args.gradient_checkpointing, logging_steps=1, save_strategy="no", report_to=[],
             seed=w.seed, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
         )
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,

@@ -12,10 +12,15 @@ SPLIT = ("generate", "reward", "log_prob", "update")
 
 @dataclass(frozen=True)
 class Workload:
+    model: str = "tiny"
+    """The randomly initialised Qwen2.5-VL: a `train.tiny` size ("tiny"; "small", about 29M
+    parameters) or a published checkpoint's shape ("Qwen/Qwen2.5-VL-3B-Instruct"; for GPUs)."""
+    dtype: str = "float32"
+    """"float32", or "bfloat16" (mixed precision in both trainers; for GPUs)."""
     prompts: int = 2
     """Questions per step."""
     completions: int = 4
-    """Generated responses per question (GRPO: n=4; Share-GRPO: Q=2 variants x n=2)."""
+    """Generated responses per question (GRPO: n; Share-GRPO: Q=2 variants x n/2, the same count)."""
     new_tokens: int = 64
     """Every completion is exactly this long (min = max new tokens)."""
     temperature: float = 1.0
@@ -37,13 +42,17 @@ def prepare(work_dir: Path, workload: Workload) -> Path:
     import pandas as pd
 
     from bench.data import training_rows
-    from train.tiny import build_tiny
+    from train.plan import PUBLISHED_SHAPES
+    from train.tiny import build_published, build_tiny
 
     work_dir.mkdir(parents=True, exist_ok=True)
     spec = work_dir / "workload.json"
     if spec.exists() and json.loads(spec.read_text()) == asdict(workload):
         return work_dir
-    build_tiny(work_dir / "model", seed=workload.seed)
+    if workload.model in PUBLISHED_SHAPES:
+        build_published(work_dir / "model", workload.model, seed=workload.seed)
+    else:
+        build_tiny(work_dir / "model", seed=workload.seed, size=workload.model)
     pd.DataFrame(training_rows(workload.rows, seed=workload.seed, tasks=["SynthCount"])).to_parquet(work_dir / "train.parquet")
     spec.write_text(json.dumps(asdict(workload), indent=2))
     return work_dir
