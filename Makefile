@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-fast lint lock reproduce-table1 reproduce-ablations bench-perf clean
+.PHONY: setup test test-fast lint lock reproduce-table1 reproduce-ablations bench-perf bench-perf-grid clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,12 @@ $(PEER_STAMP): requirements/peer.txt requirements/lock.txt requirements/constrai
 bench-perf: $(STAMP) $(PEER_STAMP)
 	$(PY) -m pytest -q -s tests/perf --benchmark-enable --benchmark-columns=median,min,max,rounds
 	$(PY) -m reproduce.perf --peer-python $(PEER)/bin/python $(if $(ALTERNATIONS),--alternations $(ALTERNATIONS))
+
+# The cost curves (results/perf/cpu_scaling.*, about 25 minutes on 2 cores) and the memory limits
+# at n=16 (results/perf/memory.*), side by side with TRL.
+bench-perf-grid: $(STAMP) $(PEER_STAMP)
+	$(PY) -m reproduce.perf --grid --peer-python $(PEER)/bin/python
+	$(PY) -m reproduce.perf.memory --peer-python $(PEER)/bin/python
 
 lint: $(STAMP)
 	$(PY) -m ruff check bench train reproduce tests
