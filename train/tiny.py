@@ -182,15 +182,19 @@ def build_processor(tokenizer, size: TinySize):
 
 def build_tiny(out: str | Path, seed: int = 0, size: str = "tiny") -> Path:
     """Write model, tokenizer and processor into `out`; returns the path."""
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
     if size not in SIZES:
         raise ValueError(f"unknown tiny size {size!r}; valid names: {', '.join(SIZES)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     spec = SIZES[size]
     tokenizer = build_tokenizer(seed, spec.vocab)
-    config = build_config(tokenizer, spec)
+    return _write(out, tokenizer, build_config(tokenizer, spec), spec, seed)
+
+
+def _write(out: str | Path, tokenizer, config, spec: TinySize, seed: int) -> Path:
+    """Initialise the model from `config` at random (seeded) and save it with its processor."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
@@ -218,20 +222,9 @@ def build_published(out: str | Path, hub_id: str, seed: int = 0) -> Path:
     """A randomly initialised model of a published checkpoint's shape (e.g.
     Qwen/Qwen2.5-VL-3B-Instruct) with this module's tokenizer and processor, for benchmarks where
     nothing can be downloaded (a GPU machine: the 3B shape takes 15 GB in fp32)."""
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     spec = SIZES["mini"]  # tokenizer and image size
     tokenizer = build_tokenizer(seed, spec.vocab)
-    config = published_config_for(tokenizer, hub_id)
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = config.text_config.eos_token_id
-    model.generation_config.pad_token_id = config.text_config.pad_token_id
-    model.save_pretrained(out)
-    build_processor(tokenizer, spec).save_pretrained(out)
-    return out
+    return _write(out, tokenizer, published_config_for(tokenizer, hub_id), spec, seed)
 
 
 def main(argv: list[str] | None = None) -> None:
