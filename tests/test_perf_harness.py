@@ -43,7 +43,7 @@ def test_grid_writes_curves_report_and_plot(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     points = json.loads(out.with_suffix(".json").read_text())["points"]
     assert list(points) == ["tiny_L16_n4", "tiny_L32_n4"]
-    for length, p in zip((16, 32), points.values()):
+    for length, p in zip((16, 32), points.values(), strict=True):
         assert p["workload"]["new_tokens"] == length and p["workload"]["completions"] == 4
         for s in p["trainers"].values():  # exactly `length` tokens for each of 2 x 4 responses
             assert s["tokens_per_step"] == 2 * 4 * length and s["steps"] == 1

@@ -115,7 +115,7 @@ def _logits_auto(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
     """`shared_prefix` or `rows`, whichever `forward_flops` estimates cheaper for this micro-batch:
     sharing pays when prompts are long next to responses and shared by many rows; long
     responses favour whole causal rows."""
-    text = getattr(getattr(model, "module", model), "config").text_config
+    text = getattr(model, "module", model).config.text_config
     kv_hidden = text.hidden_size * text.num_key_value_heads // text.num_attention_heads
     flops = forward_flops(batch["prompt_lengths"], batch["response_mask"].sum(1), batch["prompt_index"],
                           text.hidden_size, text.intermediate_size, kv_hidden)

@@ -7,65 +7,11 @@ alternation and reported as median [min, max] across alternations."""
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import subprocess
-import sys
-import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from reproduce.perf.workload import SPLIT, Workload, prepare
-
-REPO = Path(__file__).resolve().parents[2]
-RUNS = {  # name -> (module, mode)
-    "ours_grpo": ("reproduce.perf.run_ours", "grpo"),
-    "trl": ("reproduce.perf.run_trl", None),
-    "ours_share_grpo": ("reproduce.perf.run_ours", "share_grpo"),
-}
-
-
-def run_once(name: str, python: str, work_dir: Path) -> dict:
-    module, mode = RUNS[name]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else [])]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "MASTER_PORT": str(29300 + os.getpid() % 100)}
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{name} failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
-        return json.loads(out.read_text())
-
-
-def summarize(runs: list[dict], w: Workload) -> dict:
-    """Pooled over the measured steps of every run of one trainer."""
-    steps = [t for r in runs for t in r["step_time"]]
-    tokens = [t for r in runs for t in r["tokens"]]
-    med = statistics.median(steps)
-    split = {k: statistics.median([t for r in runs for t in r["split"][k]]) for k in SPLIT}
-    return {
-        "trainer": runs[0]["trainer"], "runs": len(runs), "steps": len(steps),
-        "step_time_s": med, "tokens_per_step": statistics.median(tokens),
-        "tokens_per_s": statistics.median(tokens) / med,
-        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-        "peak_gpu_mb": max((r.get("peak_gpu_mb") or 0.0) for r in runs) or None,
-        "split_s": {**split, "other": med - sum(split.values())},
-        # the verifier on this run's own responses (every completion graded each step)
-        "grades_per_s": w.prompts * w.completions / split["reward"] if split["reward"] > 0 else float("inf"),
-    }
-
-
-def per_run(r: dict) -> tuple[float, float]:
-    med = statistics.median(r["step_time"])
-    return statistics.median(r["tokens"]) / med, med
-
-
-def ratio(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+from reproduce.perf.compare import REPO, RUNS, machine, measure
+from reproduce.perf.workload import SPLIT, Workload
 
 
 def report(summary: dict, ratios: dict, w: Workload) -> str:
@@ -99,40 +45,6 @@ def report(summary: dict, ratios: dict, w: Workload) -> str:
     for name, r in ratios.items():
         lines.append(f"| {name} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} | {targets.get(name, '')} |")
     return "\n".join(lines) + "\n"
-
-
-def measure(w: Workload, work_dir: Path, alternations: int, peer_python: str, label: str = "") -> dict:
-    """Alternate the trainers on one workload; summary, ratios (within alternations) and raw runs."""
-    prepare(work_dir, w)
-    names = [n for n in RUNS if n != "trl" or peer_python]
-    results: dict[str, list[dict]] = {n: [] for n in names}
-    for i in range(alternations):
-        for name in names:
-            python = peer_python if name == "trl" else sys.executable
-            r = run_once(name, python, work_dir)
-            results[name].append(r)
-            tps, step = per_run(r)
-            print(f"{label}alternation {i + 1}/{alternations} {name:16s} step {step:.3f} s  {tps:,.0f} tok/s  "
-                  f"peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
-    ratios = {}
-    alt = range(alternations)
-    if "trl" in results:
-        ours, peer = results["ours_grpo"], results["trl"]
-        ratios["tokens/s, ours GRPO / TRL"] = ratio([per_run(ours[i])[0] / per_run(peer[i])[0] for i in alt])
-        ratios["step time, ours GRPO / TRL"] = ratio([per_run(ours[i])[1] / per_run(peer[i])[1] for i in alt])
-        ratios["peak RSS, ours GRPO / TRL"] = ratio([ours[i]["peak_rss_mb"] / peer[i]["peak_rss_mb"] for i in alt])
-    ratios["step time, ours Share-GRPO / ours GRPO"] = ratio(
-        [per_run(results["ours_share_grpo"][i])[1] / per_run(results["ours_grpo"][i])[1] for i in alt])
-    return {"workload": asdict(w), "alternations": alternations,
-            "trainers": {n: summarize(rs, w) for n, rs in results.items()}, "ratios": ratios, "raw": results}
-
-
-def machine() -> dict:
-    """The machine, named: CPUs, platform, python, and the GPU where there is one."""
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "gpu": gpu}
 
 
 def point_name(w: Workload) -> str:

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
+from reproduce.perf.compare import machine, measure
 from reproduce.perf.workload import SPLIT, Workload
 
 GRID: tuple[tuple[str, int, int], ...] = (
@@ -65,7 +66,7 @@ def report(points: dict[str, dict], alternations: int, steps: int) -> str:
         "| update | other |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, p in points.items():
+    for p in points.values():
         w = p["workload"]
         for name, s in p["trainers"].items():
             sp = s["split_s"]
@@ -77,7 +78,7 @@ def report(points: dict[str, dict], alternations: int, steps: int) -> str:
               "Share-GRPO step <= 1.4x our GRPO step at 1,024 tokens.", "",
               "| model | length | n | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
     missed = []
-    for key, p in points.items():
+    for p in points.values():
         w, v = p["workload"], verdicts(p)
         cells = []
         for name in names:
@@ -135,8 +136,6 @@ def plot(points: dict[str, dict], path: Path) -> Path:
 
 def run_grid(points: list[tuple[str, int, int]], alternations: int, steps: int, peer_python: str,
              work_dir: Path, out: Path) -> int:
-    from reproduce.perf.__main__ import machine, measure
-
     done: dict[str, dict] = {}
     partial = out.with_suffix(".partial.json")  # a stopped grid resumes from here
     if partial.exists():
