@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from reproduce.perf.compare import REPO, RUNS, machine, measure
+from reproduce.perf.compare import REPO, RUNS, machine, measure, point_key
 from reproduce.perf.workload import SPLIT, Workload
 
 
@@ -47,8 +47,9 @@ def report(summary: dict, ratios: dict, w: Workload) -> str:
     return "\n".join(lines) + "\n"
 
 
-def point_name(w: Workload) -> str:
-    return f"{w.model.split('/')[-1]}_L{w.new_tokens}_n{w.completions}_{w.dtype}"
+def check_group_size(n: int, what: str) -> None:
+    if n < 2 or n % 2:
+        raise ValueError(f"{what}: must be even and >= 2 (Share-GRPO splits the responses over Q=2 variants)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,11 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_grid(points, alternations, steps, args.peer_python, args.work_dir,
                         args.out or REPO / "results" / "perf" / "cpu_scaling")
     out = args.out or REPO / "results" / "perf" / "cpu"
-    if args.completions < 2 or args.completions % 2:
-        parser.error("--completions must be even and >= 2 (Share-GRPO splits them over Q=2 variants)")
+    try:
+        check_group_size(args.completions, "--completions")
+    except ValueError as exc:
+        parser.error(str(exc))
     w = Workload(model=args.model, dtype=args.dtype, new_tokens=args.new_tokens, completions=args.completions,
                  measured_steps=steps)
-    summary = {**measure(w, args.work_dir / point_name(w), alternations, args.peer_python), "machine": machine()}
+    summary = {**measure(w, args.work_dir / f"{point_key(w.model, w.new_tokens, w.completions)}_{w.dtype}", alternations, args.peer_python), "machine": machine()}
     text = report(summary, summary["ratios"], w)
     print("\n" + text)
     write_json_atomic(out.with_suffix(".json"), summary)
@@ -107,10 +110,8 @@ def grid_points(specs: list[str] | None) -> list[tuple[str, int, int]]:
         parts = spec.split(":")
         if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
             raise ValueError(f"--points {spec!r}: expected MODEL:LENGTH:N, e.g. tiny:64:4")
-        n = int(parts[2])
-        if n < 2 or n % 2:
-            raise ValueError(f"--points {spec!r}: N must be even and >= 2 (Share-GRPO splits it over Q=2 variants)")
-        points.append((parts[0], int(parts[1]), n))
+        check_group_size(int(parts[2]), f"--points {spec!r}: N")
+        points.append((parts[0], int(parts[1]), int(parts[2])))
     return points
 
 

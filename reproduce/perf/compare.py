@@ -24,13 +24,22 @@ RUNS = {  # name -> (module, mode)
 }
 
 
+def point_key(model: str, length: int, n: int) -> str:
+    """A workload's folder and result key, e.g. tiny_L64_n4 (a hub id keeps its last part)."""
+    return f"{model.split('/')[-1]}_L{length}_n{n}"
+
+
+def child_env() -> dict[str, str]:
+    """The environment of every benchmark child process: this checkout on the path, offline."""
+    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
 def run_once(name: str, python: str, work_dir: Path) -> dict:
     module, mode = RUNS[name]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else [])]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-               "MASTER_PORT": str(29300 + os.getpid() % 100)}
+        env = {**child_env(), "MASTER_PORT": str(29300 + os.getpid() % 100)}
         proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")

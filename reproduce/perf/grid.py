@@ -12,10 +12,11 @@ alternations.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from reproduce.perf.compare import machine, measure
+from reproduce.perf.compare import machine, measure, point_key
 from reproduce.perf.workload import SPLIT, Workload
 
 GRID: tuple[tuple[str, int, int], ...] = (
@@ -33,10 +34,6 @@ TARGETS = {  # ratio name -> (bound, "min" or "max", applies at lengths)
     "step time, ours Share-GRPO / ours GRPO": (1.4, "max", {1024}),
 }
 TRAINER_NAMES = {"ours_grpo": "ours GRPO", "trl": "TRL GRPOTrainer", "ours_share_grpo": "ours Share-GRPO"}
-
-
-def point_key(model: str, length: int, n: int) -> str:
-    return f"{model}_L{length}_n{n}"
 
 
 def verdicts(point: dict) -> dict[str, str]:
@@ -143,7 +140,7 @@ def run_grid(points: list[tuple[str, int, int]], alternations: int, steps: int, 
     for i, (model, length, n) in enumerate(points):
         key = point_key(model, length, n)
         w = Workload(model=model, completions=n, new_tokens=length, warmup_steps=1, measured_steps=steps)
-        if key in done and done[key]["workload"] == json.loads(json.dumps(w.__dict__)) \
+        if key in done and done[key]["workload"] == asdict(w) \
                 and done[key]["alternations"] == alternations and (("trl" in done[key]["trainers"]) == bool(peer_python)):
             continue
         done[key] = measure(w, work_dir / key, alternations, peer_python, label=f"[{i + 1}/{len(points)} {key}] ")

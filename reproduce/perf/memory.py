@@ -11,8 +11,8 @@ update. Sampling 2,048 tokens 32 times on two CPU cores would take minutes a pro
 peak.
 
 Per trainer and setting: peak RSS at two short lengths, then secant steps (the length where the
-line through the two longest probes within the limit meets it, in multiples of 64; bisection when
-that leaves the bracket) until a length within the limit and one over it are at most 10% apart.
+line through the two longest probes within the limit meets it, in multiples of 64; three quarters
+of the way up the bracket when the line leaves it) until a length within the limit and one over it are at most 10% apart.
 A watchdog ends any probe whose resident memory passes the limit.
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
+from reproduce.perf.compare import child_env, point_key
 from reproduce.perf.workload import Workload, prepare
 
 REPO = Path(__file__).resolve().parents[2]
@@ -85,15 +85,14 @@ def probe(trainer: str, length: int, gc: bool, work_root: Path, python: str, lim
     import psutil
 
     w = Workload(model=model, completions=16, new_tokens=length, warmup_steps=0, measured_steps=1)
-    work_dir = work_root / f"{model}_L{length}_n16"
+    work_dir = work_root / point_key(model, length, 16)
     prepare(work_dir, w)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [python, "-m", "reproduce.perf.memory", "child", trainer, str(work_dir), "--out", str(out)]
         cmd += ["--gradient-checkpointing"] if gc else []
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         watched, over = psutil.Process(proc.pid), 0.0
         while proc.poll() is None:
             try:
