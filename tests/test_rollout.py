@@ -3,13 +3,14 @@
 import pytest
 import torch
 from PIL import Image
-from transformers import Qwen2_5_VLForConditionalGeneration
+from transformers import DynamicCache, Qwen2_5_VLForConditionalGeneration
 
 from bench.processing import load_processor
 from train.data import build_messages
+from train.decode import DecodeStep
 from train.encoding import collate, encode_prompts
 from train.logprobs import FORWARD_MODES, response_log_probs
-from train.rollout import HFRollout, SamplingParams
+from train.rollout import HFRollout, SamplingParams, reserve
 from train.tiny import build_tiny
 
 
@@ -53,6 +54,40 @@ def test_forward_modes_match_the_plain_reference(tmp_path):
         assert g.keys() == g_r.keys()
         for k in g:
             torch.testing.assert_close(g[k], g_r[k], atol=1e-5, rtol=1e-4)
+
+
+def test_decode_step_matches_the_models_forward(tmp_path):
+    """DecodeStep's hidden states and cache writes equal the language model's own forward for two
+    decoding steps of left-padded rows with multimodal (3-axis) positions and grouped KV heads."""
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(build_tiny(tmp_path / "m", seed=0)).eval()
+    lm = model.model.language_model
+    assert lm.config.num_key_value_heads < lm.config.num_attention_heads
+    torch.manual_seed(0)
+    rows, width, hidden = 3, 7, lm.config.hidden_size
+    attn = torch.ones(rows, width, dtype=torch.long)
+    attn[0, :2] = attn[2, :1] = 0
+    positions = (attn.cumsum(-1) - 1).clamp(min=0)[None].repeat(3, 1, 1)
+    positions[1:, :, 3:5] += torch.tensor([[[1, 0]], [[0, 2]]])  # axes differ, as on image tokens
+    prompt = torch.randn(rows, width, hidden)
+    caches = []
+    for _ in range(2):
+        caches.append(DynamicCache(config=model.config))
+        lm(inputs_embeds=prompt, attention_mask=attn, position_ids=positions, past_key_values=caches[-1], use_cache=True)
+    theirs, ours = caches
+    reserve(ours, 2)
+    step = DecodeStep(lm, ours)
+    mask = torch.cat([attn, torch.ones(rows, 2, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        for t in range(2):
+            x = torch.randn(rows, hidden)
+            at = (positions.amax(dim=(0, 2)) + 1 + t).view(1, rows, 1).expand(3, -1, -1)
+            expected = lm(inputs_embeds=x[:, None], attention_mask=mask[:, : width + t + 1], position_ids=at,
+                          past_key_values=theirs, use_cache=True).last_hidden_state[:, 0]
+            got = step(x, mask[:, None, None, : width + t + 1].bool(), at)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    for a, b in zip(ours.layers, theirs.layers, strict=True):
+        torch.testing.assert_close(a.keys, b.keys, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(a.values, b.values, atol=1e-6, rtol=1e-6)
 
 
 def _generate_reference(model, rollout, prompts, params):

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 from transformers.cache_utils import DynamicLayer
 
 from bench.registry import Registry
 
+from .decode import DecodeStep
 from .encoding import Prompts, left_padded, model_device, prompt_embeds
 
 
@@ -34,7 +36,8 @@ class SamplingParams:
 
 
 class HFRollout:
-    """Sampling on the training model itself (ZeRO-3 parameters are gathered first)."""
+    """Sampling on the training model itself (under ZeRO-3, its parameters are gathered for the
+    decoding loop)."""
 
     def __init__(self, processor, micro_batch_size: int = 64, zero3: bool = False) -> None:
         self.pad_id = processor.tokenizer.pad_token_id
@@ -47,73 +50,81 @@ class HFRollout:
         """n responses per prompt, prompt-major ([j, k] order), each cut after its first
         end-of-turn token (kept) or at max_new_tokens."""
         responses: list[Tensor] = []
-        gather = contextlib.nullcontext()
-        if self.zero3:
-            import deepspeed
-
-            gather = deepspeed.zero.GatheredParameters(list(model.parameters()))
         was_training = model.training
         model.eval()
-        with gather:
-            for start in range(0, len(prompts.input_ids), self.micro_batch_size):
-                idx = list(range(start, min(start + self.micro_batch_size, len(prompts.input_ids))))
-                responses += self._generate_chunk(model, prompts, idx, params)
+        for start in range(0, len(prompts.input_ids), self.micro_batch_size):
+            idx = list(range(start, min(start + self.micro_batch_size, len(prompts.input_ids))))
+            responses += self._generate_chunk(model, prompts, idx, params)
         model.train(was_training)
         return responses
 
     def _generate_chunk(self, model, prompts: Prompts, idx: list[int], params: SamplingParams) -> list[Tensor]:
-        """A lean sampling loop over the model's own modules. Why not `generate`: on small models
-        its per-token bookkeeping (logits processors, stopping criteria, input preparation) costs as
-        much as the forward itself. Same distribution and same tokens for a seed as `generate`
-        with these settings (tests/test_rollout.py checks token equality): the prefill runs once
-        per prompt and its cache and logits are repeated n times; positions follow Qwen2.5-VL's
-        3D rope (text-only prompts: plain positions over the padded width, as in `generate`)."""
+        """A lean sampling loop: the prefill through the model's forward, then one `DecodeStep`
+        per token. Why not `generate`: on small models its per-token bookkeeping (logits
+        processors, stopping criteria, input preparation) costs as much as the forward itself.
+        Same distribution and same tokens for a seed as `generate` with these settings
+        (tests/test_rollout.py checks token equality): the prefill runs once per prompt and its
+        cache and logits are repeated n times; positions follow Qwen2.5-VL's 3D rope (text-only
+        prompts: plain positions over the padded width, as in `generate`)."""
         from transformers import DynamicCache
 
         inner = model.model
         dev = model_device(model)
         ids, attn = left_padded(prompts, idx, self.pad_id, dev)
         embeds, grid = prompt_embeds(inner, prompts, ids, idx)
-        position_ids = next_position = None
+        width, rows = attn.shape[1], attn.shape[0] * params.n
+        position_ids, next_position = None, torch.full((rows,), width, device=dev)
         if grid is not None:
             position_ids, _ = inner.get_rope_index(ids, prompts.mm_token_type_ids(ids), image_grid_thw=grid,
                                                    attention_mask=attn)
-            next_position = position_ids.amax(dim=(0, 2)).repeat_interleave(params.n) + 1  # (rows,)
+            next_position = position_ids.amax(dim=(0, 2)).repeat_interleave(params.n) + 1
         cache = DynamicCache(config=model.config)
         hidden = inner.language_model(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
                                       past_key_values=cache, use_cache=True).last_hidden_state
-        logits = model.lm_head(hidden[:, -1:]).repeat_interleave(params.n, dim=0)
+        logits = model.lm_head(hidden[:, -1]).repeat_interleave(params.n, dim=0)  # (rows, V)
         cache.batch_repeat_interleave(params.n)
         reserve(cache, params.max_new_tokens)
-        width = attn.shape[1]
-        rows = attn.shape[0] * params.n
+        with self._gathered(model):
+            return self._decode(model, cache, logits, attn, next_position, params)
+
+    def _gathered(self, model):
+        """Under ZeRO-3, every parameter whole for the decoding loop, which reads weights directly
+        and so never triggers DeepSpeed's per-module gathering (the prefill does, through forward)."""
+        if not self.zero3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(model.parameters()))
+
+    def _decode(self, model, cache, logits: Tensor, attn: Tensor, next_position: Tensor,
+                params: SamplingParams) -> list[Tensor]:
+        """Sample token by token from the prefill's last logits (rows, V) on its filled cache."""
+        dev, (rows, width) = logits.device, (logits.shape[0], attn.shape[1])
+        step = DecodeStep(model.model.language_model, cache)
+        embed, head = model.model.get_input_embeddings().weight, model.lm_head.weight
         # The decode mask, written once: prompt padding, then every new position visible. Step t
-        # passes a view of its first width + t + 1 columns (a 4D mask is used as given).
+        # passes a view of its first width + t + 1 columns.
         mask = torch.ones(rows, 1, 1, width + params.max_new_tokens, dtype=torch.bool, device=dev)
         mask[:, 0, 0, :width] = attn.repeat_interleave(params.n, dim=0).bool()
         warp = self._warpers(params)
         unfinished = torch.ones(rows, dtype=torch.bool, device=dev)
         out = torch.full((rows, params.max_new_tokens), self.pad_id, dtype=torch.long, device=dev)
         length = 0
-        with grouped_kv_attention(inner.language_model):
-            for t in range(params.max_new_tokens):
-                scores = logits[:, -1].to(dtype=torch.float32, copy=True)
-                scores[:, self.suppress] = -math.inf
-                if t < params.min_tokens:
-                    scores[:, self.eos_id] = -math.inf
-                scores = warp(out[:, :t], scores)
-                token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-                token = torch.where(unfinished, token, self.pad_id)
-                out[:, t] = token
-                length = t + 1
-                unfinished &= token != self.eos_id
-                if not unfinished.any() or t + 1 == params.max_new_tokens:
-                    break
-                pos = None if next_position is None else (next_position + t).view(1, rows, 1).expand(3, rows, 1)
-                hidden = inner.language_model(inputs_embeds=inner.get_input_embeddings()(token[:, None]),
-                                              attention_mask=mask[..., : width + t + 1], position_ids=pos,
-                                              past_key_values=cache, use_cache=True).last_hidden_state
-                logits = model.lm_head(hidden)
+        for t in range(params.max_new_tokens):
+            scores = logits.to(dtype=torch.float32, copy=True)
+            scores[:, self.suppress] = -math.inf
+            if t < params.min_tokens:
+                scores[:, self.eos_id] = -math.inf
+            scores = warp(out[:, :t], scores)
+            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+            token = torch.where(unfinished, token, self.pad_id)
+            out[:, t] = token
+            length = t + 1
+            unfinished &= token != self.eos_id
+            if not unfinished.any() or t + 1 == params.max_new_tokens:
+                break
+            positions = (next_position + t).view(1, rows, 1).expand(3, -1, -1)
+            logits = F.linear(step(F.embedding(token, embed), mask[..., : width + t + 1], positions), head)
         result = []
         for seq in out[:, :length].cpu():
             ends = (seq == self.eos_id).nonzero()
@@ -171,40 +182,6 @@ class _ReservedLayer(DynamicLayer):
 def reserve(cache, extra: int) -> None:
     """Give every layer of a filled DynamicCache room for `extra` more tokens."""
     cache.layers = [_ReservedLayer(layer.keys, layer.values, extra) for layer in cache.layers]
-
-
-def _sdpa_grouped_kv(module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None,
-                     dropout: float = 0.0, scaling: float | None = None, **_) -> tuple[Tensor, None]:
-    """PyTorch's sdpa with the key/value heads passed grouped (`enable_gqa`). transformers' own
-    sdpa path repeats them to the query heads whenever a mask is given, which in decoding copies
-    the whole cache at every token; this is the same attention without the copy."""
-    causal = attention_mask is None and query.shape[2] > 1
-    out = torch.nn.functional.scaled_dot_product_attention(
-        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, is_causal=causal,
-        enable_gqa=key.shape[1] != query.shape[1])
-    return out.transpose(1, 2).contiguous(), None
-
-
-GROUPED_KV_SDPA = "r1_sdpa_grouped_kv"
-
-
-@contextlib.contextmanager
-def grouped_kv_attention(language_model):
-    """While decoding, a language model on PyTorch's sdpa uses `_sdpa_grouped_kv` (any other
-    attention implementation, e.g. flash_attention_2, is left alone)."""
-    from transformers import AttentionInterface
-
-    config = language_model.config
-    before = config._attn_implementation
-    if before != "sdpa":
-        yield
-        return
-    AttentionInterface.register(GROUPED_KV_SDPA, _sdpa_grouped_kv)
-    config._attn_implementation = GROUPED_KV_SDPA
-    try:
-        yield
-    finally:
-        config._attn_implementation = before
 
 
 class VLLMRollout:

@@ -17,7 +17,7 @@ from reproduce.perf.workload import SPLIT, Workload
 def report(summary: dict, ratios: dict, w: Workload) -> str:
     lines = [
         f"Workload: {w.model} Qwen2.5-VL (random weights), {w.prompts} prompts x {w.completions} completions per "
-        f"step, exactly {w.new_tokens} new tokens, temperature {w.temperature}, no KL, {w.dtype}, AdamW; "
+        f"step, exactly {w.new_tokens} new tokens, temperature {w.temperature}, no KL, {w.dtype}, fused AdamW; "
         f"{w.warmup_steps} warm-up + {w.measured_steps} measured steps per run, {summary['alternations']} alternations. "
         f"Machine: {summary['machine']['cpus']} CPUs"
         + (f", GPU {summary['machine']['gpu']}." if summary["machine"].get("gpu") else ", no GPU."),

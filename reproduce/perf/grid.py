@@ -54,7 +54,7 @@ def report(points: dict[str, dict], alternations: int, steps: int) -> str:
         f"processes at every point: {alternations} alternations, 1 warm-up + {steps} measured steps per run).",
         "",
         "Workload at every point: 2 prompts per step, n responses per prompt of exactly the given length, "
-        "temperature 1.0, no KL, fp32, AdamW, the whole batch in one micro-batch, no gradient checkpointing. "
+        "temperature 1.0, no KL, fp32, fused AdamW (TRL's default optimizer; ours too), the whole batch in one micro-batch, no gradient checkpointing. "
         "Models: `tiny` (the test model, 0.2M parameters) and `small` (a Qwen2.5-VL config of 29M "
         "parameters), both built offline by `train.tiny`. Times are medians in seconds per step; "
         "update = training forward + backward + optimizer step.",

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             gradient_accumulation_steps=1, num_generations=w.completions, num_iterations=1,
             max_completion_length=w.new_tokens, generation_kwargs={"min_new_tokens": w.new_tokens},
             temperature=w.temperature, top_p=1.0, top_k=0, beta=0.0, learning_rate=w.lr,
-            lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", bf16=bf16, fp16=False,
+            lr_scheduler_type="constant", warmup_steps=0, bf16=bf16, fp16=False,
             use_cpu=not torch.cuda.is_available(), gradient_checkpointing=args.gradient_checkpointing, logging_steps=1, save_strategy="no", report_to=[],
             seed=w.seed, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
         )
