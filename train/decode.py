@@ -16,18 +16,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.nn import functional as F
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import rotate_half
 
 
 def _rms_norm(norm, x: Tensor) -> Tensor:
-    """Qwen2RMSNorm's arithmetic, in its order: in float32, then back to the input's dtype."""
+    """Qwen2RMSNorm's arithmetic, in its order: in float32, then back to the input's dtype. Not a
+    call of the module: under ZeRO-3, DeepSpeed's hooks would partition its weight again after it."""
     h = x.float()
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon)
     return norm.weight * h.to(x.dtype)
-
-
-def _rotate_half(x: Tensor) -> Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 class DecodeStep:
@@ -63,7 +60,7 @@ class DecodeStep:
             a, mlp = layer.self_attn, layer.mlp
             qkv = torch.addmm(qkv_bias, _rms_norm(layer.input_layernorm, x), qkv_weight).view(rows, H + 2 * K, d)
             qk = qkv[:, : H + K]
-            qk = qk * cos + _rotate_half(qk) * sin
+            qk = qk * cos + rotate_half(qk) * sin
             keys, values = kv.update(qk[:, H:, None], qkv[:, H + K :, None])
             out = F.scaled_dot_product_attention(qk[:, :H, None], keys, values, attn_mask=mask, scale=a.scaling,
                                                  enable_gqa=H != K)
