@@ -202,6 +202,7 @@ def training_rows(n: int, seed: int = 0, side: int = 56, tasks: list[str] | None
 
 
 MIN_SIDE = 28  # pixels: one 2x2 group of Qwen2.5-VL's 14-pixel patches, and room for the 3x3 grid
+MAX_SIDE = 4096  # pixels: 48 MiB an image, 4x the released max_pixels (1,048,576)
 
 
 def check_sizes(n: int, side: int, n_train: int = 0) -> None:
@@ -210,6 +211,9 @@ def check_sizes(n: int, side: int, n_train: int = 0) -> None:
         raise UsageError(f"--n {n}: give at least 1 item per benchmark")
     if side < MIN_SIDE:
         raise UsageError(f"--side {side}: images must be at least {MIN_SIDE} pixels on a side")
+    if side > MAX_SIDE:
+        raise UsageError(f"--side {side}: one image would need {side * side * 3 / 2**30:.1f} GiB of memory "
+                         f"(side x side x 3 bytes); the largest side is {MAX_SIDE}")
     if n_train < 0:
         raise UsageError(f"--train {n_train}: give 0 (no training split) or more rows")
 

@@ -15,13 +15,20 @@ own scorers see the text after </think>; the full responses stay in the predicti
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
-from .adapter import DEFAULT_PLACEMENT, PROMPT_PLACEMENTS
+from .adapter import DEFAULT_PLACEMENT, PROMPT_PLACEMENTS, model_name_for
 from .errors import UsageError, exit_on_usage_error
+from .fileio import write_json_atomic
+from .lock import hold_folder_lock
+from .preflight import check_model_folder, check_tsv, expected_indices, prediction_problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,20 +58,39 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--lmudata {args.lmudata}: no such folder")
         os.environ["LMUData"] = str(args.lmudata.resolve())
     lmu = os.environ.get("LMUData")
-    if lmu:
-        missing = [d for d in args.data if "/" not in d and not (Path(lmu) / f"{d}.tsv").exists()]
-        if missing and os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise UsageError(f"offline and no TSV for {', '.join(missing)} under $LMUData={lmu}")
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: must be >= 1")
+    tsvs = {d: Path(lmu) / f"{d}.tsv" for d in args.data if lmu and "/" not in d and (Path(lmu) / f"{d}.tsv").exists()}
+    missing = [d for d in args.data if d not in tsvs]
+    if lmu and missing and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise UsageError(f"offline and no TSV for {', '.join(missing)} under $LMUData={lmu}")
     os.environ.setdefault("SPLIT_THINK", "1")
     for item in args.model:  # VLMEvalKit names have no slash: anything with one is a folder
         if ("/" in item or os.sep in item) and not Path(item).is_dir():
             raise UsageError(f"unknown model {item!r}: no such checkpoint folder")
+    expected = preflight(args, tsvs)
+
+    names = [model_name_for(item) for item in args.model]
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    settings = {name: run_settings(args, source) for name, source in zip(names, args.model, strict=True)}
+    locks = []
+    if rank0:  # one run per model folder: parallel runs over disjoint models may share a work dir
+        locks = [hold_folder_lock(args.work_dir / name, "--work-dir", f"bench.run of {name}") for name in names]
+        for name in names:
+            prepare_model_dir(args.work_dir / name, name, args.data, args.reuse, settings[name])
 
     from .adapter import register
 
-    names = register(args.model, use_vllm=args.use_vllm, max_new_tokens=args.max_new_tokens,
-                     prompt_placement=args.prompt_placement, attn_implementation=args.attn_implementation)
-    args.work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        registered = register(args.model, use_vllm=args.use_vllm, max_new_tokens=args.max_new_tokens,
+                              prompt_placement=args.prompt_placement, attn_implementation=args.attn_implementation)
+    except UsageError:  # an unknown model name: leave no folder behind for it
+        for name, lock in zip(names, locks, strict=False):
+            if [p.name for p in (args.work_dir / name).iterdir()] == [".lock"]:
+                lock.close()
+                shutil.rmtree(args.work_dir / name)
+        raise
+    assert registered == names, (registered, names)
     vl_argv = ["vlmeval", "--data", *args.data, "--model", *names, "--work-dir", str(args.work_dir),
                "--mode", "all" if args.judge else "infer"]
     if args.judge:
@@ -79,20 +105,79 @@ def run(args: argparse.Namespace) -> int:
     import vlmeval.run
 
     kept = saved_records(args.work_dir, names, args.data)
+    since = datetime.datetime.now().astimezone().isoformat()
     sys.argv = vl_argv
     vlmeval.run.main()
-    if int(os.environ.get("RANK", "0")) == 0:
-        restore_records(kept)
-        from .fileio import write_json_atomic
+    if not rank0:
+        return 0
+    restore_records(kept)
+    failures = []
+    for name, source in zip(names, args.model, strict=True):
+        failed = {d: why for d in args.data
+                  if (why := prediction_problem(args.work_dir / name, name, d, expected.get(d), since))}
+        failures += [f"{name} x {d}: {why}" for d, why in failed.items()]
+        write_json_atomic(args.work_dir / name / "bench_run.json", {
+            "model": source, "vlmeval_name": name, "datasets": args.data, "lmudata": lmu,
+            "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
+            "prompt_placement": args.prompt_placement, "settings": settings[name],
+            "status": "failed" if failed else "finished", "failed": failed,
+            "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
+        })
+    for line in failures:
+        print(f"error: {line}", file=sys.stderr)
+    if failures:
+        print(f"bench.run: {len(failures)} of {len(names) * len(args.data)} (model, dataset) pairs failed; "
+              "the others are kept", file=sys.stderr)
+    del locks
+    return 1 if failures else 0
 
-        for name, source in zip(names, args.model, strict=True):
-            write_json_atomic(args.work_dir / name / "bench_run.json", {
-                "model": source, "vlmeval_name": name, "datasets": args.data, "lmudata": lmu,
-                "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
-                "prompt_placement": args.prompt_placement,
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
-            })
-    return 0
+
+def preflight(args: argparse.Namespace, tsvs: dict[str, Path]) -> dict[str, list[str]]:
+    """Check every local TSV and model folder before any work; returns each TSV's indices to answer."""
+    problems = []
+    for path in tsvs.values():
+        found, notes = check_tsv(path, args.limit)
+        problems += found
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+    for item in args.model:
+        if Path(item).is_dir():
+            problems += check_model_folder(Path(item))
+    if problems:
+        raise UsageError(*problems)
+    return {d: expected_indices(path, args.limit) for d, path in tsvs.items()}
+
+
+def run_settings(args: argparse.Namespace, source: str) -> dict:
+    """What makes two runs' predictions comparable; --reuse refuses predictions made otherwise."""
+    return {"model": str(Path(source).resolve()) if Path(source).exists() else source,
+            "max_new_tokens": args.max_new_tokens, "prompt_placement": args.prompt_placement,
+            "use_vllm": args.use_vllm, "attn_implementation": args.attn_implementation}
+
+
+def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bool, settings: dict) -> None:
+    """Without --reuse a run starts afresh: VLMEvalKit would otherwise silently reuse an earlier
+    prediction file of the same model and dataset (made with other settings, maybe) and unpickle
+    its intermediate files (vlmeval/inference.py `infer_data`, vlmeval/smp/file.py `load`), so
+    both are removed. With --reuse the earlier run's settings must match, and the work dir must be
+    trusted: VLMEvalKit unpickles what it finds there."""
+    if reuse:
+        try:
+            before = json.loads((model_dir / "bench_run.json").read_text(encoding="utf-8")).get("settings")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            before = None
+        if isinstance(before, dict):
+            changed = [f"{k}={before.get(k)!r} then, {v!r} now" for k, v in settings.items() if before.get(k) != v]
+            if changed:
+                raise UsageError(f"--reuse: the predictions in {model_dir} were made with other settings "
+                                 f"({'; '.join(changed)}); drop --reuse to redo them, or use another --work-dir")
+        return
+    for dataset in datasets:
+        stale = [model_dir / f"{name}_{dataset}{suffix}" for suffix in (".xlsx", ".tsv", ".csv", ".json", "_PREV.pkl",
+                                                                         "_checkpoint.pkl")]
+        stale += [p for p in model_dir.glob(f"*_{dataset}.pkl") if re.fullmatch(rf"\d+_{re.escape(dataset)}\.pkl", p.name)]
+        for path in stale:
+            path.unlink(missing_ok=True)
 
 
 def _prediction_file(work_dir: Path, name: str, dataset: str) -> Path | None:

@@ -31,6 +31,8 @@ from .fileio import write_json_atomic, write_text_atomic
 from .verify import grade_many
 
 PRED_SUFFIXES = (".xlsx", ".tsv", ".csv", ".json")
+MAX_RECORD_CHARS = 1_000_000
+"""An extra_records cell longer than this is not parsed (a response of 2,048 tokens is ~10k characters)."""
 OWN_SUFFIXES = ("_r1_score.csv",)
 
 
@@ -70,13 +72,13 @@ def read_predictions(path: Path) -> pd.DataFrame:
 def full_response(row: pd.Series) -> str:
     """The whole response: extra_records' full_response (our adapters), else thinking + prediction."""
     extra = row.get("extra_records")
-    if isinstance(extra, str) and extra.startswith("{"):
+    if isinstance(extra, str) and extra.startswith("{") and len(extra) <= MAX_RECORD_CHARS:
         try:
             record = ast.literal_eval(extra)  # parsed as a literal, never executed
             if isinstance(record, dict) and isinstance(record.get("full_response"), str):
                 return record["full_response"]
-        except (ValueError, SyntaxError):
-            pass
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass  # not our record: the prediction columns below stand in
     elif isinstance(extra, dict) and isinstance(extra.get("full_response"), str):
         return extra["full_response"]
     prediction = "" if pd.isna(row["prediction"]) else str(row["prediction"])
@@ -197,9 +199,13 @@ def vlmeval_scores(model_dir: Path) -> dict[str, float]:
     if not status.exists():
         return {}
     try:
-        datasets = json.loads(status.read_text()).get("datasets", {})
-    except json.JSONDecodeError:
-        print(f"{status}: not valid JSON; VLMEvalKit's own scores are ignored", file=sys.stderr)
+        data = json.loads(status.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        print(f"{status}: not readable JSON ({type(exc).__name__}); VLMEvalKit's own scores are ignored", file=sys.stderr)
+        return {}
+    datasets = data.get("datasets", {}) if isinstance(data, dict) else None
+    if not isinstance(datasets, dict):
+        print(f"{status}: no 'datasets' object; VLMEvalKit's own scores are ignored", file=sys.stderr)
         return {}
     out = {}
     for name, info in datasets.items():

@@ -38,12 +38,19 @@ def main(argv: list[str] | None = None) -> int:
         from .children import end_children_on_exit
 
         end_children_on_exit()
+    from bench.errors import exit_on_usage_error
+
     if args.command == "run":
-        return run_scale(args)
+        return exit_on_usage_error(lambda: run_scale(args))
     if args.command == "ablations":
         from .ablations import run_ablations
 
-        return run_ablations(force=args.force)
+        return exit_on_usage_error(lambda: run_ablations(force=args.force))
+    return exit_on_usage_error(lambda: tables(args))
+
+
+def tables(args) -> int:
+    """`table1` and `submit`: their errors name the file; an unwritable --out is an OS error."""
     from .submit import SubmissionError, submit
     from .table1 import TableError, build_dataset_table, build_paper_table1
 

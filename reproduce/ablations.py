@@ -17,6 +17,7 @@ from .mini import (
     REPO,
     MiniSpec,
     RLRun,
+    lock_runs,
     say,
     stage_data,
     stage_eval,
@@ -37,6 +38,7 @@ def run_ablations(force: bool = False, spec: MiniSpec | None = None, runs: Path 
     plan = yaml.safe_load(plan_file.read_text())
     spec = spec or replace(MiniSpec(), rl_steps=plan["steps"], seeds=(plan["seed"],))
     runs, out = runs or REPO / "runs" / "mini", out or REPO / "results" / "mini"
+    lock = lock_runs(runs)  # noqa: F841 - held until the function returns
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     say("SCALE=mini ablations (CPU miniature, not the paper's scale)")

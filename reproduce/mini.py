@@ -114,6 +114,13 @@ SMOKE = MiniSpec(seeds=(1,), bench_items=3, train_rows=32, warm_eval_items=4, si
                  extra_overrides=("data.min_pixels=3136", "data.max_pixels=3136", "data.max_response_length=8"))
 
 
+def lock_runs(runs: Path):
+    """One pipeline per runs folder (`reproduce run` and `reproduce ablations` share its stages)."""
+    from bench.lock import hold_folder_lock
+
+    return hold_folder_lock(runs, "runs folder", "reproduce run or ablations")
+
+
 def say(message: str) -> None:
     print(f"[mini] {message}", flush=True)
 
@@ -277,19 +284,19 @@ def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
         say("RL: reusing every finished run")
         return outs
     say(f"RL: {len(jobs)} runs of {spec.rl_steps} steps, {spec.parallel} at a time")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    # no MASTER_PORT: each single-process trainer picks a free port of its own
+    env = {**{k: v for k, v in os.environ.items() if k != "MASTER_PORT"}, "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     bars = [tqdm(total=spec.rl_steps, desc=job[0].name, position=i, leave=True, dynamic_ncols=True)
             for i, job in enumerate(jobs)]
     pending = list(enumerate(jobs))
     running: list[tuple[int, subprocess.Popen, object]] = []
-    failed, port = [], 29700 + os.getpid() % 200
+    failed = []
     while pending or running:
         while pending and len(running) < spec.parallel:
             i, (run, out, stage, cmd) = pending.pop(0)
-            port += 1
             log = (out / "train.log").open("a")
-            running.append((i, spawn(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     env={**env, "MASTER_PORT": str(port)}), log))
+            running.append((i, spawn(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
         time.sleep(1.0)
         for item in list(running):
             i, proc, log = item
@@ -567,6 +574,7 @@ def run_mini(force: bool = False, spec: MiniSpec | None = None, runs: Path | Non
     spec = spec or MiniSpec()
     runs = runs or REPO / "runs" / "mini"
     out = out or REPO / "results" / "mini"
+    lock = lock_runs(runs)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     say(f"SCALE=mini: a CPU miniature of Table 1 (not the paper's scale); work in {runs}")
@@ -589,4 +597,5 @@ def run_mini(force: bool = False, spec: MiniSpec | None = None, runs: Path | Non
         say(f"  {p}")
     for _, _, target in targets:
         print((target / "table1.md").read_text())
+    lock.close()
     return 0

@@ -112,9 +112,9 @@ def supported_vlm_entry(model: str, model_path: str, placement: str) -> str:
         "            message[i]['value'] = message[i]['value'] + ' ' + R1_PROMPT\n"
         "        return super().generate_inner(message, dataset=dataset)\n\n\n"
         "# 2. vlmeval/config.py, in the Qwen2.5-VL series dict:\n"
-        f'"{model}": partial(\n'
+        f"{json.dumps(model)}: partial(\n"  # JSON strings are Python literals: quotes in names stay quoted
         "    Qwen2VLChatR1,\n"
-        f'    model_path="{model_path}",\n'
+        f"    model_path={json.dumps(model_path)},\n"
         "    min_pixels=1280 * 28 * 28,\n"
         "    max_pixels=16384 * 28 * 28,\n"
         "    use_custom_prompt=False,\n"
@@ -153,23 +153,42 @@ def pull_request_text(model: str, model_path: str, run: dict, scores: dict[str, 
     return "\n".join(lines) + "\n"
 
 
+def read_json_object(path: Path) -> dict:
+    """A JSON object from `path`; SubmissionError naming the file otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise SubmissionError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise SubmissionError(f"{path}: not a JSON object")
+    return data
+
+
 def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = None,
            model_path: str | None = None) -> list[Path]:
     """Write {out}.openvlm.json, {out}.reasoning.json, {out}.supported_vlm.py, {out}.pull_request.md."""
     scores_file = Path(work_dir) / model / "r1_scores.json"
     if not scores_file.exists():
         raise SubmissionError(f"{scores_file}: not found (run python -m bench.score --work-dir {work_dir})")
-    data = json.loads(scores_file.read_text())
-    scores = check_scores({d: m.get("accuracy") for d, m in data["datasets"].items()})
-    modes = sorted({str(m.get("verifier_mode")) for m in data["datasets"].values()})
+    data = read_json_object(scores_file)
+    datasets = data.get("datasets")
+    if not isinstance(datasets, dict) or not all(isinstance(m, dict) for m in datasets.values()):
+        raise SubmissionError(f"{scores_file}: no 'datasets' object of per-dataset metrics (re-run python -m bench.score)")
+    if meta_overrides is not None and not isinstance(meta_overrides, dict):
+        raise SubmissionError(f"--meta {json.dumps(meta_overrides)[:60]}: give a JSON object of META fields")
+    run_file = Path(work_dir) / model / "bench_run.json"
+    run = read_json_object(run_file) if run_file.exists() else {}
+    if run.get("status") == "failed":
+        raise SubmissionError(f"{run_file}: that evaluation failed ({'; '.join(f'{d}: {w}' for d, w in run.get('failed', {}).items())[:300]}); "
+                              "fix it and re-run bench.run before submitting")
+    scores = check_scores({d: m.get("accuracy") for d, m in datasets.items()})
+    modes = sorted({str(m.get("verifier_mode")) for m in datasets.values()})
     known = PAPER_MODELS[model].meta if model in PAPER_MODELS else {}
     meta = {"Verified": "No", **known, **(meta_overrides or {})}
     meta.setdefault("Method", [model, f"https://huggingface.co/{PAPER_MODELS['R1-ShareVL-7B'].hub_id}"])
     records = build_records(scores, model, meta)
     from bench.fileio import write_json_atomic, write_text_atomic
 
-    run_file = Path(work_dir) / model / "bench_run.json"
-    run = json.loads(run_file.read_text()) if run_file.exists() else {}
     if model_path is None:  # the weights that were evaluated: a paper model's hub id, else what bench.run loaded
         model_path = PAPER_MODELS[model].hub_id if model in PAPER_MODELS else run.get("model")
     if not model_path:

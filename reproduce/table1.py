@@ -59,11 +59,13 @@ def collect_scores(work_dirs: list[Path]) -> tuple[dict[str, dict[str, dict]], s
             raise TableError(f"{wd}: no */r1_scores.json (run `python -m bench.score --work-dir {wd}` first)")
         for f in files:
             try:
-                data = json.loads(f.read_text())
+                data = json.loads(f.read_text(encoding="utf-8"))
                 datasets = data["datasets"]
-            except (json.JSONDecodeError, KeyError) as exc:
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError) as exc:
                 raise TableError(f"{f}: not a scores file ({type(exc).__name__})") from None
-            model = data.get("model", f.parent.name)
+            if not isinstance(datasets, dict) or not all(isinstance(m, dict) for m in datasets.values()):
+                raise TableError(f"{f}: not a scores file ('datasets' is not an object of per-dataset metrics)")
+            model = str(data.get("model", f.parent.name))
             if model in origin:
                 raise TableError(f"model {model} is scored in both {origin[model]} and {f}; pass one of them")
             origin[model] = f

@@ -93,8 +93,10 @@ def test_one_line_names_the_culprit(files, build, needle):
     assert [p for p in after if p not in before and p.name not in ("out", "wd")] == []  # nothing half-written
 
 
-def run_env(port: int) -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "MASTER_PORT": str(port + os.getpid() % 50)}
+def run_env() -> dict[str, str]:
+    """No MASTER_PORT: two trainers at once each pick a free port (a pid-derived one collided)."""
+    return {**{k: v for k, v in os.environ.items() if k != "MASTER_PORT"}, "HF_HUB_OFFLINE": "1",
+            "PYTHONPATH": str(REPO)}
 
 
 def training(root: Path, model: Path, out: Path, *overrides: str) -> list[str]:
@@ -106,12 +108,12 @@ def test_a_second_trainer_on_one_output_dir_is_refused(files, tmp_path):
     root, model = files
     out = tmp_path / "shared"
     args = training(root, model, out, "trainer.max_steps=200")
-    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=run_env(29150))
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=run_env())
     try:
         while not ((out / ".lock").exists() and (out / ".lock").read_text().startswith("pid")):
             assert first.poll() is None, "the first run ended before taking the lock"
             time.sleep(0.1)  # until the first run holds the lock (the pytest timeout bounds the wait)
-        second = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=run_env(29210), timeout=300)
+        second = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=run_env(), timeout=300)
         assert second.returncode == 2
         assert f"trainer.output_dir={out} is in use by a running training (pid {first.pid})" in second.stderr
     finally:
@@ -121,7 +123,7 @@ def test_a_second_trainer_on_one_output_dir_is_refused(files, tmp_path):
 
 def test_cut_off_metrics_line_is_dropped_and_a_finished_rerun_keeps_its_summary(files, tmp_path):
     root, model = files
-    env = run_env(29260)
+    env = run_env()
     out = tmp_path / "run"
     args = training(root, model, out, "trainer.max_steps=1")
     subprocess.run(args, check=True, capture_output=True, cwd=REPO, env=env, timeout=300)

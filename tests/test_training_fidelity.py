@@ -50,7 +50,7 @@ def run_train(assets, out: Path, *overrides: str) -> list[dict]:
     cmd = [sys.executable, "-m", "train", "--config", str(TINY_CONFIG), f"worker.actor.model.model_path={model}",
            f"data.train_files={data}", f"trainer.output_dir={out}", "trainer.progress_bar=false",
            f"worker.reward.function={REWARD}", "trainer.save_freq=0", "worker.actor.zero_stage=0", *overrides]
-    env = {**os.environ, "MASTER_PORT": str(29300 + os.getpid() % 200 + hash(str(out)) % 50)}
+    env = {k: v for k, v in os.environ.items() if k != "MASTER_PORT"}  # each trainer picks a free port
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -1,21 +1,25 @@
-"""Checkpoints: model, optimizer and scheduler (DeepSpeed), RNG states, data position and step.
+"""Checkpoints: model, optimizer and scheduler (DeepSpeed), data position and step.
 
-Layout: `{output_dir}/checkpoints/step_{N}/` with `ds/` (DeepSpeed), `trainer_state.json`,
-`rng_rank{R}.pt` and `config.yaml`; `{output_dir}/checkpoints/latest` names the newest one.
-A checkpoint is written under `step_{N}.tmp` and renamed only when complete, and `latest` is
-replaced atomically after that, so a killed save never leaves a corrupt "latest".
+Layout: `{output_dir}/checkpoints/step_{N}/` with `ds/` (DeepSpeed), `trainer_state.json` and
+`config.yaml`; `{output_dir}/checkpoints/latest` names the newest one. A checkpoint is written
+under `step_{N}.tmp` and renamed only when complete, and `latest` is replaced atomically after
+that, so a killed save never leaves a corrupt "latest". A save that fails (a full disk) removes
+its `.tmp` folder and says why.
+
+No RNG state is stored: every step reseeds its generators from (trainer.seed, step, rank), so a
+resumed run draws exactly what an uninterrupted one would (`test_resume_is_exact`), and nothing
+has to be unpickled on resume.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import random
 import shutil
+import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 import torch.distributed as dist
 import yaml
 
@@ -23,6 +27,12 @@ from bench.errors import UsageError
 from bench.fileio import write_text_atomic
 
 DS_TAG = "ds"
+FULL_BELOW = 64 * 2**20
+"""Free bytes under which a failed save is reported as a full disk (torch's writer hides ENOSPC)."""
+
+
+class CheckpointError(UsageError):
+    """A checkpoint that could not be written; the message says why and what was cleaned up."""
 
 
 def _barrier() -> None:
@@ -39,63 +49,83 @@ def save_checkpoint(engine, output_dir: str | Path, step: int, state: dict, conf
     root = checkpoint_root(output_dir)
     final, tmp = root / f"step_{step}", root / f"step_{step}.tmp"
     rank = dist.get_rank() if dist.is_initialized() else 0
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    _barrier()
-    engine.save_checkpoint(str(tmp), tag=DS_TAG)
-    torch.save(
-        {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-        tmp / f"rng_rank{rank}.pt",
-    )
-    _barrier()
-    if rank == 0:
-        (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
-        (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        write_text_atomic(root / "latest", final.name + "\n")
-        for old in sorted(completed(root), key=_step_of)[:-save_limit]:
-            shutil.rmtree(old, ignore_errors=True)
+    try:
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        _barrier()
+        engine.save_checkpoint(str(tmp), tag=DS_TAG)
+        _barrier()
+        if rank == 0:
+            (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+            (tmp / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            write_text_atomic(root / "latest", final.name + "\n")
+            for old in sorted(completed(root), key=_step_of)[:-save_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+    except (OSError, RuntimeError) as exc:
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(save_failure(root, step, exc)) from exc
     _barrier()
     return final
+
+
+def save_failure(root: Path, step: int, exc: BaseException) -> str:
+    """One line on a failed save, after its partial folder has been removed."""
+    try:
+        free = shutil.disk_usage(root if root.exists() else root.parent).free
+    except OSError:
+        free = -1
+    full = getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in str(exc) or 0 <= free < FULL_BELOW
+    why = "No space left on device" if full else " ".join(str(exc).split())[:200] or type(exc).__name__
+    return (f"checkpoint step_{step} could not be written under {root} ({why}; {max(free, 0) / 2**30:.2f} GiB free "
+            f"there); its partial folder step_{step}.tmp was removed, earlier checkpoints are intact")
 
 
 def _step_of(path: Path) -> int:
     return int(path.name.split("_")[1])
 
 
+def is_complete(path: Path) -> bool:
+    """A checkpoint folder with its trainer state and its DeepSpeed folder."""
+    return (path / "trainer_state.json").is_file() and (path / DS_TAG).is_dir()
+
+
 def completed(root: Path) -> list[Path]:
-    return [p for p in root.glob("step_*") if not p.name.endswith(".tmp") and (p / "trainer_state.json").exists()]
+    return [p for p in root.glob("step_*") if not p.name.endswith(".tmp") and p.name[5:].isdigit() and is_complete(p)]
 
 
 def find_resume(output_dir: str | Path, resume: str) -> Path | None:
-    """The checkpoint to resume from: `auto` (latest complete one, if any), `none`, or a folder."""
+    """The checkpoint to resume from: `auto` (the newest complete one, if any), `none`, or a folder.
+    Under `auto`, an incomplete newest checkpoint is passed over with a message."""
     if resume == "none":
         return None
     if resume != "auto":
         path = Path(resume)
-        if not (path / "trainer_state.json").exists():
-            raise UsageError(f"trainer.resume={resume}: not a complete checkpoint folder")
+        if not is_complete(path):
+            raise UsageError(f"trainer.resume={resume}: not a complete checkpoint folder (it needs "
+                             f"trainer_state.json and {DS_TAG}/)")
         return path
     root = checkpoint_root(output_dir)
     latest = root / "latest"
-    if latest.exists():
-        path = root / latest.read_text().strip()
-        if (path / "trainer_state.json").exists():
-            return path
-    done = completed(root) if root.exists() else []
-    return max(done, key=_step_of) if done else None
+    named = None
+    if latest.is_file():
+        named = root / latest.read_text(encoding="utf-8", errors="replace").strip()
+        if is_complete(named):
+            return named
+    done = completed(root) if root.is_dir() else []
+    newest = max(done, key=_step_of) if done else None
+    incomplete = [p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp") and not is_complete(p)
+                  and (newest is None or not p.name[5:].isdigit() or _step_of(p) > _step_of(newest))] if root.is_dir() else []
+    for path in sorted(incomplete):
+        print(f"{path}: incomplete checkpoint (no trainer_state.json or {DS_TAG}/), passed over; resuming from "
+              f"{newest.name if newest else 'the start'}", file=sys.stderr)
+    return newest
 
 
 def load_checkpoint(engine, path: Path) -> dict:
-    """Restore engine state and RNG states; returns the trainer state (step, data position)."""
+    """Restore the engine's state; returns the trainer state (step, data position)."""
     engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    rng_file = path / f"rng_rank{rank}.pt"
-    if rng_file.exists():
-        rng = torch.load(rng_file, weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
     return json.loads((path / "trainer_state.json").read_text())

@@ -10,6 +10,12 @@ Invariants are checked when the config is built, with messages that say how to f
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import math
+import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -17,6 +23,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from bench.errors import UsageError
+from bench.registry import Registry
 from bench.verify import MODES as VERIFIER_MODES
 
 from .algos import (
@@ -33,6 +40,19 @@ from .rollout import ROLLOUT_ENGINES
 
 class ConfigError(UsageError, ValueError):
     """A config that cannot run: unknown key, wrong type, broken invariant, unreadable file."""
+
+
+LOGGERS: Registry[str] = Registry("logger")
+"""Where step metrics go; metrics.jsonl is written whatever this says."""
+LOGGERS.add("jsonl", "{output_dir}/metrics.jsonl (always written)")
+LOGGERS.add("console", "one line per step when the progress bar is off")
+LOGGERS.add("tensorboard", "{output_dir}/tensorboard (needs the tensorboard package)")
+LOGGERS.add("wandb", "Weights & Biases (needs the wandb package and a login)")
+
+REWARD_FUNCTION = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*")
+MAX_CONFIG_VALUES = 100_000
+"""A config tree larger than this, counting each use of a YAML alias, is refused at load: nine
+nested aliases of ten items each would otherwise expand to 10^9 values when the config is saved."""
 
 
 @dataclass
@@ -283,8 +303,29 @@ class Config:
         if not 0 <= ro.min_tokens <= d.max_response_length:
             problems.append(f"worker.rollout.min_tokens={ro.min_tokens} must be in [0, data.max_response_length="
                             f"{d.max_response_length}]")
-        if self.worker.reward.function is not None and ":" not in self.worker.reward.function:
-            problems.append("worker.reward.function must look like package.module:function")
+        fn = self.worker.reward.function
+        if isinstance(fn, str) and not REWARD_FUNCTION.fullmatch(fn):
+            problems.append(f"worker.reward.function={fn!r} must look like package.module:function")
+        optim, tr = actor.optim, self.trainer
+        bounds = [("worker.actor.optim.lr", optim.lr, 0, None), ("worker.actor.optim.weight_decay", optim.weight_decay, 0, None),
+                  ("worker.actor.optim.lr_warmup_steps", optim.lr_warmup_steps, 0, None),
+                  ("worker.actor.max_grad_norm", actor.max_grad_norm, 0, None),
+                  ("worker.actor.clip_ratio_low", actor.clip_ratio_low, 0, None),
+                  ("worker.actor.clip_ratio_high", actor.clip_ratio_high, 0, None),
+                  ("worker.actor.clip_ratio_dual", actor.clip_ratio_dual, 1, None), ("algorithm.kl_coef", a.kl_coef, 0, None),
+                  ("worker.rollout.top_p", ro.top_p, 0, 1), ("worker.rollout.gpu_memory_utilization", ro.gpu_memory_utilization, 0, 1),
+                  ("worker.reward.timeout_s", self.worker.reward.timeout_s, 0, None)]
+        problems += [f"{key}={value} must be >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+                     for key, value, lo, hi in bounds if value < lo or (hi is not None and value > hi)]
+        if not ro.temperature > 0:
+            problems.append(f"worker.rollout.temperature={ro.temperature} must be > 0 (sampling)")
+        if ro.top_k != -1 and ro.top_k < 1:
+            problems.append(f"worker.rollout.top_k={ro.top_k} must be -1 (off) or >= 1")
+        if self.worker.reward.workers is not None and self.worker.reward.workers < 1:
+            problems.append(f"worker.reward.workers={self.worker.reward.workers} must be >= 1 (or null: one per core)")
+        if len(optim.betas) != 2 or not all(0 <= b < 1 for b in optim.betas):
+            problems.append(f"worker.actor.optim.betas={optim.betas} must be two numbers in [0, 1)")
+        problems += [f"trainer.logger: {LOGGERS.unknown(name)}" for name in tr.logger if name not in LOGGERS]
         if problems:
             raise ConfigError("invalid config: " + "; ".join(problems))
 
@@ -350,6 +391,7 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
             raise ConfigError(f"{file}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
         if not isinstance(layer, dict):
             raise ConfigError(f"{file}: the config must be a mapping")
+        _check_size(layer, str(file))
         tree = _merge(tree, layer)
     for item in overrides or []:
         if "=" not in item:
@@ -359,27 +401,100 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+        _check_size(value, f"override {key.strip()}")
         _set_dotted(tree, key.strip(), value)
     cfg = _build(Config, tree, "")
     _check_types(cfg, "")
     cfg.validate()
+    reward_function(cfg)  # a custom reward that cannot be imported stops here, before any work
     return cfg
+
+
+def _check_size(tree: Any, where: str) -> None:
+    """Refuse a YAML value whose expansion (each alias counted every time it is used) exceeds
+    MAX_CONFIG_VALUES; the walk stops as soon as it has counted that many."""
+    count, stack = 0, [tree]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(f"{where}: the config expands to more than {MAX_CONFIG_VALUES:,} values "
+                              "(nested YAML aliases?); write the values out")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def reward_function(cfg: Config) -> Callable[[list[str], list[str]], list[float]] | None:
+    """The custom reward `worker.reward.function` names, imported; None for the verifier's own."""
+    spec = cfg.worker.reward.function
+    if spec is None:
+        return None
+    module_name, name = spec.split(":")
+    key = f"worker.reward.function={spec}"
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{key}: cannot import {module_name} ({exc})") from None
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"{key}: {module_name} has no function {name}")
+    return fn
 
 
 def _check_types(obj, path: str) -> None:
     """Coerce ints and numeric strings given for float fields (PyYAML reads `1e-6`, without a dot,
-    as a string); reject values of the wrong type with their key."""
+    as a string); reject values of the wrong type, and non-finite floats, with their key."""
     hints = get_type_hints(type(obj))
     for f in fields(obj):
         value, hint = getattr(obj, f.name), hints[f.name]
         if dataclasses.is_dataclass(value):
             _check_types(value, f"{path}{f.name}.")
-        elif hint is float and isinstance(value, int) and not isinstance(value, bool):
-            setattr(obj, f.name, float(value))
-        elif hint is float and isinstance(value, str) and _is_float(value):
-            setattr(obj, f.name, float(value))
-        elif hint in (int, float, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            raise ConfigError(f"config key {path}{f.name} must be {hint.__name__}, got {value!r}")
+            continue
+        ok, coerced = _coerce(value, hint)
+        if not ok:
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise ConfigError(f"config key {path}{f.name} must be {_describe(hint)}, got {shown}")
+        setattr(obj, f.name, coerced)
+
+
+def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(whether `value` is a `hint`, the value as one): scalars, `X | None` and `list[X]`."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        for arm in typing.get_args(hint):
+            ok, coerced = _coerce(value, arm)
+            if ok:
+                return True, coerced
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, list):
+            return False, value
+        items = [_coerce(v, typing.get_args(hint)[0]) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if hint is float:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True, float(value)
+        if isinstance(value, str) and _is_float(value):
+            return True, float(value)
+        return isinstance(value, float) and math.isfinite(value), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    return isinstance(value, hint), value
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is list:
+        item = typing.get_args(hint)[0]
+        return "a list of " + {float: "finite numbers", int: "whole numbers", str: "strings"}.get(item, _describe(item))
+    return {float: "a finite number", int: "a whole number", bool: "true or false", str: "a string"}.get(hint, str(hint))
 
 
 def _is_float(text: str) -> bool:

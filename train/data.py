@@ -60,6 +60,8 @@ def decode_image(ref: Any, base_dir: Path) -> Image.Image:
         image = Image.open(io.BytesIO(bytes(ref)))
     elif isinstance(ref, str):
         path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+        if not path.is_file():  # a FIFO or a device would block or never end
+            raise ValueError(f"{path}: {'no such file' if not path.exists() else 'not a regular file'}")
         image = Image.open(path)
     else:
         raise ValueError(f"unsupported image value of type {type(ref).__name__}")
@@ -101,6 +103,10 @@ def read_records(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
         else:
             records = _json(_utf8(data, path), path)
         if isinstance(records, dict):  # {"column": [values, ...]}
+            lengths = {k: len(v) if isinstance(v, list) else None for k, v in records.items()}
+            if None in lengths.values() or len(set(lengths.values())) > 1:
+                raise DataError(f"{path}: a column-form JSON needs one list per column, all of one length "
+                                f"(lengths: {', '.join(f'{k}={n}' for k, n in list(lengths.items())[:8])})")
             records = [dict(zip(records, values, strict=True)) for values in zip(*records.values(), strict=True)]
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise DataError(f"{path}: expected JSON objects, one per row")
@@ -123,6 +129,8 @@ def _json(text: str, path: Path, line: int | None = None) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path} line {line or e.lineno}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}{f' line {line}' if line else ''}: JSON nested too deep to read") from None
 
 
 def _missing(value: Any) -> bool:
@@ -212,7 +220,11 @@ def load_rows(cfg: DataConfig, processor, log=print, min_variants: int = 1) -> t
         longest = max([question, *rewrites], key=len)
         messages = build_messages(longest, len(decoded), LONGEST_INSTRUCTION)
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        length = processor(text=[text], images=decoded or None, return_tensors="pt")["input_ids"].shape[1]
+        try:
+            length = processor(text=[text], images=decoded or None, return_tensors="pt")["input_ids"].shape[1]
+        except ValueError as exc:  # e.g. Qwen's resize refuses an aspect ratio over 200 (a 4000x1 image)
+            skip("unprocessable_image", where, f"the processor refuses it ({' '.join(str(exc).split())[:160]})")
+            continue
         if length > cfg.max_prompt_length:
             skip("prompt_too_long", where, f"prompt of {length} tokens > data.max_prompt_length={cfg.max_prompt_length}")
             continue

@@ -45,7 +45,7 @@ def parse_new_questions(value: object, where: str | None = None) -> list[str]:
             return []
         try:
             value = json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             try:
                 value = ast.literal_eval(text)
             except (ValueError, SyntaxError, MemoryError, RecursionError):
@@ -181,16 +181,24 @@ def draw_image_variant(
     return ImageVariant([t.apply(im, rng) for im in images], t.name, t.instruction)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     import argparse
+
+    from bench.errors import exit_on_usage_error
 
     from .rewrite import add_arguments, rewrite
 
     parser = argparse.ArgumentParser(prog="python -m train.expand", description="Question-space expansion tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     add_arguments(commands.add_parser("rewrite", help="K paraphrases per question from a chat endpoint"))
-    rewrite(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        rewrite(args)
+        return 0
+
+    return exit_on_usage_error(run)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

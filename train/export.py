@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from .checkpoint import DS_TAG
+from bench.errors import UsageError, exit_on_usage_error
+
+from .checkpoint import DS_TAG, is_complete
 
 
 def consolidated_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
@@ -31,8 +33,9 @@ def export(checkpoint: str | Path, out: str | Path) -> Path:
     from bench.processing import load_processor
 
     checkpoint, out = Path(checkpoint), Path(out)
-    if not (checkpoint / "trainer_state.json").exists():
-        raise FileNotFoundError(f"{checkpoint}: not a complete training checkpoint (no trainer_state.json)")
+    if not is_complete(checkpoint):
+        raise UsageError(f"{checkpoint}: not a complete training checkpoint (it needs trainer_state.json and "
+                         f"{DS_TAG}/)")
     cfg = yaml.safe_load((checkpoint / "config.yaml").read_text())
     base = cfg["worker"]["actor"]["model"]["model_path"]
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
@@ -58,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", type=Path, help="a checkpoints/step_N folder")
     parser.add_argument("out", type=Path)
     args = parser.parse_args(argv)
-    print(f"exported to {export(args.checkpoint, args.out)}")
-    return 0
+    return exit_on_usage_error(lambda: print(f"exported to {export(args.checkpoint, args.out)}"))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from bench.errors import UsageError
 from bench.fileio import write_table_atomic
 
 SYSTEM_PROMPT = (
@@ -108,7 +109,7 @@ def rewrite(args: argparse.Namespace) -> dict:
 
     df = read_table(args.input)
     if args.question_key not in df.columns:
-        raise SystemExit(f"{args.input}: no column {args.question_key!r} (columns: {', '.join(df.columns)})")
+        raise UsageError(f"{args.input}: no column {args.question_key!r} (columns: {', '.join(df.columns)})")
     partial = args.output.with_name(args.output.name + ".partial.jsonl")
     done = load_progress(partial)
     client = OpenAI(
@@ -147,6 +148,9 @@ def rewrite(args: argparse.Namespace) -> dict:
             done[i] = kept[: args.k]
             log.write(json.dumps({"index": i, "new_questions": done[i]}, ensure_ascii=False) + "\n")
             log.flush()
+    if todo and stats["failed_rows"] == len(todo) and not done:
+        raise UsageError(f"every request to {args.endpoint} failed ({len(todo)} rows; see the messages above); "
+                         f"nothing written to {args.output}")
     out = df.copy()
     out["new_questions"] = [done.get(i, []) for i in range(len(df))]
     write_table_atomic(out, args.output)
@@ -170,3 +174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+if __name__ == "__main__":  # `python -m train.rewrite ...` is `python -m train.expand rewrite ...`
+    from .expand import main
+
+    raise SystemExit(main(["rewrite", *sys.argv[1:]]))

@@ -227,15 +227,21 @@ def build_published(out: str | Path, hub_id: str, seed: int = 0) -> Path:
     return _write(out, tokenizer, published_config_for(tokenizer, hub_id), spec, seed)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    from bench.errors import exit_on_usage_error
+
     parser = argparse.ArgumentParser(prog="python -m train.tiny", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     args = parser.parse_args(argv)
-    path = build_tiny(args.out, args.seed, args.size)
-    print(f"tiny Qwen2.5-VL ({args.size}, seed {args.seed}) written to {path}")
+
+    def run() -> None:
+        path = build_tiny(args.out, args.seed, args.size)
+        print(f"tiny Qwen2.5-VL ({args.size}, seed {args.seed}) written to {path}")
+
+    return exit_on_usage_error(run)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -57,7 +57,6 @@ Where this differs from the released code, and why:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import math
 import os
@@ -76,12 +75,13 @@ from torch import Tensor
 
 from bench.errors import UsageError, exit_on_usage_error
 from bench.fileio import write_text_atomic
+from bench.lock import hold_folder_lock
 from bench.processing import load_processor
 from bench.verify import Grade, grade_many
 
 from . import algos
 from .checkpoint import find_resume, load_checkpoint, save_checkpoint
-from .config import AlgorithmConfig, Config, config_to_dict
+from .config import AlgorithmConfig, Config, config_to_dict, reward_function
 from .data import Row, build_messages, load_rows
 from .encoding import Prompts, collate, encode_prompts, model_device
 from .expand import draw_image_variant, draw_text_variants
@@ -97,7 +97,8 @@ def init_distributed() -> tuple[int, int]:
     os.environ.setdefault("WORLD_SIZE", "1")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
+    if "MASTER_PORT" not in os.environ:  # a launcher sets it; alone, any free port (a fixed one may be taken)
+        os.environ["MASTER_PORT"] = str(free_port())
     import deepspeed
 
     if not torch.cuda.is_available():
@@ -111,6 +112,15 @@ def init_distributed() -> tuple[int, int]:
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def deepspeed_config(cfg: Config, world: int) -> dict:
@@ -237,7 +247,7 @@ def set_up(cfg: Config) -> Run:
     BatchPlan.from_config(cfg, world)  # checks that questions divide over the ranks
     out_dir = Path(tr.output_dir)
     check_model_path(actor.model.model_path)
-    lock = lock_output_dir(out_dir) if rank == 0 else None
+    lock = hold_folder_lock(out_dir, "trainer.output_dir", "training") if rank == 0 else None
     try:
         processor = load_processor(actor.model.model_path)
     except OSError as exc:
@@ -255,38 +265,11 @@ def set_up(cfg: Config) -> Run:
     engine, scheduler = build_engine(model, cfg, world)
     if ref_model is not None:
         ref_model.to(model_device(engine))
-    reward_fn = None
-    if cfg.worker.reward.function:
-        module, name = cfg.worker.reward.function.split(":")
-        reward_fn = getattr(importlib.import_module(module), name)
+    reward_fn = reward_function(cfg)
     if rank == 0:
         write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     return Run(cfg, rank, world, processor, engine, scheduler, ref_model, make_rollout(cfg.worker.rollout.name, processor, cfg),
                reward_fn, rows, skipped, DataOrder(len(rows), tr.seed, d.shuffle, rank, world), out_dir, lock)
-
-
-def lock_output_dir(out_dir: Path):
-    """Create `out_dir` and hold an exclusive lock on it for the life of this process: a second
-    run on the same folder would interleave its metrics and checkpoints with this one's."""
-    import fcntl
-
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        handle = (out_dir / ".lock").open("a+")
-    except OSError as exc:
-        raise UsageError(f"trainer.output_dir={out_dir}: cannot write there ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        raise UsageError(f"trainer.output_dir={out_dir} is in use by a running training ({owner}); wait for it to "
-                         "end or choose another trainer.output_dir") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}")
-    handle.flush()
-    return handle
 
 
 def check_model_path(path: str) -> None:
@@ -558,7 +541,7 @@ def resume(run: Run) -> tuple[int, dict[str, float]]:
 
 
 def checkpoint(run: Run, step: int, metrics: dict[str, float]) -> None:
-    """Collective: the model, optimizer, RNG states and every rank's data position."""
+    """Collective: the model, optimizer and every rank's data position."""
     positions = [run.order.position] * run.world
     if run.world > 1:
         t = torch.tensor([run.order.position if r == run.rank else 0 for r in range(run.world)])
@@ -678,6 +661,18 @@ def train(cfg: Config) -> dict:
     return metrics
 
 
+def planned_world_size(given: int | None) -> int:
+    """--world-size, else $WORLD_SIZE, else 1; each must be a whole number >= 1."""
+    if given is not None:
+        if given < 1:
+            raise UsageError(f"--world-size {given}: must be >= 1")
+        return given
+    raw = os.environ.get("WORLD_SIZE", "1")
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise UsageError(f"WORLD_SIZE={raw!r}: must be a whole number >= 1")
+    return int(raw)
+
+
 def _finite(metrics: dict[str, float]) -> bool:
     return all(math.isfinite(v) for v in metrics.values())
 
@@ -704,8 +699,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             from .plan import dry_run, report
 
-            print(report(dry_run(cfg, args.world_size or int(os.environ.get("WORLD_SIZE", "1")))))
+            print(report(dry_run(cfg, planned_world_size(args.world_size))))
             return 0
+        planned_world_size(None)  # a malformed $WORLD_SIZE stops here, not inside torch.distributed
         with contextlib.suppress(KeyboardInterrupt):
             metrics = train(cfg)
             return 0 if _finite(metrics) else 1

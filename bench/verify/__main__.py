@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,9 @@ def read_jsonl(path: Path) -> list[InputRow]:
             row = json.loads(text)
         except json.JSONDecodeError as exc:
             rows.append(InputRow(n, problem=f"{where}: not valid JSON ({exc.msg})"))
+            continue
+        except RecursionError:
+            rows.append(InputRow(n, problem=f"{where}: not valid JSON here (nested too deep)"))
             continue
         answer = row.get("answer") if isinstance(row, dict) else None
         if not isinstance(row, dict) or not isinstance(row.get("response"), str) or \
@@ -101,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     return exit_on_usage_error(lambda: run(args))
 
 
+MAX_TIMEOUT_S = 3600.0
+
+
 def run(args: argparse.Namespace) -> int:
+    if not (math.isfinite(args.timeout) and 0 < args.timeout <= MAX_TIMEOUT_S):
+        raise UsageError(f"--timeout {args.timeout}: give seconds per answer in (0, {MAX_TIMEOUT_S:g}]")
     if args.response is not None:
         if args.answer is None:
             raise UsageError("--response needs --answer")
@@ -110,8 +119,10 @@ def run(args: argparse.Namespace) -> int:
     if args.agreement:
         print(agreement(args.table, args.timeout))
         return 0
-    if not args.jsonl.is_file():
+    if not args.jsonl.exists():
         raise UsageError(f"--jsonl {args.jsonl}: no such file")
+    if not args.jsonl.is_file():
+        raise UsageError(f"--jsonl {args.jsonl}: not a regular file")
     rows = read_jsonl(args.jsonl)
     problems = [r.problem for r in rows if r.problem]
     for problem in problems:

@@ -1,0 +1,254 @@
+"""What `bench.run` checks before VLMEvalKit sees a dataset or a model, and after it has run.
+
+VLMEvalKit keys every prediction by the TSV's `index` column and catches every error of a dataset
+(it logs the traceback and goes on), so a broken input can end in predictions that look right.
+These checks turn each such input into one line that names the file and the rows:
+
+- `check_tsv`: a readable, non-empty TSV with `index` and `image` (or `image_path`) columns;
+  every index present and unique (duplicates make every row of an index get one prediction);
+  the images of the rows that will run decode.
+- Cells that VLMEvalKit evaluates as Python must be literals, since nothing from a data file may
+  run: `index` (`vlmeval/smp/misc.py` `istype` calls `eval` on it), `image` and `image_path`
+  written as lists (`toliststr` calls `eval`), and `choices` (MathVista's and MathVision's
+  scorers, `vlmeval/dataset/utils/mathvista.py` and `mathv.py`, call `eval`).
+- `check_model_folder`: a local checkpoint has a `config.json` that parses and weights whose
+  safetensors headers parse.
+- `prediction_problem`: after the run, a dataset's predictions cover exactly the items it had to
+  answer, and VLMEvalKit recorded no error for it in this run.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import io
+import json
+import re
+import stat
+from pathlib import Path
+
+import pandas as pd
+
+SAFE_INDEX = re.compile(r"^[A-Za-z0-9_.\-]+$")  # no brackets or quotes: nothing a call can be made of
+SHOWN = 5  # rows named in one message
+
+
+def _rows(labels: list[str]) -> str:
+    more = f" and {len(labels) - SHOWN} more" if len(labels) > SHOWN else ""
+    return ", ".join(labels[:SHOWN]) + more
+
+
+def _is_list_cell(value: str) -> bool:
+    return value.startswith("[") and value.endswith("]")  # VLMEvalKit's toliststr test
+
+
+def _is_literal(value: str) -> bool:
+    """Whether `ast.literal_eval` accepts `value`: then Python's eval of it runs nothing either."""
+    try:
+        ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _literal_strings(value: str) -> list[str] | None:
+    """The strings of a list literal, or None when `value` is anything else (never evaluated)."""
+    try:
+        parsed = ast.literal_eval(value)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
+        return parsed
+    return None
+
+
+def _image_problem(encoded: str) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return "image is not valid base64"
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return "image does not decode"
+    return None
+
+
+def read_tsv(path: Path) -> pd.DataFrame:
+    """A dataset TSV as strings; ValueError with one line for a file that is not one."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+    try:
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not a readable TSV ({first})") from None
+
+
+def check_tsv(path: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """(problems, notes) of a dataset TSV as VLMEvalKit will read it; each one line naming `path`.
+
+    Problems stop the run; notes (rows without an image, which VLMEvalKit skips) are printed. The
+    images of the first `limit` rows with an image (all, without a limit) are decoded."""
+    try:
+        frame = read_tsv(path)
+    except ValueError as exc:
+        return [str(exc)], []
+    problems, notes = [], []
+    missing = [c for c in ("index",) if c not in frame.columns]
+    if "image" not in frame.columns and "image_path" not in frame.columns:
+        missing.append("image")
+    if missing:
+        return [f"{path}: no {' or '.join(repr(c) for c in missing)} column (columns: {', '.join(frame.columns)})"], []
+    index = frame["index"].str.strip()
+    rows = [f"row {k + 1}" for k in range(len(frame))]
+    empty = [rows[k] for k in range(len(frame)) if not index.iloc[k]]
+    if empty:
+        problems.append(f"{path}: no index in {_rows(empty)}")
+    unsafe = [f"{rows[k]} ({index.iloc[k][:40]!r})" for k in range(len(frame))
+              if index.iloc[k] and not SAFE_INDEX.match(index.iloc[k])]
+    if unsafe:
+        problems.append(f"{path}: index cells that are not plain numbers or names (VLMEvalKit evaluates them as Python): "
+                        f"{_rows(unsafe)}")
+    counts = index[index != ""].value_counts()
+    duplicated = counts[counts > 1]
+    if len(duplicated):
+        problems.append(f"{path}: duplicate index values "
+                        + _rows([f"{value} ({n} rows)" for value, n in duplicated.items()])
+                        + "; every index must be unique, or rows get one another's predictions")
+    for column, must_eval in (("image_path", _is_list_cell), ("choices", bool)):
+        if column in frame.columns:
+            bad = [rows[k] for k, v in enumerate(frame[column].str.strip()) if must_eval(v) and not _is_literal(v)]
+            if bad:
+                problems.append(f"{path}: {column} cells that are not Python literals (VLMEvalKit evaluates them): "
+                                f"{_rows(bad)}")
+    if "image" in frame.columns:
+        problems += _image_problems(path, frame, index, rows, limit, notes)
+    return problems, notes
+
+
+def _image_problems(path: Path, frame: pd.DataFrame, index: pd.Series, rows: list[str], limit: int | None,
+                    notes: list[str]) -> list[str]:
+    images = frame["image"]
+    no_image = [rows[k] for k in range(len(frame)) if not images.iloc[k].strip()]
+    if no_image:
+        notes.append(f"{path}: {len(no_image)} row(s) without an image, which VLMEvalKit skips: {_rows(no_image)}")
+    by_index = dict(zip(index, images, strict=True))
+    with_image = [k for k in range(len(frame)) if images.iloc[k].strip()]
+    bad = []
+    for k in with_image[:limit] if limit else with_image:
+        value = images.iloc[k].strip()
+        if len(value) <= 64:  # VLMEvalKit reads a short value as the index of the row holding the image
+            target = by_index.get(value, "")
+            if len(target.strip()) <= 64:
+                bad.append(f"{rows[k]}: image refers to index {value[:40]!r}, which holds no image")
+                continue
+            value = target.strip()
+        if _is_list_cell(value):
+            encoded = _literal_strings(value)
+            if encoded is None:
+                bad.append(f"{rows[k]}: image list is not a list of strings (VLMEvalKit evaluates it as Python)")
+                continue
+        else:
+            encoded = [value]
+        problem = next((p for p in map(_image_problem, encoded) if p), None)
+        if problem:
+            bad.append(f"{rows[k]}: {problem}")
+    return [f"{path}: {_rows(bad)}"] if bad else []
+
+
+def expected_indices(path: Path, limit: int | None) -> list[str]:
+    """The indices VLMEvalKit will answer: rows with an image, the first `limit` of them."""
+    frame = read_tsv(path)
+    if "image" in frame.columns:
+        frame = frame[frame["image"].str.strip() != ""]
+    index = list(frame["index"].str.strip())
+    return index[:limit] if limit else index
+
+
+def check_model_folder(path: Path) -> list[str]:
+    """Problems of a local checkpoint folder that would make VLMEvalKit's model fail to load."""
+    config = path / "config.json"
+    if not config.is_file():
+        return [f"{path}: no config.json (not a Hugging Face checkpoint folder)"]
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{config}: not valid JSON ({exc})"]
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights and not any(path.glob("pytorch_model*.bin")):
+        return [f"{path}: no weights (*.safetensors or pytorch_model*.bin)"]
+    problems = []
+    for file in weights:
+        problem = _safetensors_problem(file)
+        if problem:
+            problems.append(f"{file}: {problem}")
+    return problems
+
+
+def _safetensors_problem(file: Path) -> str | None:
+    """The safetensors layout: an 8-byte header length, a JSON header, then exactly the bytes it
+    describes (a cut-off or overwritten file fails here, before a model is built)."""
+    size = file.stat().st_size
+    try:
+        with file.open("rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if size < 8 or length > size - 8:
+                return "not a safetensors file (its header is cut off)"
+            header = json.loads(f.read(length))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"not a safetensors file ({type(exc).__name__})"
+    if not isinstance(header, dict):
+        return "not a safetensors file (its header is not a JSON object)"
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
+            and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2]
+    if len(ends) != len([k for k in header if k != "__metadata__"]):
+        return "not a safetensors file (a tensor entry has no data_offsets)"
+    if 8 + length + max(ends, default=0) != size:
+        return f"cut off or padded: its header describes {8 + length + max(ends, default=0)} bytes, the file has {size}"
+    return None
+
+
+def _key(index) -> str:
+    """An index as VLMEvalKit files it: integer-looking ones become ints (so "007" is 7)."""
+    text = str(index).strip()
+    return str(int(text)) if re.fullmatch(r"-?\d+", text) else text
+
+
+def prediction_problem(model_dir: Path, name: str, dataset: str, expected: list[str] | None,
+                       since: str) -> str | None:
+    """Why the (model, dataset) pair did not finish, or None. `expected`: the indices it had to
+    answer (None when the TSV is not local); `since`: this run's start, ISO 8601, as VLMEvalKit
+    stamps status.json."""
+    from .score import PRED_SUFFIXES, ResultsError, read_predictions
+
+    try:
+        status = json.loads((model_dir / "status.json").read_text(encoding="utf-8"))
+        entry = status.get("datasets", {}).get(dataset, {}) if isinstance(status, dict) else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        entry = {}
+    if isinstance(entry, dict) and entry.get("error_message") and str(entry.get("updated_at", "")) >= since:
+        message = " ".join(str(entry["error_message"]).split())
+        return f"VLMEvalKit: {message[:300] or 'failed'}"
+    found = [model_dir / f"{name}_{dataset}{s}" for s in PRED_SUFFIXES if (model_dir / f"{name}_{dataset}{s}").exists()]
+    if not found:
+        return "no prediction file was written (see VLMEvalKit's log above)"
+    try:
+        frame = read_predictions(found[0])
+    except ResultsError as exc:
+        return str(exc)
+    if expected is not None:
+        got = [_key(i) for i in frame["index"]] if "index" in frame.columns else []
+        if sorted(got) != sorted(map(_key, expected)):
+            return f"{found[0].name} answers {len(set(got) & set(map(_key, expected)))} of the {len(expected)} items it had to"
+    return None

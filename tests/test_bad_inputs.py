@@ -1,0 +1,393 @@
+"""Inputs that used to hang, execute, abort a whole run or end in a traceback: each is now named in
+one line and refused at load, or counted and skipped."""
+
+from __future__ import annotations
+
+import ast
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.errors import UsageError, exit_on_usage_error
+from bench.lock import hold_folder_lock
+from train.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "reproduce" / "configs" / "tiny_cpu.yaml"
+
+
+def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=REPO, timeout=timeout,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **(env or {})})
+
+
+def one_error(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-3000:]
+    return lines[0]
+
+
+# ---------------------------------------------------------------- config values that passed validation
+ALIASES = "a: &a [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n" + "".join(
+    f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=False)) + "trainer: {logger: *i}\n"
+
+
+def test_yaml_aliases_that_expand_beyond_a_bound_are_refused_at_load(tmp_path):
+    (tmp_path / "bomb.yaml").write_text(ALIASES)
+    with pytest.raises(ConfigError, match=r"bomb.yaml: the config expands to more than 100,000 values"):
+        load_config(tmp_path / "bomb.yaml")
+    with pytest.raises(ConfigError, match="override trainer.logger: the config expands"):
+        load_config(TINY, ["trainer.logger=[" + ", ".join(["x"] * 100_001) + "]"])
+    (tmp_path / "small.yaml").write_text("trainer: {project_name: &p shared, experiment_name: *p}\n")  # ordinary
+    assert load_config([TINY, tmp_path / "small.yaml"]).trainer.experiment_name == "shared"
+
+
+BAD_VALUES = [
+    ("worker.reward.function=5", "config key worker.reward.function must be a string or null, got 5"),
+    ("worker.reward.function=nosuchmod:fn", "worker.reward.function=nosuchmod:fn: cannot import nosuchmod"),
+    ("worker.reward.function=tests.helpers.rewards:nosuchfn",
+     "worker.reward.function=tests.helpers.rewards:nosuchfn: tests.helpers.rewards has no function nosuchfn"),
+    ("worker.reward.function=a:b:c", "worker.reward.function='a:b:c' must look like package.module:function"),
+    ("algorithm.image_transforms=5", "algorithm.image_transforms must be a list of strings or null, got 5"),
+    ("worker.actor.optim.betas=abc", "worker.actor.optim.betas must be a list of finite numbers, got 'abc'"),
+    ("worker.actor.optim.betas=[0.9]", "worker.actor.optim.betas=[0.9] must be two numbers in [0, 1)"),
+    ("trainer.logger=5", "trainer.logger must be a list of strings, got 5"),
+    ("trainer.logger=[jsonl, nope]", "trainer.logger: unknown logger 'nope'; valid names: jsonl, console"),
+    ("worker.rollout.temperature=-1", "worker.rollout.temperature=-1.0 must be > 0"),
+    ("worker.actor.optim.lr=.nan", "worker.actor.optim.lr must be a finite number, got nan"),
+    ("worker.actor.optim.lr=-1e-6", "worker.actor.optim.lr=-1e-06 must be >= 0"),
+    ("worker.rollout.top_p=1.5", "worker.rollout.top_p=1.5 must be >= 0 and <= 1"),
+    ("worker.rollout.top_k=0", "worker.rollout.top_k=0 must be -1 (off) or >= 1"),
+    ("worker.reward.workers=0", "worker.reward.workers=0 must be >= 1"),
+    ("worker.reward.timeout_s=.inf", "worker.reward.timeout_s must be a finite number, got inf"),
+]
+
+
+@pytest.mark.parametrize(("override", "needle"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_values_that_used_to_crash_later_are_refused_at_load(override, needle):
+    with pytest.raises(ConfigError) as info:
+        load_config(TINY, [override])
+    assert needle in str(info.value)
+
+
+def test_a_custom_reward_function_is_imported_at_load():
+    from train.config import reward_function
+
+    cfg = load_config(TINY, ["worker.reward.function=tests.helpers.rewards:length_parity"])
+    from tests.helpers.rewards import length_parity
+
+    assert reward_function(cfg) is length_parity and reward_function(load_config(TINY)) is None
+
+
+@pytest.mark.parametrize(("args", "env", "needle"), [
+    (["--world-size", "0"], {}, "error: --world-size 0: must be >= 1"),
+    ([], {"WORLD_SIZE": "abc"}, "error: WORLD_SIZE='abc': must be a whole number >= 1"),
+], ids=["world-size 0", "WORLD_SIZE=abc"])
+def test_world_sizes_that_planned_for_one_gpu_are_refused(args, env, needle):
+    assert one_error(cli("train", "--config", str(TINY), "--dry-run", *args, env=env)) == needle
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-1"])
+def test_verify_timeout_must_be_a_finite_positive_number(value):
+    line = one_error(cli("bench.verify", "--response", "\\boxed{1}", "--answer", "1", "--timeout", value))
+    assert line.startswith(f"error: --timeout {float(value)}: give seconds per answer in (0, 3600]")
+
+
+# ---------------------------------------------------------------- one bad row, counted and skipped
+def test_deeply_nested_rewrites_are_a_bad_row_not_a_crash(tmp_path):
+    from bench.verify.__main__ import read_jsonl
+    from train.expand import parse_new_questions
+
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(ValueError, match="new_questions is not a JSON or Python list"):
+        parse_new_questions(deep)
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"response": "\\boxed{1}", "answer": "1"}) + "\n" + deep + "\n")
+    rows = read_jsonl(tmp_path / "rows.jsonl")
+    assert rows[0].problem is None and rows[1].problem == f"{tmp_path / 'rows.jsonl'}:2: not valid JSON here (nested too deep)"
+
+
+def test_training_rows_with_a_fifo_a_thin_image_or_deep_rewrites_are_skipped(tmp_path):
+    """A FIFO used to block the loader forever; a 4000x1 image raised from the processor; 100,000
+    nested brackets raised RecursionError. Each is now one skipped row; the good row is kept."""
+    from PIL import Image
+
+    from bench.processing import load_processor
+    from train.config import DataConfig
+    from train.data import load_rows
+    from train.tiny import build_tiny
+
+    processor = load_processor(build_tiny(tmp_path / "model", seed=0))
+    Image.new("RGB", (56, 56), (255, 0, 0)).save(tmp_path / "ok.png")
+    Image.new("RGB", (4000, 1), (255, 0, 0)).save(tmp_path / "thin.png")
+    os.mkfifo(tmp_path / "fifo.png")
+    rows = [{"problem": "<image>How many?", "answer": "1", "images": [name]} for name in ("ok.png", "fifo.png", "thin.png")]
+    rows.append({"problem": "<image>How many?", "answer": "1", "images": ["ok.png"], "new_questions": "[" * 100_000})
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    messages = []
+    kept, skipped = load_rows(DataConfig(train_files=str(path), min_pixels=3136, max_pixels=12544, max_prompt_length=512),
+                              processor, log=lambda m, **_: messages.append(m))
+    assert [r.source for r in kept] == [f"{path} row 0"]
+    assert dict(skipped) == {"unreadable_image": 1, "unprocessable_image": 1, "bad_rewrites": 1}
+    assert any(f"{path} row 1: skipped: image unreadable" in m and "not a regular file" in m for m in messages)
+    assert any(f"{path} row 2: skipped: the processor refuses it" in m for m in messages)
+
+
+def test_column_json_with_columns_of_different_lengths_is_named(tmp_path):
+    from train.data import DataError, read_records
+
+    (tmp_path / "cols.json").write_text(json.dumps({"problem": ["a", "b"], "answer": ["1"]}))
+    with pytest.raises(DataError, match=r"cols.json: a column-form JSON needs one list per column, all of one length "
+                                        r"\(lengths: problem=2, answer=1\)"):
+        read_records(tmp_path / "cols.json")
+
+
+def test_bench_data_bounds_the_image_side():
+    assert one_error(cli("bench.data", "--out", "/nonexistent/x", "--n", "1", "--side", "100000")) == (
+        "error: --side 100000: one image would need 27.9 GiB of memory (side x side x 3 bytes); the largest side is 4096")
+
+
+# ---------------------------------------------------------------- checkpoints
+def fake_checkpoint(root: Path, step: int, ds: bool = True, state: bool = True) -> Path:
+    path = root / "checkpoints" / f"step_{step}"
+    path.mkdir(parents=True)
+    if ds:
+        (path / "ds").mkdir()
+    if state:
+        (path / "trainer_state.json").write_text(json.dumps({"step": step}))
+    return path
+
+
+def test_resume_takes_the_newest_complete_checkpoint_and_passes_over_an_incomplete_one(tmp_path, capsys):
+    from train.checkpoint import find_resume
+
+    for step in (2, 4, 6):
+        fake_checkpoint(tmp_path, step)
+    assert find_resume(tmp_path, "auto") == tmp_path / "checkpoints" / "step_6"  # newest, not oldest
+    (tmp_path / "checkpoints" / "latest").write_text("step_4\n")
+    assert find_resume(tmp_path, "auto") == tmp_path / "checkpoints" / "step_4"  # `latest` names it
+    fake_checkpoint(tmp_path, 8, ds=False)
+    (tmp_path / "checkpoints" / "latest").write_text("step_8\n")
+    assert find_resume(tmp_path, "auto") == tmp_path / "checkpoints" / "step_6"
+    assert f"{tmp_path / 'checkpoints' / 'step_8'}: incomplete checkpoint (no trainer_state.json or ds/), passed " \
+           "over; resuming from step_6" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="step_8: not a complete checkpoint folder"):
+        find_resume(tmp_path, str(tmp_path / "checkpoints" / "step_8"))
+    assert find_resume(tmp_path, "none") is None
+
+
+def test_a_failed_save_removes_its_partial_folder_and_says_the_disk_is_full(tmp_path):
+    from train.checkpoint import CheckpointError, save_checkpoint
+
+    class FullDisk:
+        def save_checkpoint(self, path, tag):
+            (Path(path) / tag).mkdir()
+            (Path(path) / tag / "big.pt").write_bytes(b"x" * 1000)
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    done = fake_checkpoint(tmp_path, 2)
+    with pytest.raises(CheckpointError, match=r"checkpoint step_4 could not be written under .* \(No space left on "
+                                              r"device; .* GiB free there\); its partial folder step_4.tmp was removed"):
+        save_checkpoint(FullDisk(), tmp_path, 4, {}, {}, save_limit=2)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [done.name]
+
+
+def test_no_pickle_is_read_on_resume():
+    """Resume restores no RNG state (each step reseeds from seed, step and rank), and the
+    checkpoint code loads nothing with pickle."""
+    import re
+
+    source = (REPO / "train" / "checkpoint.py").read_text()
+    assert not re.search(r"torch\.load\(|pickle\.loads?\(|weights_only=False|rng_rank", source)
+
+
+# ---------------------------------------------------------------- corrupt results files
+@pytest.mark.parametrize("content", [b"[]", b"\xff\xfe not utf-8", b'{"datasets": [1]}', b'{"datasets": {"X": 1}}'],
+                         ids=["list", "not UTF-8", "datasets a list", "entry a number"])
+def test_score_ignores_a_corrupt_status_json_with_a_message(tmp_path, capsys, content):
+    from bench.score import vlmeval_scores
+
+    (tmp_path / "status.json").write_bytes(content)
+    assert vlmeval_scores(tmp_path) == {}
+
+
+def test_an_extra_records_cell_that_would_exhaust_memory_is_not_parsed():
+    from bench.score import full_response
+
+    deep = "{" + "[" * 200_000 + "]" * 200_000 + "}"
+    row = pd.Series({"prediction": "B", "thinking": "t", "extra_records": deep})
+    assert full_response(row) == "<think>t</think>B"
+    row["extra_records"] = "{'full_response': '" + "x" * 2_000_000 + "'}"  # over the bound: not parsed
+    assert full_response(row) == "<think>t</think>B"
+
+
+@pytest.mark.parametrize("content", ["[1]", "{not json", '{"model": "m", "datasets": [1]}', '{"datasets": {"A": 3}}'])
+def test_table1_and_submit_name_a_malformed_scores_file(tmp_path, content):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "r1_scores.json").write_text(content)
+    line = one_error(cli("reproduce", "table1", "--work-dir", str(tmp_path), "--out", str(tmp_path / "t")))
+    assert f"{tmp_path / 'm' / 'r1_scores.json'}: not a scores file" in line
+    line = one_error(cli("reproduce", "submit", "--work-dir", str(tmp_path), "--model", "m", "--out", str(tmp_path / "s")))
+    assert f"{tmp_path / 'm' / 'r1_scores.json'}: not a" in line or "no 'datasets' object" in line
+
+
+def good_scores(root: Path, model: str = "m") -> None:
+    """Scores of every benchmark the two leaderboard records need."""
+    from tests.test_eval import SUBMISSION
+
+    (root / model).mkdir(parents=True, exist_ok=True)
+    (root / model / "r1_scores.json").write_text(json.dumps(
+        {"model": model, "datasets": {k: {"accuracy": v, "verifier_mode": "default"} for k, v in SUBMISSION.items()}}))
+
+
+def test_submit_names_a_malformed_run_file_a_failed_run_and_meta_that_is_not_an_object(tmp_path):
+    good_scores(tmp_path)
+    args = ["reproduce", "submit", "--work-dir", str(tmp_path), "--model", "m", "--out", str(tmp_path / "s")]
+    assert "--meta [1]: give a JSON object of META fields" in one_error(cli(*args, "--meta", "[1]"))
+    (tmp_path / "m" / "bench_run.json").write_text("[")
+    assert f"{tmp_path / 'm' / 'bench_run.json'}: not a readable JSON file" in one_error(cli(*args))
+    (tmp_path / "m" / "bench_run.json").write_text(json.dumps({"model": "x/y", "status": "failed",
+                                                               "failed": {"MathVista_MINI": "no prediction file"}}))
+    assert "that evaluation failed (MathVista_MINI: no prediction file)" in one_error(cli(*args))
+    assert not list(tmp_path.glob("s.*"))
+
+
+def test_the_supported_vlm_entry_quotes_the_model_path():
+    from reproduce.submit import supported_vlm_entry
+
+    path = "/data/it's \"mine\"/ckpt"
+    text = supported_vlm_entry("My-Model", path, "every_text")
+    entry = text.split("# 2. vlmeval/config.py, in the Qwen2.5-VL series dict:\n")[1]
+    tree = ast.parse("{" + entry.rstrip().rstrip(",") + "}")
+    call = tree.body[0].value.values[0]
+    assert tree.body[0].value.keys[0].value == "My-Model"
+    assert next(k.value.value for k in call.keywords if k.arg == "model_path") == path
+
+
+# ---------------------------------------------------------------- read-only folders and full disks
+def in_mount_namespace(setup: str, *cmd: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run `cmd` in a private mount namespace after the shell `setup` (a read-only bind mount, a
+    tiny tmpfs): the one way to make root see a read-only folder or a full disk."""
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here ({probe.stderr.decode().strip()})")
+    script = f'{setup} && exec "$@"'
+    return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *cmd], capture_output=True, text=True, cwd=REPO,
+                          timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+
+
+def read_only(folder: Path) -> str:
+    return f"mount --bind {folder} {folder} && mount -o remount,bind,ro {folder}"
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    from bench.data import write
+    from train.tiny import build_tiny
+
+    root = tmp_path_factory.mktemp("ro_inputs")
+    write(root / "lmu", n=2, seed=0, side=28, tasks=["SynthCount"])
+    (root / "rows.jsonl").write_text(json.dumps({"response": "\\boxed{1}", "answer": "1"}) + "\n")
+    good_scores(root / "scored", "R1-ShareVL-7B")
+    return root, build_tiny(root / "model", seed=0)
+
+
+READ_ONLY_CASES = [
+    ("bench.data", lambda r, m, ro: ["bench.data", "--out", str(ro / "d"), "--n", "1"]),
+    ("bench.verify --out", lambda r, m, ro: ["bench.verify", "--jsonl", str(r / "rows.jsonl"), "--out", str(ro / "g.jsonl")]),
+    ("bench.run", lambda r, m, ro: ["bench.run", "--model", str(m), "--data", "SynthCount", "--work-dir", str(ro / "w"),
+                                    "--lmudata", str(r / "lmu")]),
+    ("train.tiny", lambda r, m, ro: ["train.tiny", "--out", str(ro / "t")]),
+    ("reproduce table1", lambda r, m, ro: ["reproduce", "table1", "--work-dir", str(r / "scored"), "--out", str(ro / "t"),
+                                           "--columns", "MathVista_MINI"]),
+    ("reproduce submit", lambda r, m, ro: ["reproduce", "submit", "--work-dir", str(r / "scored"), "--model",
+                                           "R1-ShareVL-7B", "--out", str(ro / "s")]),
+    ("train", lambda r, m, ro: ["train", "--config", str(TINY), f"worker.actor.model.model_path={m}",
+                                f"trainer.output_dir={ro / 'o'}"]),
+]
+
+
+@pytest.mark.parametrize("build", [c[1] for c in READ_ONLY_CASES], ids=[c[0] for c in READ_ONLY_CASES])
+def test_a_read_only_output_folder_is_one_line(inputs, tmp_path, build):
+    root, model = inputs
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    result = in_mount_namespace(read_only(ro), sys.executable, "-m", *build(root, model, ro))
+    line = one_error(result)
+    assert str(ro) in line and ("Read-only file system" in line or "cannot write there" in line), line
+
+
+def test_a_full_disk_during_a_checkpoint_is_cleaned_up_and_named(inputs, tmp_path):
+    """The output folder is a 1 MiB tmpfs: the lock, config and metrics fit, a checkpoint does not."""
+    import pandas as pd
+
+    from bench.data import training_rows
+
+    root, model = inputs
+    pd.DataFrame(training_rows(8, seed=0, tasks=["SynthCount"])).to_parquet(tmp_path / "train.parquet")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = in_mount_namespace(f"mount -t tmpfs -o size=1m tmpfs {out}", sys.executable, "-m", "train", "--config",
+                                str(TINY), f"worker.actor.model.model_path={model}",
+                                f"data.train_files={tmp_path / 'train.parquet'}", f"trainer.output_dir={out}",
+                                "trainer.max_steps=1", "trainer.progress_bar=false",
+                                "worker.reward.function=tests.helpers.rewards:length_parity", timeout=600)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-3000:]
+    assert "checkpoint step_1 could not be written" in errors[0] and "No space left on device" in errors[0]
+    assert "its partial folder step_1.tmp was removed" in errors[0]
+
+
+def test_a_lock_that_cannot_be_written_is_one_line(tmp_path):
+    def main():
+        hold_folder_lock(tmp_path / "x" / "y", "trainer.output_dir", "training")
+
+    (tmp_path / "x").write_text("a file, not a folder")
+    assert exit_on_usage_error(main) == 2
+
+
+def test_environment_os_errors_are_one_line_and_bugs_keep_their_traceback(capsys):
+    def read_only():
+        raise PermissionError(errno.EROFS, "Read-only file system", "/ro/out.json")
+
+    def bug():
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/code/bug")
+
+    assert exit_on_usage_error(read_only) == 2
+    assert capsys.readouterr().err == "error: /ro/out.json: Read-only file system\n"
+    with pytest.raises(FileNotFoundError):
+        exit_on_usage_error(bug)
+
+
+# ---------------------------------------------------------------- a second run, and small things
+def test_a_second_pipeline_on_one_runs_folder_is_refused(tmp_path):
+    from reproduce.mini import run_mini
+
+    held = hold_folder_lock(tmp_path, "runs folder", "reproduce run or ablations")
+    try:
+        with pytest.raises(UsageError, match=rf"runs folder={tmp_path} is in use by a running reproduce run or "
+                                             rf"ablations \(pid {os.getpid()}\)"):
+            run_mini(runs=tmp_path, out=tmp_path / "results")
+    finally:
+        held.close()
+
+
+def test_python_m_train_rewrite_is_the_rewriter():
+    result = cli("train.rewrite", "--help")
+    assert result.returncode == 0 and "--endpoint" in result.stdout
+
+
+def test_the_trainer_picks_a_free_port():
+    import socket
+
+    from train.trainer import free_port
+
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # nothing held it
