@@ -1,0 +1,215 @@
+"""Small plausible bugs that once passed every test (a mutation pass over scoring, planning,
+checkpoint, judge and summary code): each test here fails on its bug class, against a hand-worked
+case or a slow, obvious reference."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bench.verify.judge import _Worker as RealWorker
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "reproduce" / "configs" / "tiny_cpu.yaml"
+
+
+# ---------------------------------------------------------------- scoring
+def test_choices_are_lettered_from_a():
+    from bench.score import options
+
+    row = pd.Series({"question": "Which?", "answer": "B", "choices": "['3', '4', '5']"})
+    assert options(row) == {"A": "3", "B": "4", "C": "5"}
+
+
+def test_exact_match_divides_by_the_rows_it_scored_only():
+    """Two rows with options in columns (one right), two free-form rows that exact matching
+    cannot score: 50%, not 25%."""
+    from bench.score import exact_match
+
+    rows = [pd.Series({"A": "red", "B": "blue", "answer": "A", "prediction": "A"}),
+            pd.Series({"A": "red", "B": "blue", "answer": "B", "prediction": "A"}),
+            pd.Series({"answer": "7", "prediction": "7"}), pd.Series({"answer": "8", "prediction": "8"})]
+    assert exact_match(rows) == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(("scores", "ok"), [({"a": 1.0, "b": 0.5}, False), ({"a": 1.0, "b": 0.0}, False),
+                                            ({"a": 1.5, "b": 40.0}, True), ({"a": 0.0, "b": 0.0}, True)])
+def test_the_0_1_scale_check_includes_exactly_1(scores, ok):
+    from reproduce.submit import SubmissionError, check_scores
+
+    if ok:
+        assert check_scores(scores) == scores
+    else:
+        with pytest.raises(SubmissionError, match="0-1 scale"):
+            check_scores(scores)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("8.3B", True), ("72B", True), ("", True), ("8.3", False), ("8", False),
+                                           ("8.3b", False), ("B", False)])
+def test_the_parameters_field_needs_a_b(value, ok):
+    import jsonschema
+
+    schema = json.loads((REPO / "reproduce" / "schemas" / "leaderboard_file.schema.json").read_text())
+    pattern = None
+    stack = [schema]
+    while stack and pattern is None:  # the Parameters property, wherever the schema nests it
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("Parameters"), dict) and "pattern" in node["Parameters"]:
+                pattern = node["Parameters"]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    assert pattern is not None
+    errors = list(jsonschema.Draft202012Validator(pattern).iter_errors(value))
+    assert (not errors) == ok
+
+
+# ---------------------------------------------------------------- the miniature's summary
+def test_a_difference_within_two_standard_errors_is_not_a_verdict():
+    from reproduce.mini import verdict
+
+    assert verdict("A", "B", 3.0, 2.0).startswith("no difference between A and B is detectable")  # 1.5 SE
+    assert verdict("A", "B", -4.0, 2.0).startswith("no difference")  # exactly 2 SE
+    assert verdict("A", "B", 4.1, 2.0) == "A is ahead of B by 4.1 ± 2.0 points"
+    assert verdict("A", "B", -4.1, 2.0) == "B is ahead of A by 4.1 ± 2.0 points"
+
+
+def test_the_training_summary_takes_the_last_fifth_of_the_steps(tmp_path):
+    from reproduce.mini import training_summary
+
+    rl = {}
+    for name in ("GRPO-s1", "Share-GRPO-s1"):
+        run = tmp_path / name
+        run.mkdir()
+        rows = [{"step": s, "reward/accuracy": s / 100, "adv/uniform_global_frac": 0.0, "adv/zero_frac": 0.0,
+                 "perf/step_time": 1.0} for s in range(1, 101)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        rl[name] = run
+    summary = training_summary(rl)
+    assert summary["GRPO"]["train_acc_equal_steps"] == [pytest.approx(sum(range(81, 101)) / 20 / 100)]
+    assert summary["GRPO"]["train_acc_start"] == [pytest.approx(sum(range(1, 11)) / 10 / 100)]
+
+
+def test_the_rl_stage_digest_covers_the_warm_up_code(tmp_path, monkeypatch):
+    """A changed warm-up makes another base model, so every RL run made from the old one is stale."""
+    import reproduce.mini as mini
+
+    spec = mini.MiniSpec()
+    before = {stage: spec.digest(stage) for stage in ("data", "warm", "rl")}
+    changed = tmp_path / "warmup.py"
+    changed.write_text(mini.WARMUP_CODE.read_text() + "\n# changed\n")
+    monkeypatch.setattr(mini, "WARMUP_CODE", changed)
+    after = {stage: spec.digest(stage) for stage in ("data", "warm", "rl")}
+    assert after["data"] == before["data"] and after["warm"] != before["warm"] and after["rl"] != before["rl"]
+
+
+# ---------------------------------------------------------------- planning and data order
+def test_an_update_is_split_over_the_ranks():
+    from train.config import load_config
+    from train.plan import BatchPlan
+
+    cfg = load_config(TINY, ["data.rollout_batch_size=8", "worker.actor.global_batch_size=8"])
+    one, two = BatchPlan.from_config(cfg, 1), BatchPlan.from_config(cfg, 2)
+    assert one.questions_per_update == two.questions_per_update == 4
+    assert one.questions_per_update_per_device == 4 and two.questions_per_update_per_device == 2
+
+
+def reference_order(n_rows: int, seed: int, world: int, rank: int, draws: int) -> list[int]:
+    """The slow, obvious order: one long sequence of seeded epoch permutations, dealt to the ranks
+    like cards (rank r takes entries r, r + world, r + 2 world, ...)."""
+    sequence = []
+    for epoch in range((draws * world) // n_rows + 2):
+        order = list(range(n_rows))
+        random.Random(f"{seed}/{epoch}").shuffle(order)
+        sequence += order
+    return sequence[rank::world][:draws]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_ranks_draw_disjoint_questions_that_cover_each_epoch(world):
+    from train.trainer import DataOrder
+
+    n_rows, draws = 12, 12
+    orders = [DataOrder(n_rows, seed=5, shuffle=True, rank=r, world=world) for r in range(world)]
+    taken = [o.take(4) + o.take(draws - 4) for o in orders]  # two steps
+    for r in range(world):
+        assert taken[r] == reference_order(n_rows, 5, world, r, draws)
+    first_epoch = [q for r in range(world) for q in taken[r][: n_rows // world]]
+    assert sorted(first_epoch) == list(range(n_rows))  # no overlap between ranks, nothing missed
+
+
+# ---------------------------------------------------------------- algorithms
+def test_clip_frac_counts_the_tokens_whose_ratio_was_clipped():
+    from train.algos import ppo_policy_loss
+
+    old = torch.zeros(1, 4)
+    new = torch.log(torch.tensor([[1.5, 1.6, 0.5, 1.1]]))  # two ratios over 1 + 0.3, one under 1 - 0.2
+    _, m = ppo_policy_loss(new, old, torch.tensor([1.0]), torch.ones(1, 4), clip_low=0.2, clip_high=0.3)
+    assert m["clip_frac"].item() == pytest.approx(0.5)  # A > 0: only the ratios above 1.3 are clipped
+    _, m = ppo_policy_loss(new, old, torch.tensor([-1.0]), torch.ones(1, 4), clip_low=0.2, clip_high=0.3,
+                           dual_clip=None)
+    assert m["clip_frac"].item() == pytest.approx(0.25)  # A < 0: only the ratio below 0.8 is clipped
+
+
+def test_one_variant_with_the_local_term_only_is_grpo():
+    from train.algos import grpo_advantages, share_grpo_advantages
+
+    rewards = torch.tensor([[[1.0, 0.0, 0.0, 1.0, 1.0]]])
+    expected = grpo_advantages(rewards.reshape(1, 5)).reshape(1, 1, 1, 5)
+    for terms in ("local", "global", "both"):
+        torch.testing.assert_close(share_grpo_advantages(rewards, terms=terms), expected)
+
+
+# ---------------------------------------------------------------- the judge's bounds
+class FakeHandle:
+    def __init__(self) -> None:
+        self.cpu = 0.0
+
+    def cpu_times(self):
+        return type("T", (), {"user": self.cpu, "system": 0.0})()
+
+
+def idle_worker():
+    """A judge worker with no process: its CPU time is whatever the test sets."""
+    worker = RealWorker.__new__(RealWorker)
+    worker.handle, worker.proc = FakeHandle(), type("P", (), {"stdin": io.BytesIO()})()
+    worker.task, worker.ready, worker.cpu_at_send, worker.wall_deadline = None, True, 0.0, 0.0
+    return worker
+
+
+def test_the_cpu_bound_counts_from_the_decision_not_from_start_up():
+    worker = idle_worker()
+    worker.handle.cpu = 5.0  # start-up and earlier decisions
+    worker.send(0, ("default", "1", "1"), timeout_s=1.0)
+    worker.handle.cpu = 5.9
+    assert not worker.overran(1.0)
+    worker.handle.cpu = 6.0
+    assert worker.overran(1.0)
+
+
+def test_a_decision_is_retried_once_then_fails(monkeypatch):
+    import bench.verify.judge as judge
+
+    monkeypatch.setattr(judge, "_Worker", idle_worker)
+    pool = judge.BoundedJudge.__new__(judge.BoundedJudge)
+    pool.workers = [idle_worker()]
+    killed = []
+    for w in pool.workers:
+        w.kill = lambda w=w: killed.append(w)
+    queue, retried, results = [], set(), [None] * 4
+    first = pool.workers[0]
+    first.task = 2
+    pool._retry_or_fail(first, queue, retried, results, "timeout")
+    assert queue == [2] and results[2] is None and killed == [first] and pool.workers[0] is not first
+    second = pool.workers[0]
+    second.kill = lambda: killed.append(second)
+    second.task = 2
+    pool._retry_or_fail(second, queue := [], retried, results, "timeout")
+    assert queue == [] and results[2] == (False, "timeout") and killed == [first, second]
