@@ -65,7 +65,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -188,18 +188,26 @@ class DataOrder:
     rank: int
     world: int
     position: int = 0
+    _cached: tuple[int, list[int]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def take(self, k: int) -> list[int]:
         out = []
         for _ in range(k):
             # ranks take interleaved entries of one shared sequence of epoch permutations
             epoch, offset = divmod(self.position * self.world + self.rank, self.n_rows)
+            out.append(self._permutation(epoch)[offset])
+            self.position += 1
+        return out
+
+    def _permutation(self, epoch: int) -> list[int]:
+        """Epoch `epoch`'s order, shuffled once and kept until the next epoch (reshuffling 52K
+        rows for every question drawn cost seconds per step)."""
+        if self._cached is None or self._cached[0] != epoch:
             order = list(range(self.n_rows))
             if self.shuffle:
                 random.Random(f"{self.seed}/{epoch}").shuffle(order)
-            out.append(order[offset])
-            self.position += 1
-        return out
+            self._cached = (epoch, order)
+        return self._cached[1]
 
 
 # ---------------------------------------------------------------- a run's parts
