@@ -230,7 +230,7 @@ def prediction_files(model_dir: Path) -> dict[str, Path]:
 
 def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
     if not work_dir.is_dir():
-        raise ResultsError(f"--work-dir {work_dir}: no such folder")
+        raise ResultsError(f"--work-dir {work_dir}: {'not a folder' if work_dir.exists() else 'no such folder'}")
     rows, problems = [], 0
     for model_dir in sorted(p for p in work_dir.iterdir() if p.is_dir() and p.name != "logs"):
         theirs = vlmeval_scores(model_dir)

@@ -295,7 +295,22 @@ def inputs(tmp_path_factory):
     write(root / "lmu", n=2, seed=0, side=28, tasks=["SynthCount"])
     (root / "rows.jsonl").write_text(json.dumps({"response": "\\boxed{1}", "answer": "1"}) + "\n")
     good_scores(root / "scored", "R1-ShareVL-7B")
+    pd.DataFrame({"problem": pd.Series([], dtype=str)}).to_parquet(root / "no_questions.parquet")
     return root, build_tiny(root / "model", seed=0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(inputs):
+    """A one-step training checkpoint of the tiny model."""
+    from bench.data import training_rows
+
+    root, model = inputs
+    pd.DataFrame(training_rows(8, seed=0, tasks=["SynthCount"])).to_parquet(root / "train.parquet")
+    result = cli("train", "--config", str(TINY), f"worker.actor.model.model_path={model}",
+                 f"data.train_files={root / 'train.parquet'}", f"trainer.output_dir={root / 'run'}", "trainer.max_steps=1",
+                 "trainer.progress_bar=false", "worker.reward.function=tests.helpers.rewards:length_parity", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "run" / "checkpoints" / "step_1"
 
 
 READ_ONLY_CASES = [
@@ -310,11 +325,14 @@ READ_ONLY_CASES = [
                                            "R1-ShareVL-7B", "--out", str(ro / "s")]),
     ("train", lambda r, m, ro: ["train", "--config", str(TINY), f"worker.actor.model.model_path={m}",
                                 f"trainer.output_dir={ro / 'o'}"]),
+    ("train.export", lambda r, m, ro: ["train.export", str(r / "run" / "checkpoints" / "step_1"), str(ro / "hf")]),
+    ("rewriter", lambda r, m, ro: ["train.expand", "rewrite", "--input", str(r / "no_questions.parquet"), "--output",
+                                   str(ro / "rw.parquet"), "--endpoint", "http://127.0.0.1:9/v1", "--model", "m"]),
 ]
 
 
 @pytest.mark.parametrize("build", [c[1] for c in READ_ONLY_CASES], ids=[c[0] for c in READ_ONLY_CASES])
-def test_a_read_only_output_folder_is_one_line(inputs, tmp_path, build):
+def test_a_read_only_output_folder_is_one_line(inputs, checkpoint, tmp_path, build):
     root, model = inputs
     ro = tmp_path / "ro"
     ro.mkdir()

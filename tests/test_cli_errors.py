@@ -52,7 +52,7 @@ CASES = [
     ("missing model", lambda r, m: train_args(r, m, f"worker.actor.model.model_path={r / 'nope'}"),
      "worker.actor.model.model_path="),
     ("empty parquet", lambda r, m: train_args(r, m, f"data.train_files={r / 'empty.parquet'}"),
-     "empty.parquet: not a readable parquet file"),
+     "empty.parquet: empty file"),
     ("corrupt parquet", lambda r, m: train_args(r, m, f"data.train_files={r / 'corrupt.parquet'}"),
      "corrupt.parquet: not a readable parquet file"),
     ("non-UTF-8 JSONL", lambda r, m: train_args(r, m, f"data.train_files={r / 'latin1.jsonl'}"),
@@ -91,6 +91,88 @@ def test_one_line_names_the_culprit(files, build, needle):
     assert lines[0].startswith("error: ") and needle in lines[0], lines[0]
     after = sorted(p.relative_to(root) for p in root.rglob("*") if not p.name.startswith(".lock"))
     assert [p for p in after if p not in before and p.name not in ("out", "wd")] == []  # nothing half-written
+
+
+# Every entry point that reads a file, against the four ways a file goes wrong. A read-only output
+# folder is tried in tests/test_bad_inputs.py (it needs a private mount namespace) and a concurrent
+# second run beside each lock's test (trainer below, bench.run and reproduce in their own files).
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory):
+    root = tmp_path_factory.mktemp("broken")
+    (root / "empty.jsonl").write_bytes(b"")
+    (root / "garbage.jsonl").write_bytes(b"\x00\x01 not json\n")
+    (root / "a_folder").mkdir()
+    (root / "a_file").write_text("not a folder")
+    (root / "empty_dir").mkdir()
+    (root / "corrupt_preds" / "m").mkdir(parents=True)
+    (root / "corrupt_preds" / "m" / "m_SynthCount.xlsx").write_bytes(b"PK\x03\x04 not a workbook")
+    (root / "corrupt_scores" / "m").mkdir(parents=True)
+    (root / "corrupt_scores" / "m" / "r1_scores.json").write_text('{"datasets": ')
+    (root / "ckpt" / "ds").mkdir(parents=True)
+    (root / "ckpt" / "trainer_state.json").write_text("{}")
+    (root / "ckpt" / "config.yaml").write_text("worker: [")
+    lmu = root / "lmu"
+    lmu.mkdir()
+    (lmu / "Empty.tsv").write_bytes(b"")
+    (lmu / "Garbage.tsv").write_bytes(b"index\timage\n1\t\xff\xfe\n")
+    (lmu / "Folder.tsv").mkdir()
+    (lmu / "Text.tsv").write_text("just one line of text\n")
+    return root
+
+
+def _bench_run(data: str):
+    return lambda b, m: ["bench.run", "--model", str(m), "--data", data, "--work-dir", str(b / "wd"), "--lmudata",
+                         str(b / "lmu")]
+
+
+def _train(data: str):
+    return lambda b, m: ["train", "--config", str(TINY), f"worker.actor.model.model_path={m}",
+                         f"data.train_files={b / data}", f"trainer.output_dir={b / 'out'}"]
+
+
+MATRIX = [
+    ("bench.verify", "missing", lambda b, m: ["bench.verify", "--jsonl", str(b / "none.jsonl")], "none.jsonl: no such file"),
+    ("bench.verify", "empty", lambda b, m: ["bench.verify", "--jsonl", str(b / "empty.jsonl")], "empty.jsonl: empty file"),
+    ("bench.verify", "wrong type", lambda b, m: ["bench.verify", "--jsonl", str(b / "a_folder")], "a_folder: not a regular file"),
+    ("bench.score", "missing", lambda b, m: ["bench.score", "--work-dir", str(b / "none")], "none: no such folder"),
+    ("bench.score", "empty", lambda b, m: ["bench.score", "--work-dir", str(b / "empty_dir")], "no prediction file could be scored"),
+    ("bench.score", "corrupt", lambda b, m: ["bench.score", "--work-dir", str(b / "corrupt_preds")],
+     "no prediction file could be scored (1 unreadable)"),
+    ("bench.score", "wrong type", lambda b, m: ["bench.score", "--work-dir", str(b / "a_file")], "a_file: not a folder"),
+    ("bench.run", "missing", _bench_run("None"), "offline and no TSV for None"),
+    ("bench.run", "empty", _bench_run("Empty"), "Empty.tsv: empty file"),
+    ("bench.run", "corrupt", _bench_run("Garbage"), "Garbage.tsv: not a readable TSV"),
+    ("bench.run", "wrong type", _bench_run("Folder"), "Folder.tsv: not a regular file"),
+    ("bench.run", "not a table", _bench_run("Text"), "Text.tsv: no 'index' or 'image' column"),
+    ("train", "missing", _train("none.parquet"), "training data not found"),
+    ("train", "wrong type", _train("a_file"), "unsupported data format"),
+    ("train", "corrupt", _train("garbage.jsonl"), "garbage.jsonl line 1: not valid JSON"),
+    ("train", "empty", _train("empty.jsonl"), "empty.jsonl: empty file"),
+    ("train.export", "missing", lambda b, m: ["train.export", str(b / "none"), str(b / "x")], "not a complete training checkpoint"),
+    ("train.export", "wrong type", lambda b, m: ["train.export", str(b / "a_file"), str(b / "x")],
+     "not a complete training checkpoint"),
+    ("train.export", "corrupt", lambda b, m: ["train.export", str(b / "ckpt"), str(b / "x")], "ckpt/config.yaml: not valid YAML of a training config"),
+    ("reproduce table1", "missing", lambda b, m: ["reproduce", "table1", "--work-dir", str(b / "none")], "none"),
+    ("reproduce table1", "empty", lambda b, m: ["reproduce", "table1", "--work-dir", str(b / "empty_dir")],
+     "no */r1_scores.json"),
+    ("reproduce table1", "corrupt", lambda b, m: ["reproduce", "table1", "--work-dir", str(b / "corrupt_scores")],
+     "r1_scores.json: not a scores file"),
+    ("reproduce submit", "corrupt", lambda b, m: ["reproduce", "submit", "--work-dir", str(b / "corrupt_scores"),
+                                                  "--model", "m", "--out", str(b / "s")], "r1_scores.json: not a readable JSON file"),
+    ("reproduce submit", "missing", lambda b, m: ["reproduce", "submit", "--work-dir", str(b / "none"), "--model", "m",
+                                                  "--out", str(b / "s")], "r1_scores.json: not found"),
+]
+
+
+@pytest.mark.parametrize(("build", "needle"), [c[2:] for c in MATRIX], ids=[f"{c[0]}: {c[1]}" for c in MATRIX])
+def test_every_entry_point_names_a_broken_file(files, broken, build, needle):
+    _, model = files
+    result = subprocess.run([sys.executable, "-m", *build(broken, model)], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}, timeout=300)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[-1].startswith("error: ") and needle in lines[-1], result.stderr[-3000:]
+    assert all(str(broken) in line for line in lines[:-1])  # any line before the error names its file
 
 
 def run_env() -> dict[str, str]:

@@ -284,6 +284,16 @@ def test_rewrite_cli_counts_failed_rows_and_keeps_progress(tmp_path, chat_server
     assert rows[0]["new_questions"] and rows[1]["new_questions"] == []
 
 
+def test_rewrite_cli_writes_nothing_when_every_request_failed(tmp_path, chat_server):
+    inp = tmp_path / "in.jsonl"
+    pd.DataFrame({"problem": ["Count 2 dots", "Count 3 dots"]}).to_json(inp, orient="records", lines=True)
+    for q in ("Count 2 dots", "Count 3 dots"):
+        chat_server.failures[q] = 100
+    result = run_rewrite(tmp_path, chat_server, inp, tmp_path / "out.jsonl", "--max-retries", "0")
+    assert result.returncode == 2 and not (tmp_path / "out.jsonl").exists()
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: every request to {chat_server.url} failed (2 rows")
+
+
 def test_rewrite_cli_missing_column(tmp_path, chat_server):
     inp = tmp_path / "in.jsonl"
     inp.write_text('{"question": "a"}\n')

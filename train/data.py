@@ -85,6 +85,8 @@ def read_records(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
         return list(ds.column_names), ds.to_list()
     if not path.exists():
         raise DataError(f"training data not found: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
     if path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq

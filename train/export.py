@@ -23,7 +23,7 @@ def consolidated_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=DS_TAG)
-    states = torch.load(ds_dir / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=False)
+    states = torch.load(ds_dir / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True)  # tensors only
     return states["module"]
 
 
@@ -36,21 +36,29 @@ def export(checkpoint: str | Path, out: str | Path) -> Path:
     if not is_complete(checkpoint):
         raise UsageError(f"{checkpoint}: not a complete training checkpoint (it needs trainer_state.json and "
                          f"{DS_TAG}/)")
-    cfg = yaml.safe_load((checkpoint / "config.yaml").read_text())
-    base = cfg["worker"]["actor"]["model"]["model_path"]
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
-    missing, unexpected = model.load_state_dict(consolidated_state_dict(checkpoint), strict=False)
-    # ZeRO's consolidation holds only trained parameters; frozen ones keep the base weights
-    # they never left.
-    if cfg["worker"]["actor"]["model"]["freeze_vision_tower"]:
-        missing = [k for k in missing if not k.startswith("model.visual.")]
-    if missing or unexpected:
-        raise RuntimeError(f"{checkpoint}: weights do not fit {base}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    try:
+        cfg = yaml.safe_load((checkpoint / "config.yaml").read_text(encoding="utf-8"))
+        base, frozen = cfg["worker"]["actor"]["model"]["model_path"], cfg["worker"]["actor"]["model"]["freeze_vision_tower"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError) as exc:
+        raise UsageError(f"{checkpoint / 'config.yaml'}: not valid YAML of a training config ({type(exc).__name__})") from None
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    load_processor(base).save_pretrained(tmp)
-    shutil.copy(checkpoint / "config.yaml", tmp / "training_config.yaml")
+    tmp.mkdir(parents=True)  # an unwritable destination stops here, before the model loads
+    try:
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+        missing, unexpected = model.load_state_dict(consolidated_state_dict(checkpoint), strict=False)
+        # ZeRO's consolidation holds only trained parameters; frozen ones keep the base weights
+        # they never left.
+        if frozen:
+            missing = [k for k in missing if not k.startswith("model.visual.")]
+        if missing or unexpected:
+            raise RuntimeError(f"{checkpoint}: weights do not fit {base}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        model.save_pretrained(tmp)
+        load_processor(base).save_pretrained(tmp)
+        shutil.copy(checkpoint / "config.yaml", tmp / "training_config.yaml")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

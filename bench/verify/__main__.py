@@ -123,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--jsonl {args.jsonl}: no such file")
     if not args.jsonl.is_file():
         raise UsageError(f"--jsonl {args.jsonl}: not a regular file")
+    if args.jsonl.stat().st_size == 0:
+        raise UsageError(f"--jsonl {args.jsonl}: empty file")
     rows = read_jsonl(args.jsonl)
     problems = [r.problem for r in rows if r.problem]
     for problem in problems:
