@@ -75,6 +75,34 @@ def test_dry_run_of_the_7b_configs_prints_the_released_counts(name, rows_per_ste
     assert re.search(r"model-state memory \(ZeRO-3\)\s+[\d.]+ GiB per GPU", out), out
 
 
+def test_dry_run_plan_and_memory_of_the_7b_config_in_process():
+    """The same counts as the command above, from the functions themselves, and DeepSpeed's ZeRO
+    memory estimate against its formula (mixed-precision Adam, deepspeed/runtime/zero: ZeRO-2 keeps
+    the 16-bit parameters, 2 bytes each, on every GPU and shards the other 18 bytes; ZeRO-3 shards
+    all 18 and holds the largest layer's 16-bit parameters and gradients, 4 bytes each, once)."""
+    from train.plan import count_parameters, dry_run, model_config, model_state_memory, report
+
+    cfg = load_config(CONFIGS / "qwen2_5_vl_7b_sharegrpo.yaml")
+    plan = dry_run(cfg, 8)
+    assert {k: plan[k] for k in ("rows_per_step", "rows_per_question", "rows_per_update", "questions_per_update",
+                                 "updates_per_rollout", "rows_per_update_per_device", "micro_batches_per_update",
+                                 "micro_batch_size")} == {
+        "rows_per_step": 12_288, "rows_per_question": 24, "rows_per_update": 1_536, "questions_per_update": 64,
+        "updates_per_rollout": 8, "rows_per_update_per_device": 192, "micro_batches_per_update": 24,
+        "micro_batch_size": 8}
+    assert plan["parameters"] == plan["trainable_parameters"] and 8.28e9 < plan["parameters"] < 8.30e9
+    counts = count_parameters(model_config(cfg.worker.actor.model.model_path))
+    frozen = count_parameters(model_config(cfg.worker.actor.model.model_path), freeze_vision_tower=True)
+    assert frozen.total == counts.total and 0.6e9 < counts.total - frozen.trainable < 0.7e9  # the ViT's ~676M
+    p, world = counts.trainable, 8
+    assert model_state_memory(counts, 2, world, False)["gpu_bytes"] == 2 * p + int(18 * p / world)
+    assert model_state_memory(counts, 3, world, False)["gpu_bytes"] == 4 * counts.largest_layer + int(18 * p / world)
+    assert model_state_memory(counts, 1, world, False) is None and model_state_memory(counts, 0, world, False) is None
+    text = report(plan)
+    assert "rows per update                 1,536 (64 questions)" in text
+    assert f"{plan['model_state_memory']['gpu_bytes'] / 2**30:.1f} GiB per GPU" in text
+
+
 def test_batch_plan_matches_the_released_formula():
     for q, n, gbs, rollout, world in [(1, 12, 128, 512, 8), (2, 6, 128, 512, 8), (3, 2, 24, 8, 1), (2, 4, 16, 8, 2)]:
         cfg = load_config(None, [f"algorithm.adv_estimator={'grpo' if q == 1 else 'share_grpo'}",

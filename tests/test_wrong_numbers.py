@@ -213,3 +213,15 @@ def test_a_decision_is_retried_once_then_fails(monkeypatch):
     second.task = 2
     pool._retry_or_fail(second, queue := [], retried, results, "timeout")
     assert queue == [] and results[2] == (False, "timeout") and killed == [first, second]
+
+
+def test_the_mutation_report_counts_no_tests_against_a_module():
+    from tests.helpers.mutation_report import kill_rates, summarise
+
+    text = ("    train.plan.x_dry_run__mutmut_1: killed\n    train.plan.xǁBatchPlanǁfrom_config__mutmut_2: survived\n"
+            "    train.plan.x_report__mutmut_3: no tests\n    train.plan.x_report__mutmut_4: timeout\n"
+            "    bench.score.x_normalise__mutmut_1: not checked\n")
+    counts = summarise(text)
+    assert set(counts) == {"train.plan", "bench.score"}
+    assert kill_rates(counts["train.plan"]) == (pytest.approx(200 / 3), 50.0)
+    assert kill_rates(counts["bench.score"]) == (None, None)
