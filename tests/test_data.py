@@ -51,5 +51,8 @@ def test_non_utf8_and_corrupt_files_are_named(tmp_path):
     with pytest.raises(DataError, match=r"t.jsonl line 2: not UTF-8 text"):
         read_records(tmp_path / "t.jsonl")
     (tmp_path / "t.parquet").write_bytes(b"")
+    with pytest.raises(DataError, match=r"t.parquet: empty file"):
+        read_records(tmp_path / "t.parquet")
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 not parquet PAR1")
     with pytest.raises(DataError, match=r"t.parquet: not a readable parquet file"):
         read_records(tmp_path / "t.parquet")

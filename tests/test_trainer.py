@@ -130,8 +130,12 @@ def test_grad_norm_is_the_same_true_norm_at_every_zero_stage(assets, tmp_path):
         out = tmp_path / f"zero{stage}"
         run_train(assets, out, "trainer.max_steps=1", "trainer.save_freq=0", f"worker.actor.zero_stage={stage}")
         norms[stage] = metrics(out)[0]["actor/grad_norm"]
+    out = tmp_path / "zero3_rows"  # whole rows (as under gradient checkpointing): its first update had no gradient
+    run_train(assets, out, "trainer.max_steps=1", "trainer.save_freq=0", "worker.actor.zero_stage=3",
+              "worker.actor.share_prompt_prefix=false")
+    norms["3, rows"] = metrics(out)[0]["actor/grad_norm"]
     assert norms[0] > 0, norms
-    for stage in (1, 2, 3):
+    for stage in (1, 2, 3, "3, rows"):
         assert norms[stage] == pytest.approx(norms[0], rel=1e-4), norms
 
 

@@ -1,11 +1,21 @@
 """The training forward pass: log-probs (and entropies) of response tokens under the training
 model, for the loss, the old policy and the reference model. The sampler never supplies them.
 
-Forward modes (`FORWARD_MODES`): `shared_prefix` runs each distinct prompt of a micro-batch once
-and its rows' responses on its KV cache (Share-GRPO trains Q*n rows per prompt); `rows` runs whole
-rows under plain causal attention with the vision tower once per distinct prompt; `auto` takes
-whichever of the two `forward_flops` estimates cheaper for the micro-batch; `plain` runs whole
-rows through the model's own forward (the reference the others are tested against).
+Forward modes (`FORWARD_MODES`) give the final hidden states at the response positions:
+`shared_prefix` runs each distinct prompt of a micro-batch once and its rows' responses on its KV
+cache (Share-GRPO trains Q*n rows per prompt); `rows` runs whole rows under plain causal attention
+with the vision tower once per distinct prompt; `auto` takes whichever of the two `forward_flops`
+estimates cheaper for the micro-batch; `plain` runs whole rows through the model's own forward
+(the reference the others are tested against).
+
+`token_log_probs` then applies the output head over slices of the response tokens, so float32
+logits over the vocabulary exist for at most `LOGIT_CHUNK_BYTES` at a time, in the forward pass
+and, recomputed, in the backward pass: a micro-batch of 8 rows of 2,048 tokens at Qwen2.5-VL's
+151,936-token vocabulary would otherwise hold 10 GB of them per copy.
+
+Every mode goes through the root module's forward (`_final_hidden`, the head on one position):
+under ZeRO-3, calling the inner model directly skipped DeepSpeed's root-module hooks and left the
+first update's gradients at zero.
 """
 
 from __future__ import annotations
@@ -14,10 +24,10 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from bench.registry import Registry
 
-from .algos import token_entropy
 from .encoding import Prompts, left_padded, model_device, prompt_embeds
 
 
@@ -28,41 +38,48 @@ def _response_positions(batch: dict[str, Tensor], width: int) -> Tensor:
     return at.clamp(max=width - 1)
 
 
-def _logits_plain(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
-    """The reference: whole rows, each with its own pixels, through the model's own forward with
-    the padding mask; logits (R, L, V) then the response positions picked out."""
+def _final_hidden(model, **inputs) -> Tensor:
+    """The last (normed) hidden states of a forward through the root module, its head run on one
+    position only. Going through the root keeps DeepSpeed ZeRO-3's root-module hooks: calling the
+    inner model directly left the first update's gradients at zero under ZeRO-3."""
+    return model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+
+
+def _hidden_plain(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
+    """The reference: whole rows, each with its own pixels, through the model's own forward (which
+    computes the image embeddings and 3-axis positions itself) with the padding mask; the final
+    hidden states at the response positions."""
     index = batch["prompt_index"].tolist()
     common = {"attention_mask": batch["attention_mask"], "use_cache": False}
     if "image_grid_thw" not in batch:
-        out = model(input_ids=batch["input_ids"], **common).logits
+        out = _final_hidden(model, input_ids=batch["input_ids"], **common)
     else:
         pixels = torch.cat([prompts.pixel_values[p] for p in index]).to(batch["input_ids"].device)
-        out = model(input_ids=batch["input_ids"], pixel_values=pixels, image_grid_thw=batch["image_grid_thw"],
-                    mm_token_type_ids=batch["mm_token_type_ids"], **common).logits
+        out = _final_hidden(model, input_ids=batch["input_ids"], pixel_values=pixels,
+                            image_grid_thw=batch["image_grid_thw"], mm_token_type_ids=batch["mm_token_type_ids"], **common)
     at = _response_positions(batch, out.shape[1])
     return out.gather(1, at.unsqueeze(-1).expand(-1, -1, out.shape[-1]))
 
 
-def _logits_rows(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
+def _hidden_rows(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
     """Whole rows with the vision tower once per distinct prompt, under plain causal attention:
     rows are right-padded, so no real token sees a pad and no mask is needed (none is built, and
-    the kernel skips the blocks above the diagonal). The output head runs on the response
-    positions only, so no (R, L, V) logits of prompt positions are ever made."""
+    the kernel skips the blocks above the diagonal). Only the response positions are kept."""
     module = getattr(model, "module", model)  # a DeepSpeed engine or the model itself
     inner, ids = module.model, batch["input_ids"]
     if "image_grid_thw" not in batch:
-        hidden = inner(input_ids=ids, use_cache=False).last_hidden_state
+        hidden = _final_hidden(model, input_ids=ids, use_cache=False)
     else:
         embeds, grid = prompt_embeds(inner, prompts, ids, batch["prompt_index"].tolist())
         position_ids, _ = inner.get_rope_index(ids, batch["mm_token_type_ids"], image_grid_thw=grid,
                                                attention_mask=batch["attention_mask"])
-        hidden = inner(inputs_embeds=embeds, position_ids=position_ids, use_cache=False).last_hidden_state
+        hidden = _final_hidden(model, inputs_embeds=embeds, position_ids=position_ids, use_cache=False)
     at = _response_positions(batch, hidden.shape[1])
-    return module.lm_head(hidden.gather(1, at.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])))
+    return hidden.gather(1, at.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 
-def _logits_shared_prefix(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
-    """Response logits (R, Lr, V), each distinct prompt of the micro-batch run once: its KV
+def _hidden_shared_prefix(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
+    """Response hidden states (R, Lr, H), each distinct prompt of the micro-batch run once: its KV
     cache is repeated for its rows and their responses are run on top of it (Share-GRPO trains
     Q*n rows per prompt). Gradients from every row flow back through the shared prompt pass."""
     from transformers import DynamicCache
@@ -80,14 +97,14 @@ def _logits_shared_prefix(model, prompts: Prompts, batch: dict[str, Tensor]) -> 
     else:
         position_ids = (attn.cumsum(-1) - 1).clamp(min=0).unsqueeze(0).expand(3, -1, -1)
     cache = DynamicCache(config=module.config)
-    first = model(inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids, past_key_values=cache,
-                  use_cache=True, logits_to_keep=1).logits  # (U, 1, V): predicts each response's first token
+    first = _final_hidden(model, inputs_embeds=embeds, attention_mask=attn, position_ids=position_ids,
+                          past_key_values=cache, use_cache=True)[:, -1:]  # (U, 1, H): predicts each first token
     cache.batch_select_indices(slot)
     response_ids, response_mask = batch["response_ids"], batch["response_mask"]
     start = position_ids.amax(dim=(0, 2))[slot] + 1  # text positions continue after the prompt's last one
     positions = (start[:, None] + torch.arange(response_ids.shape[1], device=dev)).unsqueeze(0).expand(3, -1, -1)
-    rest = model(input_ids=response_ids, attention_mask=torch.cat([attn[slot], response_mask.long()], dim=1),
-                 position_ids=positions, past_key_values=cache, use_cache=True).logits
+    rest = _final_hidden(model, input_ids=response_ids, attention_mask=torch.cat([attn[slot], response_mask.long()], dim=1),
+                         position_ids=positions, past_key_values=cache, use_cache=True)
     return torch.cat([first[slot], rest[:, :-1]], dim=1)
 
 
@@ -111,7 +128,7 @@ def forward_flops(prompt_lengths: Tensor, response_lengths: Tensor, prompt_index
     return {"shared_prefix": shared, "rows": whole}
 
 
-def _logits_auto(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
+def _hidden_auto(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
     """`shared_prefix` or `rows`, whichever `forward_flops` estimates cheaper for this micro-batch:
     sharing pays when prompts are long next to responses and shared by many rows; long
     responses favour whole causal rows."""
@@ -123,17 +140,48 @@ def _logits_auto(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
 
 
 FORWARD_MODES: Registry[Callable[..., Tensor]] = Registry("forward mode")
-"""(model, prompts, batch) -> logits (R, Lr, V) whose position j predicts response token j."""
-FORWARD_MODES.add("shared_prefix", _logits_shared_prefix)
-FORWARD_MODES.add("rows", _logits_rows)
-FORWARD_MODES.add("auto", _logits_auto)
-FORWARD_MODES.add("plain", _logits_plain)
+"""(model, prompts, batch) -> final hidden states (R, Lr, H) whose position j predicts response
+token j (shared_prefix needs the KV cache, which gradient checkpointing turns off)."""
+FORWARD_MODES.add("shared_prefix", _hidden_shared_prefix)
+FORWARD_MODES.add("rows", _hidden_rows)
+FORWARD_MODES.add("auto", _hidden_auto)
+FORWARD_MODES.add("plain", _hidden_plain)
+
+LOGIT_CHUNK_BYTES = 512 * 2**20
+"""Float32 logits held at once by `token_log_probs` (3,500 tokens at a 151,936-token vocabulary,
+counting the log-softmax beside the logits)."""
 
 
-def response_logits(model, prompts: Prompts, batch: dict[str, Tensor], mode: str = "shared_prefix") -> Tensor:
-    """Logits (R, Lr, V) whose position j predicts response token j of each row, by `mode` (see
-    the module docstring; shared_prefix needs the KV cache, which gradient checkpointing turns off)."""
-    return FORWARD_MODES[mode](model, prompts, batch)
+def _chunk_log_probs(head: torch.nn.Module, hidden: Tensor, targets: Tensor, with_entropy: bool) -> tuple[Tensor, Tensor]:
+    """hidden (C, H), targets (C,) -> (log-probs (C,), entropies (C,), detached; zeros when not asked)."""
+    logits = head(hidden).float()
+    lse = torch.logsumexp(logits, dim=-1)
+    log_probs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - lse
+    with torch.no_grad():
+        entropy = lse - (torch.softmax(logits, dim=-1) * logits).sum(-1) if with_entropy else torch.zeros_like(lse)
+    return log_probs, entropy
+
+
+def token_log_probs(head: torch.nn.Module, hidden: Tensor, targets: Tensor, with_entropy: bool = False,
+                    chunk_bytes: int = LOGIT_CHUNK_BYTES) -> tuple[Tensor, Tensor | None]:
+    """Log-probs (float32) of `targets` under softmax(head(hidden)), and their entropies.
+
+    hidden (R, L, H), targets (R, L) -> (log_probs (R, L), entropy (R, L) or None). The R*L
+    tokens go through the head in slices whose float32 logits (and their log-softmax) take at most
+    `chunk_bytes`; each slice is checkpointed, so the backward pass recomputes one slice's logits
+    at a time instead of keeping them all. Equal to log_softmax(head(hidden).float()) gathered."""
+    R, L, H = hidden.shape
+    vocab = head.out_features  # not weight.shape: ZeRO-3 partitions the weight
+    size = max(1, chunk_bytes // (2 * 4 * vocab))
+    flat_h, flat_t = hidden.reshape(R * L, H), targets.reshape(R * L)
+    grad = torch.is_grad_enabled() and hidden.requires_grad
+    parts = []
+    for s in range(0, R * L, size):
+        args = (head, flat_h[s : s + size], flat_t[s : s + size], with_entropy)
+        parts.append(checkpoint(_chunk_log_probs, *args, use_reentrant=False) if grad
+                     else _chunk_log_probs(*args))
+    log_probs = torch.cat([p[0] for p in parts]).reshape(R, L)
+    return log_probs, torch.cat([p[1] for p in parts]).reshape(R, L) if with_entropy else None
 
 
 def response_log_probs(
@@ -142,16 +190,14 @@ def response_log_probs(
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Log-probs of the response tokens under `model`: (log_probs (R, width), mask (R, width),
     entropy (R, width) or None), response tokens left-aligned; width >= the longest response.
-    Logits are computed for response positions only; the results are on the model's device."""
+    Logits are computed for response positions only, a slice at a time (`token_log_probs`); the
+    results are on the model's device."""
     batch = {k: v.to(model_device(model)) for k, v in batch.items()}
-    logits = response_logits(model, prompts, batch, mode).float()
+    hidden = FORWARD_MODES[mode](model, prompts, batch)
     targets, mask = batch["response_ids"], batch["response_mask"]
-    token_lp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    token_lp, entropy = token_log_probs(getattr(model, "module", model).lm_head, hidden, targets, with_entropy,
+                                        LOGIT_CHUNK_BYTES)
     pad = width - token_lp.shape[1]
     out = torch.nn.functional.pad(token_lp * mask, (0, pad))
-    mask = torch.nn.functional.pad(mask, (0, pad))
-    ent = None
-    if with_entropy:
-        with torch.no_grad():
-            ent = torch.nn.functional.pad(token_entropy(logits) * batch["response_mask"], (0, pad))
-    return out, mask, ent
+    ent = None if entropy is None else torch.nn.functional.pad(entropy * mask, (0, pad))
+    return out, torch.nn.functional.pad(mask, (0, pad)), ent
