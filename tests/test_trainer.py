@@ -235,6 +235,22 @@ def test_config_validation_messages(tmp_path):
         assert raw["trainer"]["save_freq"] and "resume" in raw["trainer"] and "save_limit" in raw["trainer"]
 
 
+def test_the_reference_model_is_sharded_under_zero3_in_the_policys_dtype(assets, tmp_path):
+    """KL against a reference that is a ZeRO-3 inference engine in bf16, like the bf16 ZeRO-3 policy:
+    at the first step the two are the same weights, so the KL is zero."""
+    from train.config import load_config
+    from train.trainer import build_reference
+
+    out = tmp_path / "kl_zero3"
+    run_train(assets, out, "trainer.max_steps=1", "trainer.save_freq=0", "algorithm.disable_kl=false",
+              "algorithm.kl_coef=0.1", "worker.actor.zero_stage=3", "worker.actor.bf16=true")
+    assert metrics(out)[0]["actor/kl_loss"] == pytest.approx(0.0, abs=1e-6)
+    cfg = load_config(TINY_CONFIG, [f"worker.actor.model.model_path={assets[1]}", "worker.actor.bf16=true",
+                                    "worker.actor.zero_stage=2"])
+    ref = build_reference(cfg, 1, torch.device("cpu"))
+    assert {p.dtype for p in ref.parameters()} == {torch.bfloat16} and not any(p.requires_grad for p in ref.parameters())
+
+
 def test_two_processes_hold_identical_parameters(assets, tmp_path):
     _, model, data = assets
     out = tmp_path / "dp"

@@ -45,3 +45,13 @@ def test_stage_timer_adds_up_repeated_stages():
     with timer("generate"):
         pass
     assert set(timer.seconds) == {"update", "generate"} and all(v >= 0 for v in timer.seconds.values())
+
+
+def test_reward_workers_default_to_the_ranks_share_of_the_cores():
+    from train.trainer import reward_workers
+
+    assert reward_workers(3, cores=64, local_ranks=8) == 3  # configured wins
+    assert reward_workers(None, cores=64, local_ranks=8) == 8
+    assert reward_workers(None, cores=2, local_ranks=1) == 2
+    assert reward_workers(None, cores=4, local_ranks=8) == 1  # at least one
+    assert reward_workers(None, cores=192, local_ranks=1) == 16  # capped

@@ -204,7 +204,7 @@ class RewardConfig:
     mode: str = "default"
     """Verifier mode (`bench.verify.MODES`): default (ours) or paper (the released grader)."""
     workers: int | None = None
-    """Verifier worker processes (None: one per CPU core)."""
+    """Verifier worker processes per rank (None: the rank's share of the node's cores, at most 16)."""
     timeout_s: float = 2.0
     """Bound on one symbolic answer check."""
     function: str | None = None

@@ -177,6 +177,40 @@ def build_engine(model, cfg: Config, world: int):
     return engine, scheduler
 
 
+def build_reference(cfg: Config, world: int, device: torch.device):
+    """The frozen reference policy for the KL term, in the policy's dtype (bf16 when
+    worker.actor.bf16). Under ZeRO-3 it is sharded like the policy (a DeepSpeed inference engine
+    with no optimizer), so no GPU holds a whole second copy of a 7B model."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    actor = cfg.worker.actor
+    dtype = torch.bfloat16 if actor.bf16 else torch.float32
+    ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=dtype).eval()
+    ref.requires_grad_(False)
+    if actor.zero_stage != 3:
+        return ref.to(device)
+    import deepspeed
+
+    config = {"train_micro_batch_size_per_gpu": 1, "train_batch_size": world, "zero_optimization": {"stage": 3},
+              "bf16": {"enabled": actor.bf16}, "steps_per_print": 10**9}
+    if actor.offload:
+        config["zero_optimization"]["offload_param"] = {"device": "cpu"}
+    engine, *_ = deepspeed.initialize(model=ref, config=config)
+    engine.eval()
+    return engine
+
+
+def reward_workers(configured: int | None, cores: int | None = None, local_ranks: int | None = None,
+                   cap: int = 16) -> int:
+    """Verifier processes for this rank: the configured count, else this rank's share of the
+    machine's cores (every rank of a node starts its own pool), at most `cap`."""
+    if configured is not None:
+        return configured
+    cores = cores or os.cpu_count() or 1
+    local_ranks = local_ranks or int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(cap, cores // max(1, local_ranks)))
+
+
 # ---------------------------------------------------------------- data order
 @dataclass
 class DataOrder:
@@ -266,13 +300,8 @@ def set_up(cfg: Config) -> Run:
                               min_variants=min_variants)  # data errors stop the run before the model loads
     torch.manual_seed(tr.seed)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=torch.float32)
-    ref_model = None
-    if not a.disable_kl:
-        ref_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path).eval()
-        ref_model.requires_grad_(False)
     engine, scheduler = build_engine(model, cfg, world)
-    if ref_model is not None:
-        ref_model.to(model_device(engine))
+    ref_model = None if a.disable_kl else build_reference(cfg, world, model_device(engine))
     reward_fn = reward_function(cfg)
     if rank == 0:
         write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
@@ -379,7 +408,8 @@ def rewards(run: Run, batch: Rollout) -> tuple[list[Grade], Tensor]:
     reward = run.cfg.worker.reward
     decoded = run.processor.tokenizer.batch_decode(batch.responses, skip_special_tokens=True)
     golds = [row.answer for row in batch.questions for _ in range(Q * n)]
-    grades = grade_many(decoded, golds, mode=reward.mode, workers=reward.workers, timeout_s=reward.timeout_s)
+    grades = grade_many(decoded, golds, mode=reward.mode, workers=reward_workers(reward.workers),
+                        timeout_s=reward.timeout_s)
     scores = [g.overall for g in grades] if run.reward_fn is None else [float(x) for x in run.reward_fn(decoded, golds)]
     return grades, torch.tensor(scores, dtype=torch.float32).reshape(B, Q, n)
 
