@@ -55,3 +55,21 @@ def test_reward_workers_default_to_the_ranks_share_of_the_cores():
     assert reward_workers(None, cores=2, local_ranks=1) == 2
     assert reward_workers(None, cores=4, local_ranks=8) == 1  # at least one
     assert reward_workers(None, cores=192, local_ranks=1) == 16  # capped
+
+
+def test_drawing_questions_shuffles_each_epoch_once(monkeypatch):
+    """52K rows, as the released data: 512 questions a step used to reshuffle all of them for every
+    question drawn (seconds a step); now an epoch's permutation is made once."""
+    import random
+
+    from train.trainer import DataOrder
+
+    shuffles = []
+    real = random.Random.shuffle
+    monkeypatch.setattr(random.Random, "shuffle", lambda self, x: (shuffles.append(len(x)), real(self, x))[1])
+    order = DataOrder(52_000, seed=1, shuffle=True, rank=0, world=1)
+    first = order.take(512) + order.take(512)
+    assert shuffles == [52_000] and len(set(first)) == 1024
+    order.position = 52_000 - 10  # across an epoch boundary: one more permutation
+    order.take(20)
+    assert shuffles == [52_000, 52_000]
