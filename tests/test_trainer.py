@@ -242,9 +242,10 @@ def test_the_reference_model_is_sharded_under_zero3_in_the_policys_dtype(assets,
     from train.trainer import build_reference
 
     out = tmp_path / "kl_zero3"
-    run_train(assets, out, "trainer.max_steps=1", "trainer.save_freq=0", "algorithm.disable_kl=false",
+    run_train(assets, out, "trainer.max_steps=1", "trainer.save_freq=-1", "algorithm.disable_kl=false",
               "algorithm.kl_coef=0.1", "worker.actor.zero_stage=3", "worker.actor.bf16=true")
     assert metrics(out)[0]["actor/kl_loss"] == pytest.approx(0.0, abs=1e-6)
+    assert not (out / "checkpoints").exists()  # save_freq=-1: none, not even at the end (benchmarks)
     cfg = load_config(TINY_CONFIG, [f"worker.actor.model.model_path={assets[1]}", "worker.actor.bf16=true",
                                     "worker.actor.zero_stage=2"])
     ref = build_reference(cfg, 1, torch.device("cpu"))

@@ -226,7 +226,8 @@ class TrainerConfig:
     max_steps: int = 100
     """Training steps (one rollout batch each)."""
     save_freq: int = 50
-    """Save a checkpoint every this many steps (and at the end); 0: only at the end."""
+    """Save a checkpoint every this many steps (and at the end); 0: only at the end; -1: never
+    (benchmarks: a 3B model's checkpoint with optimizer state is 38.6 GB)."""
     save_limit: int = 2
     """Keep this many most recent checkpoints."""
     resume: str = "auto"
@@ -277,8 +278,9 @@ class Config:
                         actor.micro_batch_size_per_device_for_experience,
                     "trainer.max_steps": self.trainer.max_steps}
         problems += [f"{key}={value} must be >= 1" for key, value in positive.items() if value < 1]
-        if self.trainer.save_freq < 0:
-            problems.append(f"trainer.save_freq={self.trainer.save_freq} must be >= 0 (0: save only at the end)")
+        if self.trainer.save_freq < -1:
+            problems.append(f"trainer.save_freq={self.trainer.save_freq} must be >= -1 (0: save only at the end, "
+                            "-1: never)")
         if 1 <= ro.n * a.num_variants < 2:
             problems.append("a question needs at least 2 responses (worker.rollout.n * algorithm.num_variants >= 2)")
         if a.num_variants >= 1 and actor.global_batch_size >= 1:

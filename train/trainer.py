@@ -689,7 +689,7 @@ def train(cfg: Config) -> dict:
         if bar is not None:
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.3f}")
             bar.update(1)
-        if step == tr.max_steps or (tr.save_freq and step % tr.save_freq == 0):
+        if tr.save_freq >= 0 and (step == tr.max_steps or (tr.save_freq and step % tr.save_freq == 0)):
             checkpoint(run, step, metrics)
     if bar is not None:
         bar.close()

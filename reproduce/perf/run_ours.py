@@ -1,7 +1,8 @@
 """One benchmark run of our trainer: `python -m reproduce.perf.run_ours WORK_DIR --mode grpo|share_grpo --out F`.
 
 Writes per-step wall times (between consecutive step ends, so nothing of a step is left out), the
-trainer's own time split, generated tokens and the process's peak RSS as JSON."""
+trainer's own time split, generated tokens and the process's peak RSS as JSON, after every step
+(a run cut short still reports). The trainer writes no checkpoint (`trainer.save_freq=-1`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ METRIC = {"generate": "perf/generate_time", "reward": "perf/reward_time",  # the
 def overrides(work_dir: Path, w: Workload, mode: str, out_dir: Path) -> list[str]:
     return [
         f"worker.actor.model.model_path={work_dir / 'model'}", f"data.train_files={work_dir / 'train.parquet'}",
-        f"trainer.output_dir={out_dir}", f"trainer.max_steps={w.steps}", "trainer.save_freq=0",
+        f"trainer.output_dir={out_dir}", f"trainer.max_steps={w.steps}", "trainer.save_freq=-1",
         "trainer.progress_bar=false", "trainer.logger=[]", f"trainer.seed={w.seed}",
         f"data.rollout_batch_size={w.prompts}", f"worker.actor.global_batch_size={w.prompts * VARIANTS[mode]}",  # one update
         f"data.max_response_length={w.new_tokens}", f"worker.rollout.min_tokens={w.new_tokens}",
@@ -54,11 +55,28 @@ def main(argv: list[str] | None = None) -> int:
     ends: list[float] = []
     steps: list[dict] = []
     log = trainer.MetricLogger.log
+    start = 0.0  # set as training starts
+
+    def report() -> dict:
+        # step k's wall time: from the end of step k-1 (or the loop's start) to the end of step k
+        walls = [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)][w.warmup_steps :]
+        measured = steps[w.warmup_steps :]
+        return {
+            "trainer": f"ours ({args.mode})",
+            "steps_done": len(steps),
+            "step_time": walls,
+            "tokens": [m["response/length_mean"] * w.prompts * w.completions for m in measured],
+            "split": {k: [m[METRIC[k]] for m in measured] for k in SPLIT},
+            "peak_rss_mb": peak_rss_mb(),
+            "peak_gpu_mb": peak_gpu_mb(),
+            "loss": [m["actor/pg_loss"] for m in measured],
+        }
 
     def timed_log(self, step, metrics):
         ends.append(time.perf_counter())
         steps.append(dict(metrics))
         log(self, step, metrics)
+        write_json_atomic(args.out, report())  # after every step: a run cut short still reports
 
     trainer.MetricLogger.log = timed_log
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,18 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                           overrides(args.work_dir, w, args.mode, Path(tmp) / "run") + args.extra)
         start = time.perf_counter()
         trainer.train(cfg)
-    # step k's wall time: from the end of step k-1 (or the loop's start) to the end of step k
-    walls = [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)][w.warmup_steps :]
-    measured = steps[w.warmup_steps :]
-    result = {
-        "trainer": f"ours ({args.mode})",
-        "step_time": walls,
-        "tokens": [m["response/length_mean"] * w.prompts * w.completions for m in measured],
-        "split": {k: [m[METRIC[k]] for m in measured] for k in SPLIT},
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_gpu_mb": peak_gpu_mb(),
-        "loss": [m["actor/pg_loss"] for m in measured],
-    }
+    result = report()
     write_json_atomic(args.out, result)
     return 0
 
