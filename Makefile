@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-fast lint lock mutation reproduce-table1 reproduce-ablations bench-perf bench-perf-grid clean
+.PHONY: setup test test-fast lint lock mutation wheelhouse reproduce-table1 reproduce-ablations bench-perf bench-perf-grid clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,11 @@ mutation: $(STAMP)
 	rm -rf mutants
 	$(VENV)/bin/mutmut run $(MUTANTS) || true
 	$(PY) tests/helpers/mutation_report.py
+
+# Wheels of every locked package for a machine with no internet (README: Installing offline);
+# PYTHON_VERSION is the target's, PEER=1 adds TRL's.
+wheelhouse: $(STAMP)
+	$(PY) -m reproduce.wheelhouse --out wheelhouse --python-version $(or $(PYTHON_VERSION),3.12) $(if $(PEER),--peer)
 
 lint: $(STAMP)
 	$(PY) -m ruff check bench train reproduce tests

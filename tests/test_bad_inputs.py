@@ -409,3 +409,18 @@ def test_the_trainer_picks_a_free_port():
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # nothing held it
+
+
+def test_the_wheelhouse_plan_carries_the_lock_but_not_torch(tmp_path):
+    from reproduce.wheelhouse import download_command, plan
+
+    specs = plan(peer=False, with_torch=False)
+    names = [s.split("==")[0].lower() for s in specs]
+    assert "deepspeed" in names and "transformers" in names and "torch" not in names
+    assert "torch" in [s.split("==")[0].lower() for s in plan(peer=False, with_torch=True)]
+    assert len(plan(peer=True, with_torch=False)) >= len(specs)
+    cmd = download_command("deepspeed==0.19.8", tmp_path, "3.12", ["manylinux_2_28_x86_64", "any"])
+    assert cmd[cmd.index("--python-version") + 1] == "3.12" and "--only-binary=:all:" in cmd
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--platform"] == ["manylinux_2_28_x86_64", "any"]
+    result = cli("reproduce.wheelhouse", "--dry-run")
+    assert result.returncode == 0 and "deepspeed==0.19.8" in result.stdout.split()
