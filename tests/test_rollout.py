@@ -10,7 +10,7 @@ from train.data import build_messages
 from train.decode import DecodeStep
 from train.encoding import collate, encode_prompts
 from train.logprobs import FORWARD_MODES, response_log_probs
-from train.rollout import HFRollout, SamplingParams, reserve
+from train.rollout import FixedShapeDecoder, HFRollout, SamplingParams, reserve
 from train.tiny import build_tiny
 
 
@@ -115,13 +115,16 @@ def _generate_reference(model, rollout, prompts, params):
     SamplingParams(n=3, max_new_tokens=24),
     SamplingParams(n=2, max_new_tokens=20, temperature=0.7, top_p=0.9, top_k=40, min_tokens=5),
 ], ids=["plain", "warped"])
-def test_sampler_gives_the_tokens_of_transformers_generate(tmp_path, params):
+@pytest.mark.parametrize("fixed_shape", [False, True], ids=["growing-cache", "fixed-shape"])
+def test_sampler_gives_the_tokens_of_transformers_generate(tmp_path, params, fixed_shape, monkeypatch):
     """The lean sampling loop is a speed-up only: same seed, same tokens as `generate`, for image
-    and text-only prompts in one batch, with early end-of-turn stops and min_tokens."""
+    and text-only prompts in one batch, with early end-of-turn stops and min_tokens; both for the
+    growing cache (CPU) and for the fixed-shape step that a GPU replays as a CUDA graph (here
+    eager: attention over the whole reserved width, grouped heads as queries)."""
     path = build_tiny(tmp_path / "m", seed=0)
     proc = load_processor(path)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
-    rollout = HFRollout(proc)
+    rollout = HFRollout(proc, fixed_shape=fixed_shape)
     images = [[Image.new("RGB", (56, 56), (200, 30, 30))], [], [Image.new("RGB", (56, 56), (30, 30, 200))]]
     texts = [proc.apply_chat_template(build_messages(q, len(im)), add_generation_prompt=True, tokenize=False)
              for q, im in zip(["How many?", "What is 2+2? Think first.", "Which colour?"], images, strict=True)]
@@ -133,8 +136,12 @@ def test_sampler_gives_the_tokens_of_transformers_generate(tmp_path, params):
         # make end-of-turn likely (logit about 4), so that rows stop at different lengths
         h = model.model.language_model(input_ids=prompts.input_ids[1][None]).last_hidden_state.mean(dim=(0, 1))
         model.lm_head.weight[rollout.eos_id] = 4 * h / h.square().sum()
+    steps = []
+    forward = FixedShapeDecoder._forward
+    monkeypatch.setattr(FixedShapeDecoder, "_forward", lambda self: steps.append(1) or forward(self))
     torch.manual_seed(7)
     ours = rollout.generate(model, prompts, params)
+    assert (len(steps) > 0) == fixed_shape
     torch.manual_seed(7)
     reference = _generate_reference(model, rollout, prompts, params)
     assert [r.tolist() for r in ours] == [r.tolist() for r in reference]
@@ -161,3 +168,34 @@ def test_forward_flops_prefer_sharing_for_short_responses_and_rows_for_long_ones
     # hand-worked: one prompt of 2 tokens, one row with 1 response token, h = I = kv = 1
     one = forward_flops(torch.tensor([2]), torch.tensor([1]), torch.tensor([0]), 1, 1, 1)
     assert one == {"shared_prefix": (2 + 1) * 14 + (4 + 3) * 4, "rows": 3 * 14 + 4.5 * 4}
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_matches_the_eager_fixed_shape_step(tmp_path):
+    """On a GPU: the decoding step replayed as a CUDA graph gives the eager step's logits (bf16
+    tolerance) for the same tokens, token after token, and the graph is really replayed."""
+    device = torch.device("cuda")
+    path = build_tiny(tmp_path / "m", seed=0, size="small")
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.bfloat16).to(device).eval()
+    lm, rows, width, new = model.model.language_model, 6, 9, 24
+    torch.manual_seed(0)
+    ids = torch.randint(10, 400, (rows, width), device=device)
+    attn = torch.ones(rows, width, dtype=torch.long, device=device)
+    attn[0, :3] = 0
+    tokens = torch.randint(10, 400, (new, rows), device=device)
+    results = []
+    for graph in (False, True):
+        cache = DynamicCache(config=model.config)
+        with torch.no_grad():
+            h = lm(input_ids=ids, attention_mask=attn, past_key_values=cache, use_cache=True).last_hidden_state
+        reserve(cache, new)
+        mask = torch.zeros(rows, 1, 1, width + new, dtype=torch.bool, device=device)
+        mask[:, 0, 0, :width] = attn.bool()
+        advance = FixedShapeDecoder(DecodeStep(lm, cache), lm.embed_tokens.weight, model.lm_head.weight, mask,
+                                    torch.full((rows,), width, device=device), width, graph=graph)
+        logits = [model.lm_head(h[:, -1])]
+        for t in range(new):
+            logits.append(advance(tokens[t], t).clone())
+        assert (advance.graph is not None) == graph
+        results.append(torch.stack(logits).float())
+    torch.testing.assert_close(results[1], results[0], atol=2e-2, rtol=2e-2)

@@ -195,6 +195,9 @@ class RolloutConfig:
     equal to data.max_response_length for a fixed amount of work per step (vLLM's name)."""
     micro_batch_size: int = 64
     """Prompts per generate call (hf engine)."""
+    cuda_graph: bool = True
+    """hf engine on a GPU: replay the fixed-shape decoding step as a CUDA graph (false: the same
+    step, run eagerly, kernel by kernel)."""
     gpu_memory_utilization: float = 0.6
     """vllm engine only."""
 

@@ -52,7 +52,11 @@ class DecodeStep:
         self.head_dim = config.hidden_size // config.num_attention_heads
 
     @torch.no_grad()
-    def __call__(self, embeds: Tensor, mask: Tensor, positions: Tensor) -> Tensor:
+    def __call__(self, embeds: Tensor, mask: Tensor, positions: Tensor, column: Tensor | None = None) -> Tensor:
+        """`column` None: the cache grows by one token (`mask` covers its filled width). `column` a
+        (1,) long tensor on the device: the fixed-shape step (`FixedShapeDecoder`), which writes the
+        new key and value at that column of the reserved width and attends over all of it, `mask`
+        hiding the columns not yet written; every shape is the same at every token."""
         rows, H, K, d = embeds.shape[0], self.heads, self.kv_heads, self.head_dim
         cos, sin = self.model.rotary_emb(embeds, positions)  # (R, 1, d), multimodal sections merged
         x = embeds
@@ -61,9 +65,17 @@ class DecodeStep:
             qkv = torch.addmm(qkv_bias, _rms_norm(layer.input_layernorm, x), qkv_weight).view(rows, H + 2 * K, d)
             qk = qkv[:, : H + K]
             qk = qk * cos + rotate_half(qk) * sin
-            keys, values = kv.update(qk[:, H:, None], qkv[:, H + K :, None])
-            out = F.scaled_dot_product_attention(qk[:, :H, None], keys, values, attn_mask=mask, scale=a.scaling,
-                                                 enable_gqa=H != K)
+            if column is None:
+                keys, values = kv.update(qk[:, H:, None], qkv[:, H + K :, None])
+                out = F.scaled_dot_product_attention(qk[:, :H, None], keys, values, attn_mask=mask, scale=a.scaling,
+                                                     enable_gqa=H != K)
+            else:
+                keys, values = kv.write_at(column, qk[:, H:, None], qkv[:, H + K :, None])
+                # The H // K query heads that share a key head as that head's H // K queries: the
+                # same arithmetic as grouped-query attention, with no copy of the keys and values
+                # per query head (what enable_gqa's fallback kernels make).
+                out = F.scaled_dot_product_attention(qk[:, :H].view(rows, K, H // K, d), keys, values, attn_mask=mask,
+                                                     scale=a.scaling)
             x = x + F.linear(out.reshape(rows, H * d), a.o_proj.weight)
             y = _rms_norm(layer.post_attention_layernorm, x)
             x = x + F.linear(mlp.act_fn(F.linear(y, mlp.gate_proj.weight)) * F.linear(y, mlp.up_proj.weight),

@@ -39,11 +39,16 @@ class HFRollout:
     """Sampling on the training model itself (under ZeRO-3, its parameters are gathered for the
     decoding loop)."""
 
-    def __init__(self, processor, micro_batch_size: int = 64, zero3: bool = False) -> None:
+    def __init__(self, processor, micro_batch_size: int = 64, zero3: bool = False, cuda_graph: bool = True,
+                 fixed_shape: bool | None = None) -> None:
         self.pad_id = processor.tokenizer.pad_token_id
         self.eos_id, self.suppress = stop_and_suppressed_ids(processor.tokenizer)
         self.micro_batch_size = micro_batch_size
         self.zero3 = zero3
+        self.cuda_graph = cuda_graph
+        self.fixed_shape = fixed_shape
+        """None: the fixed-shape step (`FixedShapeDecoder`) on a GPU, the growing cache on a CPU, where
+        attending over the whole reserved width only costs, and where results must replay as before."""
 
     @torch.no_grad()
     def generate(self, model, prompts: Prompts, params: SamplingParams) -> list[Tensor]:
@@ -102,17 +107,31 @@ class HFRollout:
         dev, (rows, width) = logits.device, (logits.shape[0], attn.shape[1])
         step = DecodeStep(model.model.language_model, cache)
         embed, head = model.model.get_input_embeddings().weight, model.lm_head.weight
-        # The decode mask, written once: prompt padding, then every new position visible. Step t
-        # passes a view of its first width + t + 1 columns.
-        mask = torch.ones(rows, 1, 1, width + params.max_new_tokens, dtype=torch.bool, device=dev)
+        fixed = self.fixed_shape if self.fixed_shape is not None else dev.type == "cuda"
+        # The decode mask: prompt padding, then the new positions. The growing cache makes every new
+        # position visible at once, and step t passes a view of its first width + t + 1 columns;
+        # the fixed-shape step opens one column per token.
+        mask = torch.full((rows, 1, 1, width + params.max_new_tokens), not fixed, dtype=torch.bool, device=dev)
         mask[:, 0, 0, :width] = attn.repeat_interleave(params.n, dim=0).bool()
+        if fixed:
+            advance = FixedShapeDecoder(step, embed, head, mask, next_position, width,
+                                        graph=self.cuda_graph and dev.type == "cuda")
+        else:
+            def advance(token: Tensor, t: int) -> Tensor:
+                positions = (next_position + t).view(1, rows, 1).expand(3, -1, -1)
+                return F.linear(step(F.embedding(token, embed), mask[..., : width + t + 1], positions), head)
+        # On a GPU, whether every row has ended is asked every STOP_CHECK_EVERY tokens: the answer
+        # waits for the GPU to finish (a host synchronisation per check), and the tokens after a
+        # row's end are padding anyway. On a CPU the check is free and keeps `generate`'s tokens.
+        check_every = STOP_CHECK_EVERY if dev.type == "cuda" else 1
+        bias = torch.zeros(logits.shape[-1], device=dev)  # the suppressed ids, as -inf, added once per token
+        bias[self.suppress] = -math.inf
         warp = self._warpers(params)
         unfinished = torch.ones(rows, dtype=torch.bool, device=dev)
         out = torch.full((rows, params.max_new_tokens), self.pad_id, dtype=torch.long, device=dev)
         length = 0
         for t in range(params.max_new_tokens):
-            scores = logits.to(dtype=torch.float32, copy=True)
-            scores[:, self.suppress] = -math.inf
+            scores = logits.float() + bias
             if t < params.min_tokens:
                 scores[:, self.eos_id] = -math.inf
             scores = warp(out[:, :t], scores)
@@ -121,10 +140,9 @@ class HFRollout:
             out[:, t] = token
             length = t + 1
             unfinished &= token != self.eos_id
-            if not unfinished.any() or t + 1 == params.max_new_tokens:
+            if t + 1 == params.max_new_tokens or ((t + 1) % check_every == 0 and not unfinished.any()):
                 break
-            positions = (next_position + t).view(1, rows, 1).expand(3, -1, -1)
-            logits = F.linear(step(F.embedding(token, embed), mask[..., : width + t + 1], positions), head)
+            logits = advance(token, t)
         result = []
         for seq in out[:, :length].cpu():
             ends = (seq == self.eos_id).nonzero()
@@ -151,6 +169,52 @@ class HFRollout:
         return warpers
 
 
+STOP_CHECK_EVERY = 16
+"""Tokens between two checks (on a GPU) of whether every row has ended."""
+
+
+class FixedShapeDecoder:
+    """`advance(token (R,), t) -> logits (R, V)`: one decoding step in which every shape is the
+    same at every token, as the fast engines decode, so that on a GPU it is captured once as a CUDA
+    graph and replayed (one launch per token instead of one per kernel).
+
+    Its inputs and outputs live in fixed buffers: the token, the 3-axis positions and the cache
+    column are advanced on the device. The KV cache is the whole reserved width (zeros where
+    nothing is written yet), and the attention covers all of it, `mask` opening one column per
+    token. The first step runs eagerly (its kernels warm up), the graph is captured from the
+    second. tests/test_rollout.py checks the eager step's tokens against `generate` on a CPU;
+    the `gpu` test checks the replayed graph against the eager step."""
+
+    def __init__(self, step: DecodeStep, embed: Tensor, head: Tensor, mask: Tensor, next_position: Tensor,
+                 width: int, graph: bool) -> None:
+        rows = mask.shape[0]
+        self.step, self.embed, self.head, self.mask = step, embed, head, mask
+        self.token = torch.zeros(rows, dtype=torch.long, device=mask.device)
+        # advanced by one before every step: the first step is at next_position, column `width`
+        self.positions = (next_position - 1).view(1, rows, 1).expand(3, -1, -1).clone()
+        self.column = torch.tensor([width - 1], device=mask.device)
+        self.use_graph, self.graph, self.logits = graph, None, None
+
+    def _forward(self) -> Tensor:
+        self.positions.add_(1)
+        self.column.add_(1)
+        self.mask.index_fill_(-1, self.column, True)
+        return F.linear(self.step(F.embedding(self.token, self.embed), self.mask, self.positions, self.column),
+                        self.head)
+
+    def __call__(self, token: Tensor, t: int) -> Tensor:
+        self.token.copy_(token)
+        if self.graph is not None:
+            self.graph.replay()
+            return self.logits
+        logits = self._forward()
+        if self.use_graph:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.logits = self._forward()  # recorded, not run: the next call replays it
+        return logits
+
+
 class _ReservedLayer(DynamicLayer):
     """A DynamicLayer with room for the tokens still to come: `update` writes them in place, where
     DynamicLayer concatenates (a copy of the whole cache at every token, in every layer)."""
@@ -158,7 +222,9 @@ class _ReservedLayer(DynamicLayer):
     def __init__(self, keys: Tensor, values: Tensor, extra: int) -> None:
         super().__init__()
         b, h, t, d = keys.shape
-        self._keys, self._values = keys.new_empty(b, h, t + extra, d), values.new_empty(b, h, t + extra, d)
+        # zeros, not empty: the fixed-shape step attends over unwritten columns (masked), and a NaN
+        # left in memory would survive the mask
+        self._keys, self._values = keys.new_zeros(b, h, t + extra, d), values.new_zeros(b, h, t + extra, d)
         self._keys[:, :, :t], self._values[:, :, :t] = keys, values
         self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
         self._set_length(t)
@@ -174,6 +240,13 @@ class _ReservedLayer(DynamicLayer):
         self._keys[:, :, self.length : end], self._values[:, :, self.length : end] = key_states, value_states
         self._set_length(end)
         return self.keys, self.values
+
+    def write_at(self, column: Tensor, key_states: Tensor, value_states: Tensor) -> tuple[Tensor, Tensor]:
+        """The fixed-shape step's write: one token's key and value at `column` (a (1,) device
+        tensor, so that a captured graph reads it when replayed); returns the whole reserved width."""
+        self._keys.index_copy_(2, column, key_states)
+        self._values.index_copy_(2, column, value_states)
+        return self._keys, self._values
 
     def get_seq_length(self) -> int:
         return self.length
@@ -271,7 +344,8 @@ def vllm_sampling_kwargs(params: SamplingParams, eos_id: int, suppress: Sequence
 ROLLOUT_ENGINES: Registry[Callable] = Registry("rollout engine")
 """worker.rollout.name -> a factory (processor, cfg) -> engine with `generate` and `eos_id`."""
 ROLLOUT_ENGINES.add("hf", lambda processor, cfg: HFRollout(processor, cfg.worker.rollout.micro_batch_size,
-                                                           cfg.worker.actor.zero_stage == 3))
+                                                           cfg.worker.actor.zero_stage == 3,
+                                                           cfg.worker.rollout.cuda_graph))
 ROLLOUT_ENGINES.add("vllm", VLLMRollout)
 
 
