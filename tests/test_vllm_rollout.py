@@ -2,6 +2,7 @@
 vLLM or CUDA is missing), and, on a GPU machine, that its samples follow the training model's
 current weights."""
 
+import inspect
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,11 @@ from train.data import build_messages
 from train.encoding import encode_prompts
 from train.rollout import (
     SUPPRESSED_TOKENS,
+    VLLM_API,
+    VLLM_VERSION,
     SamplingParams,
     make_rollout,
+    refresh_engine_weights,
     vllm_inputs,
     vllm_sampling_kwargs,
 )
@@ -70,6 +74,55 @@ def test_vllm_engine_without_vllm_or_cuda_says_what_to_use(tiny):
         make_rollout("vllm", proc, cfg)
     with pytest.raises(ValueError, match="valid names: hf, vllm"):
         make_rollout("sglang", proc, cfg)
+
+
+def test_weight_refresh_uses_only_the_pinned_public_api(tiny):
+    """The refresh reaches vLLM only through the `LLM` methods of the pinned release's public API
+    (VLLM_API), with their parameters; it hands the engine's loader every parameter under its
+    Hugging Face name, as the training tensors themselves (no copy), then drops the prefix cache.
+    The extra pins that release."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    calls = []
+
+    class EngineModel:
+        def load_weights(self, weights):
+            self.weights = dict(weights)
+            return set(self.weights)
+
+    engine_model = EngineModel()
+
+    class StrictLLM:
+        def apply_model(self, func):
+            calls.append("apply_model")
+            return [func(engine_model)]
+
+        def reset_prefix_cache(self, device=None):
+            calls.append("reset_prefix_cache")
+            return True
+
+        def __getattr__(self, name):
+            raise AssertionError(f"the refresh used vllm.LLM.{name}, outside the pinned public API")
+
+    assert {n: tuple(inspect.signature(getattr(StrictLLM, n)).parameters) for n in VLLM_API} == VLLM_API
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny[0])
+    refresh_engine_weights(StrictLLM(), model, zero3=False)
+    assert calls == ["apply_model", "reset_prefix_cache"]
+    params = dict(model.named_parameters())
+    assert engine_model.weights.keys() == params.keys()
+    assert all(engine_model.weights[k].data_ptr() == p.data_ptr() for k, p in params.items())
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert f'vllm = ["vllm=={VLLM_VERSION}"]' in pyproject
+
+
+@pytest.mark.gpu
+def test_installed_vllm_has_the_api_the_refresh_uses():
+    """Where vLLM is installed: its release is the pinned one and `LLM` has VLLM_API's methods with
+    those parameters (this project's GPU machines cannot install it; see the README)."""
+    vllm = pytest.importorskip("vllm")
+    assert vllm.__version__ == VLLM_VERSION
+    for name, parameters in VLLM_API.items():
+        assert tuple(inspect.signature(getattr(vllm.LLM, name)).parameters) == parameters
 
 
 @pytest.mark.gpu

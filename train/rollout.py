@@ -257,13 +257,29 @@ def reserve(cache, extra: int) -> None:
     cache.layers = [_ReservedLayer(layer.keys, layer.values, extra) for layer in cache.layers]
 
 
+VLLM_VERSION = "0.11.0"
+"""The vLLM release the `vllm` extra pins, whose public `LLM` API the engine uses (below)."""
+
+VLLM_API = {"apply_model": ("self", "func"), "reset_prefix_cache": ("self", "device")}
+"""The methods of `vllm.LLM` the weight refresh calls, with their parameters in VLLM_VERSION
+(vllm/entrypoints/llm.py; https://docs.vllm.ai/en/v0.11.0/api/vllm/entrypoints/llm.html):
+`apply_model(func)` runs func(model) on the model in each worker and returns the results, and
+`reset_prefix_cache()` drops cached prefixes. tests/test_vllm_rollout.py holds the refresh to
+these alone, and on a machine with vLLM, checks them against the installed release."""
+
+
 class VLLMRollout:
     """vLLM on the training GPU (colocated, GPU only, imported lazily). Before every generation
     the training model's current weights are copied into the engine (ZeRO-3 shards are gathered
     first), so rollouts are always on-policy; the engine runs in bf16 with its own KV cache.
-    Prompts go in as the same token ids (image placeholders already expanded) plus their images."""
+    Prompts go in as the same token ids (image placeholders already expanded) plus their images.
+
+    Not yet run by this project: vLLM's wheel is too large for the GPU machines it is tested on."""
 
     def __init__(self, processor, cfg) -> None:
+        # The engine core in this process (vLLM's V1 engine otherwise runs it in a child process):
+        # `apply_model` then hands the weight loader the training tensors themselves, not a pickle.
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             import vllm
         except ImportError as e:
@@ -282,19 +298,10 @@ class VLLMRollout:
         self._vllm = vllm
 
     def refresh_weights(self, model) -> None:
-        """Copy the training model's parameters into the engine (Hugging Face names; vLLM's
-        Qwen2.5-VL loader maps them) and drop the engine's prefix cache, which holds old keys."""
-        module = getattr(model, "module", model)
-        runner = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        gather = contextlib.nullcontext()
-        if self.zero3:
-            import deepspeed
-
-            gather = deepspeed.zero.GatheredParameters(list(module.parameters()))
-        with gather, torch.no_grad():
-            runner.load_weights((name, p.detach()) for name, p in module.named_parameters())
-        self.llm.reset_prefix_cache()
-
+        """Copy the training model's parameters into the engine through `LLM.apply_model` (Hugging
+        Face names; vLLM's Qwen2.5-VL loader maps them), then drop the prefix cache, which holds
+        keys of the old weights."""
+        refresh_engine_weights(self.llm, getattr(model, "module", model), self.zero3)
     def generate(self, model, prompts: Prompts, params: SamplingParams) -> list[Tensor]:
         """Same contract as HFRollout.generate: n responses per prompt, prompt-major, each cut after
         its first end-of-turn token (kept) or at max_new_tokens."""
@@ -309,6 +316,19 @@ class VLLMRollout:
                     ids.append(self.eos_id)
                 responses.append(torch.tensor(ids, dtype=torch.long))
         return responses
+
+
+def refresh_engine_weights(llm, module, zero3: bool) -> None:
+    """The training module's parameters into a vLLM `LLM`, by the public API in VLLM_API only."""
+    gather = contextlib.nullcontext()
+    if zero3:
+        import deepspeed
+
+        gather = deepspeed.zero.GatheredParameters(list(module.parameters()))
+    with gather, torch.no_grad():
+        weights = [(name, p.detach()) for name, p in module.named_parameters()]
+        llm.apply_model(lambda engine_model: engine_model.load_weights(iter(weights)))
+    llm.reset_prefix_cache()
 
 
 SUPPRESSED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
@@ -332,7 +352,9 @@ def vllm_inputs(prompts: Prompts) -> list[dict]:
 
 
 def vllm_sampling_kwargs(params: SamplingParams, eos_id: int, suppress: Sequence[int]) -> dict:
-    """Keyword arguments of vllm.SamplingParams for the same sampling as HFRollout."""
+    """Keyword arguments of vllm.SamplingParams for HFRollout's sampling, with one difference: the
+    suppressed vision ids get a logit bias of -100, the most vLLM allows, where HFRollout sets
+    them to -inf (a suppressed id stays possible there, at a probability about e^-100 times its own)."""
     return {
         "n": params.n, "temperature": params.temperature, "top_p": params.top_p,
         "top_k": params.top_k if params.top_k > 0 else 0, "max_tokens": params.max_new_tokens,
