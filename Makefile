@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-fast lint lock mutation wheelhouse reproduce-table1 reproduce-ablations bench-perf bench-perf-grid clean
+.PHONY: setup test test-fast lint lock mutation wheelhouse reproduce-table1 reproduce-ablations bench-perf bench-perf-grid bench-gpu clean
 
 setup: $(STAMP)
 
@@ -57,6 +57,12 @@ mutation: $(STAMP)
 	rm -rf mutants
 	$(VENV)/bin/mutmut run $(MUTANTS) || true
 	$(PY) tests/helpers/mutation_report.py
+
+# The GPU suite in one command of at most 8 minutes (README: GPU). It runs on the GPU machine's own
+# Python, with the packages installed there from a wheelhouse: no .venv, no network.
+GPU_PYTHON ?= python3
+bench-gpu:
+	$(GPU_PYTHON) -m reproduce.perf.gpu $(if $(OUT),--out $(OUT))
 
 # Wheels of every locked package for a machine with no internet (README: Installing offline);
 # PYTHON_VERSION is the target's, PEER=1 adds TRL's.

@@ -128,3 +128,51 @@ def test_memory_search_steps_by_secant_and_stops_when_bracketed():
     assert next_length([p(512, 7540), p(576, 8195, ok=False)], 8192) is None
     # memory that stops growing: double the longest length within
     assert next_length([p(128, 3000), p(256, 2900)], 8192) == 512
+
+
+def test_step_floor_hand_worked():
+    """One row, 2 parameters, 1 layer of 1 KV head of width 1, a 1-token prompt, 2 new tokens, at
+    1 byte/s and 1 FLOP/s: decode reads 2 x 4 weight bytes plus KV 4 x (1 + 2) bytes = 20 s; the
+    update is 6 x 2 x 3 = 36 s."""
+    from reproduce.perf.floors import ChipRates, StepShape, step_floor
+
+    f = step_floor(StepShape(parameters=2, layers=1, kv_heads=1, head_dim=1, rows=1, prompt_tokens=1, new_tokens=2),
+                   ChipRates("test", copy_bytes_per_s=1.0, matmul_flop_per_s=1.0))
+    assert (f["decode_s"], f["update_s"], f["step_s"]) == (20.0, 36.0, 56.0)
+    assert f["tokens_per_s"] == 2 / 56
+
+
+def test_gpu_suite_runs_through_and_reports_on_a_cpu(tmp_path):
+    """`python -m reproduce.perf.gpu` at the smallest sizes (the tiny model, no peer): the machine,
+    the chip's rates, the `gpu` tests (skipped here) and a workload with its floor, written as
+    JSON and Markdown."""
+    out = tmp_path / "gpu"
+    cmd = [sys.executable, "-m", "reproduce.perf.gpu", "--model", "tiny", "--new-tokens", "4", "--steps", "1",
+           "--workloads", "16_rows", "--peer-python", "", "--out", str(out), "--work-dir", str(tmp_path / "w")]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert result["device"]["versions"]["torch"].startswith("2.13.0") and result["device"]["gpu"] is None
+    assert result["rates"]["copy_bytes_per_s"] > 0 and result["rates"]["matmul_flop_per_s"] > 0
+    assert "skipped" in result["tests"]["summary"]
+    wr = result["workloads"]["16_rows"]
+    assert set(wr["trainers"]) == {"ours_grpo", "ours_share_grpo"}
+    assert wr["trainers"]["ours_grpo"]["tokens_per_step"] == 16 * 4
+    assert wr["floor"]["shape"]["rows"] == 16 and wr["floor"]["shape"]["prompt_tokens"] > 10
+    assert wr["floor"]["step_s"] == wr["floor"]["decode_s"] + wr["floor"]["update_s"] > 0
+    assert "step time, ours Share-GRPO / ours GRPO" in wr["ratios"]
+    md = out.with_suffix(".md").read_text()
+    assert "Floor of a step" in md and "| ours (grpo) |" in md
+
+
+def test_gpu_suite_names_a_run_that_failed(tmp_path):
+    """A trainer whose run fails keeps its place in the report, with its error."""
+    from reproduce.perf.gpu import markdown, run_child, workload_report
+    from reproduce.perf.workload import Workload
+
+    failed = run_child("ours_grpo", sys.executable, tmp_path / "no_such_workload", timeout_s=300)
+    assert "workload.json" in failed["error"]
+    wr = workload_report("16_rows", Workload(), {"ours_grpo": failed}, None, None)
+    assert wr["trainers"] == {} and wr["ratios"] == {}
+    md = markdown({"device": {"python": "3", "versions": {}}, "workloads": {"16_rows": wr}})
+    assert "| ours_grpo |" in md and "workload.json" in md

@@ -60,7 +60,8 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 METRIC_KEYS = {
     "step", "reward/mean", "reward/accuracy", "reward/format", "reward/judge_timeouts", "adv/zero_frac",
     "adv/uniform_global_frac", "adv/uniform_local_frac", "adv/abs_mean", "data/dynamic_dropped",
-    "data/image_transformed_frac", "data/short_variants", "response/length_mean", "response/truncated_frac",
+    "data/image_transformed_frac", "data/short_variants", "prompt/length_mean", "response/length_mean",
+    "response/truncated_frac",
     "train/rows", "train/rows_per_question", "train/updates", "actor/lr", "actor/grad_norm", "actor/pg_loss",
     "actor/clip_frac", "actor/dual_clip_frac", "actor/approx_kl", "actor/entropy", "perf/step_time",
     "perf/tokens_per_s", "perf/expand_time", "perf/generate_time", "perf/reward_time", "perf/advantage_time",

@@ -531,7 +531,7 @@ def _grad_norm_before_step(engine) -> float | None:
 
 def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor, adv: Tensor, keep: Tensor,
                  stats: Counter, seconds: dict[str, float]) -> dict[str, float]:
-    """This rank's metrics of one step, namespaced (reward/, adv/, data/, response/, train/, actor/, perf/)."""
+    """This rank's metrics of one step, namespaced (reward/, adv/, data/, prompt/, response/, train/, actor/, perf/)."""
     d = run.cfg.data
     B, Q, _ = run.batch_shape
     vanish = algos.advantage_vanishing(rewards, adv)
@@ -552,6 +552,7 @@ def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor,
         "data/image_transformed_frac": batch.expand_counts["image_transformed"] / (B * Q),
         "data/short_variants": float(batch.expand_counts["short_variants"]),
         "response/length_mean": sum(lengths) / len(lengths),
+        "prompt/length_mean": sum(len(x) for x in batch.prompts.input_ids) / len(batch.prompts.input_ids),
         "response/truncated_frac": sum(truncated) / len(truncated),
         "train/rows": float(stats["rows"]),
         "train/rows_per_question": stats["rows"] / max(int(keep.sum()), 1),

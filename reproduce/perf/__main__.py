@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from reproduce.perf.compare import REPO, RUNS, machine, measure, point_key
+from reproduce.perf.compare import REPO, RUNS, machine, measure, point_key, target_text
 from reproduce.perf.workload import SPLIT, Workload
 
 
@@ -40,10 +40,8 @@ def report(summary: dict, ratios: dict, w: Workload) -> str:
     grades = summary["trainers"]["ours_grpo"]["grades_per_s"]
     lines += ["", f"Verifier (`grade_many`) on the trainer's own responses: {grades:,.0f} grades/s (target 1,000).",
               "", "| ratio | median | min | max | target |", "|---|---|---|---|---|"]
-    targets = {"tokens/s, ours GRPO / TRL": ">= 1.5", "peak RSS, ours GRPO / TRL": "<= 1.0",
-               "step time, ours Share-GRPO / ours GRPO": "<= 1.3", "step time, ours GRPO / TRL": ""}
     for name, r in ratios.items():
-        lines.append(f"| {name} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} | {targets.get(name, '')} |")
+        lines.append(f"| {name} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} | {target_text(name)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -62,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--new-tokens", type=int, default=64, help="one point: the length of every response")
     parser.add_argument("--completions", type=int, default=4, help="one point: responses per prompt (n)")
+    parser.add_argument("--prompts", type=int, default=2, help="one point: questions per step")
+    parser.add_argument("--micro-batch", type=int, help="one point: rows per forward/backward of the update in "
+                        "both trainers (default: ours 64, TRL all rows at once)")
     parser.add_argument("--grid", action="store_true", help="the cost curves (results/perf/cpu_scaling.*)")
     parser.add_argument("--points", nargs="+", metavar="MODEL:LENGTH:N", help="with --grid: only these points")
     parser.add_argument("--peer-python", default=str(REPO / ".venv-peer" / "bin" / "python"),
@@ -90,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         check_group_size(args.completions, "--completions")
     except ValueError as exc:
         parser.error(str(exc))
+    rows = args.prompts * args.completions
+    if args.prompts < 1 or (args.micro_batch is not None and (args.micro_batch < 1 or rows % args.micro_batch)):
+        parser.error(f"--prompts must be >= 1 and --micro-batch must divide the {rows} rows of a step")
     w = Workload(model=args.model, dtype=args.dtype, new_tokens=args.new_tokens, completions=args.completions,
-                 measured_steps=steps)
+                 prompts=args.prompts, micro_batch=args.micro_batch, measured_steps=steps)
     summary = {**measure(w, args.work_dir / f"{point_key(w.model, w.new_tokens, w.completions)}_{w.dtype}", alternations, args.peer_python), "machine": machine()}
     text = report(summary, summary["ratios"], w)
     print("\n" + text)

@@ -23,6 +23,22 @@ RUNS = {  # name -> (module, mode)
     "ours_share_grpo": ("reproduce.perf.run_ours", "share_grpo"),
 }
 
+TARGETS = {  # ratio name -> (bound, "min" or "max", the response lengths it applies at; None: all)
+    "tokens/s, ours GRPO / TRL": (1.5, "min", None),
+    "peak RSS, ours GRPO / TRL": (1.0, "max", None),
+    "peak GPU memory, ours GRPO / TRL": (1.0, "max", None),
+    "step time, ours Share-GRPO / ours GRPO": (1.4, "max", {512, 1024}),
+}
+"""The side-by-side targets (issue #22), in one place for every report."""
+
+
+def target_text(name: str) -> str:
+    """'>= 1.5' or '<= 1.4' for a ratio with a target, '' for one without."""
+    if name not in TARGETS:
+        return ""
+    bound, kind, _ = TARGETS[name]
+    return f"{'>=' if kind == 'min' else '<='} {bound}"
+
 
 def point_key(model: str, length: int, n: int) -> str:
     """A workload's folder and result key, e.g. tiny_L64_n4 (a hub id keeps its last part)."""
@@ -93,6 +109,8 @@ def measure(w: Workload, work_dir: Path, alternations: int, peer_python: str, la
         ratios["tokens/s, ours GRPO / TRL"] = ratio([per_run(ours[i])[0] / per_run(peer[i])[0] for i in alt])
         ratios["step time, ours GRPO / TRL"] = ratio([per_run(ours[i])[1] / per_run(peer[i])[1] for i in alt])
         ratios["peak RSS, ours GRPO / TRL"] = ratio([ours[i]["peak_rss_mb"] / peer[i]["peak_rss_mb"] for i in alt])
+        if all(r.get("peak_gpu_mb") for r in ours + peer):
+            ratios["peak GPU memory, ours GRPO / TRL"] = ratio([ours[i]["peak_gpu_mb"] / peer[i]["peak_gpu_mb"] for i in alt])
     ratios["step time, ours Share-GRPO / ours GRPO"] = ratio(
         [per_run(results["ours_share_grpo"][i])[1] / per_run(results["ours_grpo"][i])[1] for i in alt])
     return {"workload": asdict(w), "alternations": alternations,

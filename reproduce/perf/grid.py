@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from reproduce.perf.compare import machine, measure, point_key
+from reproduce.perf.compare import TARGETS, machine, measure, point_key
 from reproduce.perf.workload import SPLIT, Workload
 
 GRID: tuple[tuple[str, int, int], ...] = (
@@ -27,11 +27,6 @@ GRID: tuple[tuple[str, int, int], ...] = (
 LEFT_OUT = {
     ("small", 1024, 4): "about 20 s a step for each trainer; with the other points it would take the grid past 30 minutes",
     ("small", 1024, 16): "about 80 s a step and over 8 GB for the whole batch in one micro-batch (see the memory limits)",
-}
-TARGETS = {  # ratio name -> (bound, "min" or "max", applies at lengths)
-    "tokens/s, ours GRPO / TRL": (1.5, "min", None),
-    "peak RSS, ours GRPO / TRL": (1.0, "max", None),
-    "step time, ours Share-GRPO / ours GRPO": (1.4, "max", {1024}),
 }
 TRAINER_NAMES = {"ours_grpo": "ours GRPO", "trl": "TRL GRPOTrainer", "ours_share_grpo": "ours Share-GRPO"}
 

@@ -32,8 +32,8 @@ def overrides(work_dir: Path, w: Workload, mode: str, out_dir: Path) -> list[str
         "algorithm.disable_kl=true", "worker.actor.ppo_epochs=1", f"worker.actor.bf16={str(w.dtype == 'bfloat16').lower()}",
         "worker.actor.model.enable_gradient_checkpointing=false", "worker.actor.zero_stage=0",
         f"worker.actor.optim.lr={w.lr}", "worker.actor.optim.lr_warmup_steps=0",
-        "worker.actor.micro_batch_size_per_device_for_update=64",
-        "worker.actor.micro_batch_size_per_device_for_experience=64",
+        f"worker.actor.micro_batch_size_per_device_for_update={w.micro_batch or 64}",
+        f"worker.actor.micro_batch_size_per_device_for_experience={w.micro_batch or 64}",
         f"worker.reward.workers={w.reward_workers}", f"algorithm.adv_estimator={mode}",
         f"algorithm.num_variants={VARIANTS[mode]}", f"worker.rollout.n={w.completions // VARIANTS[mode]}",
     ]
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps_done": len(steps),
             "step_time": walls,
             "tokens": [m["response/length_mean"] * w.prompts * w.completions for m in measured],
+            "prompt_tokens": [m["prompt/length_mean"] * w.prompts * w.completions for m in measured],
             "split": {k: [m[METRIC[k]] for m in measured] for k in SPLIT},
             "peak_rss_mb": peak_rss_mb(),
             "peak_gpu_mb": peak_gpu_mb(),

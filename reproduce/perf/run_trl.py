@@ -2,9 +2,10 @@
 `python -m reproduce.perf.run_trl WORK_DIR --out F`.
 
 The same model, processor, questions, images, prompt text and reward (`bench.verify.grade_many`)
-as `run_ours.py`; TRL's own defaults elsewhere (DAPO token-mean loss, group-std scaling). Only
-TRL's public hooks are used to time it: callbacks for step ends, wrappers around its generate,
-reward and log-prob methods."""
+as `run_ours.py`; TRL's own defaults elsewhere (DAPO token-mean loss, group-std scaling). TRL has
+no public hook inside a step, so besides a callback at step ends, private methods of the pinned
+release's GRPOTrainer (generate, reward, log-prob, input preparation) are wrapped to time them;
+the wrappers only measure. The result is written after every step (a run cut short still reports)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     w = load(args.work_dir)
 
     import torch
+    import trl
     from datasets import Dataset
     from transformers import Qwen2_5_VLForConditionalGeneration, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -55,12 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         return [g.overall for g in grade_many(texts, list(answer), workers=w.reward_workers)]
 
+    rows = w.prompts * w.completions
+    micro = w.micro_batch or rows  # one generation of all rows, trained in rows // micro passes
     bf16 = w.dtype == "bfloat16"  # mixed precision, as our trainer's worker.actor.bf16: fp32 weights
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
     with tempfile.TemporaryDirectory() as tmp:
         config = GRPOConfig(
-            output_dir=tmp, max_steps=w.steps, per_device_train_batch_size=w.prompts * w.completions,
-            gradient_accumulation_steps=1, num_generations=w.completions, num_iterations=1,
+            output_dir=tmp, max_steps=w.steps, per_device_train_batch_size=micro,
+            gradient_accumulation_steps=rows // micro, num_generations=w.completions, num_iterations=1,
             max_completion_length=w.new_tokens, generation_kwargs={"min_new_tokens": w.new_tokens},
             temperature=w.temperature, top_p=1.0, top_k=0, beta=0.0, learning_rate=w.lr,
             lr_scheduler_type="constant", warmup_steps=0, bf16=bf16, fp16=False,
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 return out
             return wrapper
 
-        def count(a, out):
+        def count(a, out):  # every completion's and (repeated per completion) every prompt's tokens
             tokens.append(sum(len(c) for c in out[0]))
             prompt_tokens.append(sum(len(p) for p in a[0]))
 
@@ -97,11 +101,26 @@ def main(argv: list[str] | None = None) -> int:
 
         def prepare_and_mark(*a, **k):
             out = prepare(*a, **k)
-            marks["prepared"] = time.perf_counter()
+            marks.setdefault("prepared", time.perf_counter())  # the step's first pass: after its generation
             return out
 
         trainer._prepare_inputs = prepare_and_mark
         ends: list[float] = []
+
+        def report() -> dict:
+            done = len(ends) - 1
+            return {
+                "trainer": "TRL GRPOTrainer",
+                "steps_done": done,
+                "step_time": [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)][w.warmup_steps :],
+                "tokens": tokens[w.warmup_steps : done],
+                "prompt_tokens": prompt_tokens[w.warmup_steps : done],
+                "split": {k: timers[k][w.warmup_steps :] for k in SPLIT},
+                "peak_rss_mb": peak_rss_mb(),
+                "peak_gpu_mb": peak_gpu_mb(),
+                "loss": [h["loss"] for h in trainer.state.log_history if "loss" in h][w.warmup_steps :],
+                "versions": {"trl": trl.__version__},
+            }
 
         class StepClock(TrainerCallback):
             def on_train_begin(self, *_, **__):
@@ -109,26 +128,17 @@ def main(argv: list[str] | None = None) -> int:
 
             def on_step_end(self, *_, **__):
                 now = time.perf_counter()
-                current["update"] += now - marks["prepared"]
+                current["update"] += now - marks.pop("prepared")
                 for k in SPLIT:
                     timers[k].append(current.pop(k, 0.0))
                 ends.append(now)
 
+            def on_log(self, *_, **__):  # after the step's loss is logged: a run cut short still reports
+                write_json_atomic(args.out, report())
+
         trainer.add_callback(StepClock())
         trainer.train()
-    walls = [b - a for a, b in zip(ends[:-1], ends[1:], strict=True)][w.warmup_steps :]
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h][w.warmup_steps :]
-    result = {
-        "trainer": "TRL GRPOTrainer",
-        "step_time": walls,
-        "tokens": tokens[w.warmup_steps :],
-        "prompt_tokens": prompt_tokens[w.warmup_steps :],
-        "split": {k: v[w.warmup_steps :] for k, v in timers.items()},
-        "peak_rss_mb": peak_rss_mb(),
-        "peak_gpu_mb": peak_gpu_mb(),
-        "loss": losses,
-    }
-    write_json_atomic(args.out, result)
+        write_json_atomic(args.out, report())
     return 0
 
 

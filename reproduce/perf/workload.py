@@ -31,14 +31,19 @@ class Workload:
     """Questions in the generated training file."""
     seed: int = 0
     reward_workers: int = 1
+    micro_batch: int | None = None
+    """Rows per forward/backward of the update, in both trainers (None: ours 64, TRL all of a
+    step's rows at once; a 3B model's 256 rows need a few)."""
 
     @property
     def steps(self) -> int:
         return self.warmup_steps + self.measured_steps
 
 
-def prepare(work_dir: Path, workload: Workload) -> Path:
-    """Build the tiny model and the training file into work_dir (once) and write workload.json."""
+def prepare(work_dir: Path, workload: Workload, model_dir: Path | None = None) -> Path:
+    """Build the model and the training file into work_dir (once) and write workload.json.
+    `model_dir`: a model already built for this workload's model, dtype and seed, linked instead
+    of building another (the GPU suite's second workload)."""
     import pandas as pd
 
     from bench.data import training_rows
@@ -49,8 +54,15 @@ def prepare(work_dir: Path, workload: Workload) -> Path:
     spec = work_dir / "workload.json"
     if spec.exists() and json.loads(spec.read_text()) == asdict(workload):
         return work_dir
-    if workload.model in PUBLISHED_SHAPES:
-        build_published(work_dir / "model", workload.model, seed=workload.seed)
+    if model_dir is not None:
+        (work_dir / "model").unlink(missing_ok=True)
+        (work_dir / "model").symlink_to(model_dir.resolve(), target_is_directory=True)
+    elif workload.model in PUBLISHED_SHAPES:
+        import torch
+
+        gpu = torch.cuda.is_available()  # there: built in place, in the workload's dtype
+        build_published(work_dir / "model", workload.model, seed=workload.seed, device="cuda" if gpu else "cpu",
+                        dtype=torch.bfloat16 if gpu and workload.dtype == "bfloat16" else torch.float32)
     else:
         build_tiny(work_dir / "model", seed=workload.seed, size=workload.model)
     pd.DataFrame(training_rows(workload.rows, seed=workload.seed, tasks=["SynthCount"])).to_parquet(work_dir / "train.parquet")

@@ -1,0 +1,239 @@
+"""`make bench-gpu` (`python -m reproduce.perf.gpu`): the whole GPU suite as one command that fits in
+8 minutes of one GPU, model build included. It writes results/perf/gpu.{json,md} after every stage,
+so a run cut short still reports what it measured:
+
+1. the machine: device, memory, driver and package versions;
+2. the chip's copy bandwidth and bf16 matrix rate (`floors.py`), from which each workload's floor;
+3. the `gpu` tests (time-boxed);
+4. two workloads at the Qwen2.5-VL-3B shape (random weights, built on the GPU in bf16), exactly 512
+   new tokens: 2 prompts x 8 and 32 x 8 rows, each by ours (GRPO), TRL's GRPOTrainer and ours
+   (Share-GRPO), one fresh process each, no checkpoint written.
+
+Targets (issue #22): a step within 3x its floor, tokens/s >= 1.5x TRL's, Share-GRPO's step <= 1.4x
+GRPO's, peak GPU memory <= TRL's. Figures are printed and recorded, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+
+from bench.fileio import write_json_atomic, write_text_atomic
+from reproduce.perf.compare import REPO, RUNS, child_env, per_run, summarize, target_text
+from reproduce.perf.floors import ChipRates, StepShape, measure_rates, step_floor
+from reproduce.perf.workload import Workload, prepare
+
+MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
+WORKLOADS = {"16_rows": (2, 8), "256_rows": (32, 8)}  # name -> (prompts, completions)
+GPU_TESTS = ["tests/test_rollout.py", "tests/test_trainer.py", "tests/test_vllm_rollout.py"]
+"""The `gpu` tests of the suite (the perf harness's own GPU test repeats this benchmark, and the
+evaluation's need vlmeval, which a GPU machine may not have). Those of the vllm engine run only
+where vLLM is installed."""
+PACKAGES = ("torch", "transformers", "deepspeed", "accelerate", "trl", "vllm", "flash-attn")
+FLOOR_FACTOR = 3.0
+
+
+def versions() -> dict[str, str | None]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def device_info() -> dict:
+    import torch
+
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+            "cuda": torch.version.cuda, "gpu": None, "versions": versions()}
+    if torch.cuda.is_available():
+        p = torch.cuda.get_device_properties(0)
+        info |= {"gpu": p.name, "gpu_memory_mb": p.total_memory / 2**20, "gpu_count": torch.cuda.device_count()}
+        try:
+            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                            capture_output=True, text=True, timeout=20).stdout.strip() or None
+        except (OSError, subprocess.TimeoutExpired):
+            info["driver"] = None
+    return info
+
+
+def run_child(name: str, python: str, work_dir: Path, timeout_s: float) -> dict | None:
+    """One trainer's run (RUNS[name]); on a timeout, what it wrote so far (it writes after every
+    step), marked cut_short; None if it wrote nothing."""
+    module, mode = RUNS[name]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else [])]
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True,
+                                  timeout=max(timeout_s, 1))
+            error = None if proc.returncode == 0 else proc.stderr[-2000:]
+        except subprocess.TimeoutExpired:
+            error = f"cut short at its {timeout_s:.0f} s share of the budget"
+        result = json.loads(out.read_text()) if out.exists() else None
+    if result is None:
+        return {"error": error or "wrote no result"}
+    return result | ({"cut_short": error} if error else {})
+
+
+def workload_report(name: str, w: Workload, runs: dict[str, dict], rates: ChipRates | None, config) -> dict:
+    """Summaries, the floor of this workload's step and the ratios against their targets."""
+    done = {k: r for k, r in runs.items() if r.get("step_time")}
+    out = {"workload": asdict(w), "runs": runs, "trainers": {k: summarize([r], w) for k, r in done.items()}}
+    if rates and "ours_grpo" in done:
+        r = done["ours_grpo"]
+        rows = w.prompts * w.completions
+        text = config.text_config
+        shape = StepShape(parameters=config_parameters(config), layers=text.num_hidden_layers,
+                          kv_heads=text.num_key_value_heads, head_dim=text.hidden_size // text.num_attention_heads,
+                          rows=rows, prompt_tokens=round(r["prompt_tokens"][0] / rows), new_tokens=w.new_tokens)
+        out["floor"] = step_floor(shape, rates)
+        for s in out["trainers"].values():
+            s["step_over_floor"] = s["step_time_s"] / out["floor"]["step_s"]
+    ratios = {}
+    if {"ours_grpo", "trl"} <= done.keys():
+        ours, peer = done["ours_grpo"], done["trl"]
+        ratios["tokens/s, ours GRPO / TRL"] = per_run(ours)[0] / per_run(peer)[0]
+        if ours.get("peak_gpu_mb") and peer.get("peak_gpu_mb"):
+            ratios["peak GPU memory, ours GRPO / TRL"] = ours["peak_gpu_mb"] / peer["peak_gpu_mb"]
+    if {"ours_grpo", "ours_share_grpo"} <= done.keys():
+        ratios["step time, ours Share-GRPO / ours GRPO"] = per_run(done["ours_share_grpo"])[1] / per_run(done["ours_grpo"])[1]
+    out["ratios"] = ratios
+    return out
+
+
+def config_parameters(config) -> int:
+    from train.plan import count_parameters
+
+    return count_parameters(config).total
+
+
+def markdown(result: dict) -> str:
+    d = result["device"]
+    lines = ["Produced by `make bench-gpu` (python -m reproduce.perf.gpu).", "",
+             f"Device: {d.get('gpu') or 'no GPU'}"
+             + (f" ({d['gpu_memory_mb']:,.0f} MiB, driver {d.get('driver')}, CUDA {d.get('cuda')})" if d.get("gpu") else "")
+             + f"; Python {d['python']}; " + ", ".join(f"{k} {v}" for k, v in d["versions"].items() if v) + ".", ""]
+    if "rates" in result:
+        r = result["rates"]
+        lines += [f"Measured here: copy bandwidth {r['copy_bytes_per_s'] / 1e12:.2f} TB/s (read + write), bf16 matrix "
+                  f"rate {r['matmul_flop_per_s'] / 1e12:.0f} TFLOP/s.", ""]
+    if "tests" in result:
+        t = result["tests"]
+        lines += [f"`gpu` tests: {t['summary']} ({t['seconds']:.0f} s).", ""]
+    for name, wr in result.get("workloads", {}).items():
+        w = wr["workload"]
+        lines += [f"### {name.replace('_', ' ')}: {w['prompts']} prompts x {w['completions']} completions, "
+                  f"{w['new_tokens']} new tokens, {w['dtype']}", ""]
+        if "floor" in wr:
+            f = wr["floor"]
+            lines += [f"Floor of a step: decode {f['decode_s']:.2f} s + update {f['update_s']:.2f} s = {f['step_s']:.2f} s "
+                      f"({f['tokens_per_s']:,.0f} generated tokens/s); target: within {FLOOR_FACTOR:g}x.", ""]
+        lines += ["| trainer | step (s) | x floor | tokens/s | peak GPU (MB) | generate | reward | log-prob | update | other |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for s in wr["trainers"].values():
+            sp = s["split_s"]
+            lines.append(f"| {s['trainer']} | {s['step_time_s']:.2f} | {s.get('step_over_floor', float('nan')):.1f} | "
+                         f"{s['tokens_per_s']:,.0f} | {s['peak_gpu_mb'] or 0:,.0f} | "
+                         + " | ".join(f"{sp[k]:.2f}" for k in ("generate", "reward", "log_prob", "update", "other")) + " |")
+        for key, r in wr["runs"].items():
+            if r.get("error") or r.get("cut_short"):
+                why = (r.get("error") or r.get("cut_short")).strip().splitlines() or ["failed"]
+                lines.append(f"| {key} | {why[-1].replace('|', '/')} |")
+        if wr["ratios"]:
+            lines += ["", "| ratio | value | target |", "|---|---|---|"]
+            lines += [f"| {k} | {v:.2f} | {target_text(k)} |" for k, v in wr["ratios"].items()]
+        lines.append("")
+    if result.get("stopped"):
+        lines += [f"Stopped early: {result['stopped']}", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reproduce.perf.gpu", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget-s", type=float, default=480, help="the whole suite's wall-clock budget")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "perf" / "gpu",
+                        help="path without extension of the .json and .md")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "perf_gpu")
+    parser.add_argument("--peer-python", default=sys.executable, help="python with TRL ('' skips the peer)")
+    parser.add_argument("--new-tokens", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=2, help="measured steps per run, after one warm-up")
+    parser.add_argument("--model", default=MODEL)
+    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--skip-tests", action="store_true")
+    args = parser.parse_args(argv)
+    deadline = time.monotonic() + args.budget_s
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    result: dict = {"device": device_info(), "budget_s": args.budget_s}
+
+    def save() -> None:
+        write_json_atomic(args.out.with_suffix(".json"), result)
+        write_text_atomic(args.out.with_suffix(".md"), markdown(result))
+
+    save()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    small = device == "cpu"  # a CPU run is a smoke of this script, at sizes that fit there
+    result["rates"] = asdict(measure_rates(device, copy_mib=16 if small else 2048, matmul_n=256 if small else 8192))
+    rates = ChipRates(**result["rates"])
+    save()
+    if not args.skip_tests:
+        start = time.monotonic()
+        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *GPU_TESTS,
+               *([] if result["device"]["versions"]["vllm"] else ["-k", "not vllm"])]
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True,
+                                  timeout=min(180, max(deadline - time.monotonic(), 1)))
+            summary = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+            tail = proc.stdout[-4000:]
+        except subprocess.TimeoutExpired as exc:
+            summary, tail = "cut short at 180 s", (exc.stdout or b"")[-4000:].decode(errors="replace")
+        result["tests"] = {"summary": summary, "seconds": time.monotonic() - start, "tail": tail}
+        save()
+    peer = [n for n in RUNS if n != "trl" or args.peer_python]
+    result["workloads"] = {}
+    first_model: Path | None = None  # one model build serves every workload
+    for i, name in enumerate(args.workloads):
+        prompts, completions = WORKLOADS[name]
+        rows = prompts * completions
+        w = Workload(model=args.model, dtype="bfloat16", prompts=prompts, completions=completions,
+                     new_tokens=args.new_tokens, warmup_steps=1, measured_steps=args.steps, micro_batch=min(rows, 8))
+        work = args.work_dir / f"{Path(args.model).name}_{name}"
+        prepare(work, w, model_dir=first_model)
+        first_model = first_model or work / "model"
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(work / "model")
+        runs: dict[str, dict] = {}
+        for j, key in enumerate(peer):
+            left = deadline - time.monotonic()
+            share = left / (len(peer) - j + len(peer) * (len(args.workloads) - i - 1))
+            if left < 20:
+                result["stopped"] = f"the {args.budget_s:.0f} s budget ran out before {name} {key}"
+                break
+            python = args.peer_python if key == "trl" else sys.executable
+            runs[key] = run_child(key, python, work, share)
+            result["workloads"][name] = workload_report(name, w, runs, rates, config)
+            save()
+            print(f"{name} {key}: " + json.dumps(result["workloads"][name]["trainers"].get(key, runs[key]))[:300],
+                  flush=True)
+    save()
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
