@@ -68,13 +68,13 @@ def device_info() -> dict:
     return info
 
 
-def run_child(name: str, python: str, work_dir: Path, timeout_s: float) -> dict | None:
+def run_child(name: str, python: str, work_dir: Path, timeout_s: float, extra: tuple[str, ...] = ()) -> dict:
     """One trainer's run (RUNS[name]); on a timeout, what it wrote so far (it writes after every
-    step), marked cut_short; None if it wrote nothing."""
+    step), marked cut_short; {"error": ...} if it wrote nothing."""
     module, mode = RUNS[name]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else [])]
+        cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else []), *extra]
         try:
             proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True,
                                   timeout=max(timeout_s, 1))
@@ -151,6 +151,10 @@ def markdown(result: dict) -> str:
             if r.get("error") or r.get("cut_short"):
                 why = (r.get("error") or r.get("cut_short")).strip().splitlines() or ["failed"]
                 lines.append(f"| {key} | {why[-1].replace('|', '/')} |")
+        if "profile" in wr["runs"].get("ours_grpo", {}):
+            prof = wr["runs"]["ours_grpo"]["profile"]
+            lines += ["", f"Ours (GRPO), one more step under torch's profiler ({prof['file']}, top kernels): "
+                      + prof["head"].replace("\n", " ")]
         if wr["ratios"]:
             lines += ["", "| ratio | value | target |", "|---|---|---|"]
             lines += [f"| {k} | {v:.2f} | {target_text(k)} |" for k, v in wr["ratios"].items()]
@@ -225,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
                 result["stopped"] = f"the {args.budget_s:.0f} s budget ran out before {name} {key}"
                 break
             python = args.peer_python if key == "trl" else sys.executable
-            runs[key] = run_child(key, python, work, share)
+            profile = args.out.parent / f"{args.out.name}_profile_{name}.txt"  # ours GRPO: one more step, profiled
+            runs[key] = run_child(key, python, work, share, ("--profile", str(profile)) if key == "ours_grpo" else ())
+            if key == "ours_grpo" and profile.exists():
+                runs[key]["profile"] = {"file": profile.name, "head": profile.read_text().split("\n\n")[0]}
             result["workloads"][name] = workload_report(name, w, runs, rates, config)
             save()
             print(f"{name} {key}: " + json.dumps(result["workloads"][name]["trainers"].get(key, runs[key]))[:300],

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fileio import write_json_atomic
+from bench.fileio import write_json_atomic, write_text_atomic
 from reproduce.perf.workload import SPLIT, Workload, load, peak_gpu_mb, peak_rss_mb
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("work_dir", type=Path)
     parser.add_argument("--mode", choices=sorted(VARIANTS), default="grpo")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--profile", type=Path, help="also run one more step under torch's profiler (not "
+                        "counted in the figures) and write its top kernels and the GPU's idle share here")
     parser.add_argument("extra", nargs="*", help="further config overrides")
     args = parser.parse_intermixed_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -59,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def report() -> dict:
         # step k's wall time: from the end of step k-1 (or the loop's start) to the end of step k
-        walls = [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)][w.warmup_steps :]
-        measured = steps[w.warmup_steps :]
+        walls = [b - a for a, b in zip([start, *ends[:-1]], ends, strict=True)][w.warmup_steps : w.steps]
+        measured = steps[w.warmup_steps : w.steps]
         return {
             "trainer": f"ours ({args.mode})",
             "steps_done": len(steps),
@@ -73,21 +75,57 @@ def main(argv: list[str] | None = None) -> int:
             "loss": [m["actor/pg_loss"] for m in measured],
         }
 
+    profiler = None
+
     def timed_log(self, step, metrics):
+        nonlocal profiler
         ends.append(time.perf_counter())
         steps.append(dict(metrics))
         log(self, step, metrics)
         write_json_atomic(args.out, report())  # after every step: a run cut short still reports
+        if args.profile and len(steps) == w.steps:  # the extra step, profiled
+            profiler = start_profiler()
+        elif profiler is not None:
+            write_text_atomic(args.profile, profile_table(profiler, ends[-1] - ends[-2]))
 
     trainer.MetricLogger.log = timed_log
+    extra = [f"trainer.max_steps={w.steps + 1}"] if args.profile else []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config([str(REPO / "reproduce/configs/tiny_cpu.yaml")],
-                          overrides(args.work_dir, w, args.mode, Path(tmp) / "run") + args.extra)
+                          overrides(args.work_dir, w, args.mode, Path(tmp) / "run") + extra + args.extra)
         start = time.perf_counter()
         trainer.train(cfg)
     result = report()
     write_json_atomic(args.out, result)
     return 0
+
+
+def start_profiler():
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    profiler = profile(activities=activities)
+    profiler.__enter__()
+    return profiler
+
+
+def profile_table(profiler, step_s: float, rows: int = 25) -> str:
+    """The profiled step's top operators and kernels by time on the device (by host time on a CPU),
+    and the share of the step's wall time in which no kernel ran (host gaps: Python, launches,
+    synchronisation)."""
+    import torch
+
+    profiler.__exit__(None, None, None)
+    events = profiler.key_averages()
+    gpu = torch.cuda.is_available()
+    lines = [f"Profiled step: {step_s:.3f} s wall."]
+    if gpu:
+        busy = sum(e.self_device_time_total for e in events) / 1e6
+        lines.append(f"Kernels ran {busy:.3f} s of it: the GPU idled {max(step_s - busy, 0) / step_s:.0%} of the step "
+                     "(host gaps: Python, kernel launches, synchronisation).")
+    sort = "self_device_time_total" if gpu else "self_cpu_time_total"
+    return "\n".join(lines) + "\n\n" + events.table(sort_by=sort, row_limit=rows) + "\n"
 
 
 if __name__ == "__main__":
