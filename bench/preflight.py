@@ -27,6 +27,7 @@ import json
 import re
 import stat
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -43,21 +44,25 @@ def _is_list_cell(value: str) -> bool:
     return value.startswith("[") and value.endswith("]")  # VLMEvalKit's toliststr test
 
 
-def _is_literal(value: str) -> bool:
-    """Whether `ast.literal_eval` accepts `value`: then Python's eval of it runs nothing either."""
+_NOT_A_LITERAL = object()
+
+
+def _literal(value: str):
+    """`ast.literal_eval(value)`, or _NOT_A_LITERAL where it refuses: a value it accepts runs
+    nothing under Python's eval either."""
     try:
-        ast.literal_eval(value)
+        return ast.literal_eval(value)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return False
-    return True
+        return _NOT_A_LITERAL
+
+
+def _is_literal(value: str) -> bool:
+    return _literal(value) is not _NOT_A_LITERAL
 
 
 def _literal_strings(value: str) -> list[str] | None:
     """The strings of a list literal, or None when `value` is anything else (never evaluated)."""
-    try:
-        parsed = ast.literal_eval(value)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
+    parsed = _literal(value)
     if isinstance(parsed, list) and all(isinstance(x, str) for x in parsed):
         return parsed
     return None
@@ -81,12 +86,12 @@ def _image_problem(encoded: str) -> str | None:
 def read_tsv(path: Path) -> pd.DataFrame:
     """A dataset TSV as strings; ValueError with one line for a file that is not one."""
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except OSError as exc:
         raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise ValueError(f"{path}: empty file")
     try:
         return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
@@ -95,21 +100,29 @@ def read_tsv(path: Path) -> pd.DataFrame:
         raise ValueError(f"{path}: not a readable TSV ({first})") from None
 
 
-def check_tsv(path: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """(problems, notes) of a dataset TSV as VLMEvalKit will read it; each one line naming `path`.
+class TsvCheck(NamedTuple):
+    problems: list[str]
+    """Each one line naming the file; any of them stops the run."""
+    notes: list[str]
+    """Printed, not fatal: rows without an image, which VLMEvalKit skips."""
+    expected: list[str]
+    """The indices VLMEvalKit will answer: rows with an image, the first `limit` of them."""
 
-    Problems stop the run; notes (rows without an image, which VLMEvalKit skips) are printed. The
-    images of the first `limit` rows with an image (all, without a limit) are decoded."""
+
+def check_tsv(path: Path, limit: int | None = None) -> TsvCheck:
+    """A dataset TSV as VLMEvalKit will read it, read once. The images of the first `limit` rows
+    with an image (all, without a limit) are decoded."""
     try:
         frame = read_tsv(path)
     except ValueError as exc:
-        return [str(exc)], []
+        return TsvCheck([str(exc)], [], [])
     problems, notes = [], []
     missing = [c for c in ("index",) if c not in frame.columns]
     if "image" not in frame.columns and "image_path" not in frame.columns:
         missing.append("image")
     if missing:
-        return [f"{path}: no {' or '.join(repr(c) for c in missing)} column (columns: {', '.join(frame.columns)})"], []
+        return TsvCheck([f"{path}: no {' or '.join(repr(c) for c in missing)} column (columns: "
+                         f"{', '.join(frame.columns)})"], [], [])
     index = frame["index"].str.strip()
     rows = [f"row {k + 1}" for k in range(len(frame))]
     empty = [rows[k] for k in range(len(frame)) if not index.iloc[k]]
@@ -132,9 +145,11 @@ def check_tsv(path: Path, limit: int | None = None) -> tuple[list[str], list[str
             if bad:
                 problems.append(f"{path}: {column} cells that are not Python literals (VLMEvalKit evaluates them): "
                                 f"{_rows(bad)}")
+    expected = list(index)
     if "image" in frame.columns:
         problems += _image_problems(path, frame, index, rows, limit, notes)
-    return problems, notes
+        expected = [i for i, image in zip(index, frame["image"], strict=True) if image.strip()]
+    return TsvCheck(problems, notes, expected[:limit] if limit else expected)
 
 
 def _image_problems(path: Path, frame: pd.DataFrame, index: pd.Series, rows: list[str], limit: int | None,
@@ -165,15 +180,6 @@ def _image_problems(path: Path, frame: pd.DataFrame, index: pd.Series, rows: lis
         if problem:
             bad.append(f"{rows[k]}: {problem}")
     return [f"{path}: {_rows(bad)}"] if bad else []
-
-
-def expected_indices(path: Path, limit: int | None) -> list[str]:
-    """The indices VLMEvalKit will answer: rows with an image, the first `limit` of them."""
-    frame = read_tsv(path)
-    if "image" in frame.columns:
-        frame = frame[frame["image"].str.strip() != ""]
-    index = list(frame["index"].str.strip())
-    return index[:limit] if limit else index
 
 
 def check_model_folder(path: Path) -> list[str]:

@@ -28,7 +28,7 @@ from .adapter import DEFAULT_PLACEMENT, PROMPT_PLACEMENTS, model_name_for
 from .errors import UsageError, exit_on_usage_error
 from .fileio import write_json_atomic
 from .lock import hold_folder_lock
-from .preflight import check_model_folder, check_tsv, expected_indices, prediction_problem
+from .preflight import check_model_folder, check_tsv, prediction_problem
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,18 +134,19 @@ def run(args: argparse.Namespace) -> int:
 
 def preflight(args: argparse.Namespace, tsvs: dict[str, Path]) -> dict[str, list[str]]:
     """Check every local TSV and model folder before any work; returns each TSV's indices to answer."""
-    problems = []
-    for path in tsvs.values():
-        found, notes = check_tsv(path, args.limit)
-        problems += found
-        for note in notes:
+    problems, expected = [], {}
+    for dataset, path in tsvs.items():
+        check = check_tsv(path, args.limit)
+        problems += check.problems
+        expected[dataset] = check.expected
+        for note in check.notes:
             print(f"note: {note}", file=sys.stderr)
     for item in args.model:
         if Path(item).is_dir():
             problems += check_model_folder(Path(item))
     if problems:
         raise UsageError(*problems)
-    return {d: expected_indices(path, args.limit) for d, path in tsvs.items()}
+    return expected
 
 
 def run_settings(args: argparse.Namespace, source: str) -> dict:

@@ -16,7 +16,7 @@ import pytest
 
 from bench.data import write
 from bench.lock import hold_folder_lock
-from bench.preflight import check_model_folder, check_tsv, expected_indices
+from bench.preflight import check_model_folder, check_tsv
 from train.tiny import build_tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,9 +52,9 @@ def errors(result: subprocess.CompletedProcess) -> list[str]:
 # ---------------------------------------------------------------- the checks, one by one
 def test_a_good_tsv_passes_and_lists_the_items_to_answer(assets):
     root, _ = assets
-    assert check_tsv(root / "lmu" / "SynthCount.tsv") == ([], [])
-    assert expected_indices(root / "lmu" / "SynthCount.tsv", None) == ["0", "1", "2"]
-    assert expected_indices(root / "lmu" / "SynthCount.tsv", 2) == ["0", "1"]
+    assert check_tsv(root / "lmu" / "SynthCount.tsv")[:2] == ([], [])
+    assert check_tsv(root / "lmu" / "SynthCount.tsv", None).expected == ["0", "1", "2"]
+    assert check_tsv(root / "lmu" / "SynthCount.tsv", 2).expected == ["0", "1"]
 
 
 def set_cell(column, row, value):
@@ -84,7 +84,7 @@ BAD_TSVS = [
 def test_a_bad_tsv_is_named_with_its_rows(assets, change, needle):
     root, _ = assets
     path = variant(root, "Bad", change)
-    problems, _ = check_tsv(path)
+    problems = check_tsv(path).problems
     assert len(problems) == 1 and problems[0].startswith(f"{path}: ") and needle in problems[0], problems
 
 
@@ -93,18 +93,18 @@ def test_an_image_reference_and_a_list_of_images_are_accepted(assets):
     frame = pd.read_csv(root / "lmu" / "SynthCount.tsv", sep="\t", dtype=str)
     path = variant(root, "Refs", lambda f: (set_cell("image", 1, "0")(f),
                                             set_cell("image", 2, repr([frame.loc[0, "image"], frame.loc[2, "image"]]))(f)))
-    assert check_tsv(path) == ([], [])
+    assert check_tsv(path)[:2] == ([], [])
 
 
 def test_only_the_rows_that_run_are_decoded_and_rows_without_image_are_noted(assets):
     root, _ = assets
     path = variant(root, "Late", set_cell("image", 2, "!" * 80))
-    assert check_tsv(path, limit=2) == ([], [])
+    assert check_tsv(path, limit=2)[:2] == ([], [])
     assert check_tsv(path)[0] == [f"{path}: row 3: image is not valid base64"]
     path = variant(root, "NoImage", set_cell("image", 1, ""))
-    problems, notes = check_tsv(path)
+    problems, notes, _ = check_tsv(path)
     assert problems == [] and notes == [f"{path}: 1 row(s) without an image, which VLMEvalKit skips: row 2"]
-    assert expected_indices(path, None) == ["0", "2"]
+    assert check_tsv(path, None).expected == ["0", "2"]
 
 
 def test_unreadable_tsvs(assets, tmp_path):

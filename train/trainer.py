@@ -258,6 +258,7 @@ class Run:
     ref_model: torch.nn.Module | None
     sampler: object  # a rollout engine (train.rollout)
     reward_fn: Callable[[list[str], list[str]], list[float]] | None
+    reward_workers: int  # verifier processes on this rank (worker.reward.workers, or its share of the cores)
     rows: list[Row]
     skipped: Counter
     order: DataOrder
@@ -306,7 +307,7 @@ def set_up(cfg: Config) -> Run:
     if rank == 0:
         write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     return Run(cfg, rank, world, processor, engine, scheduler, ref_model, make_rollout(cfg.worker.rollout.name, processor, cfg),
-               reward_fn, rows, skipped, DataOrder(len(rows), tr.seed, d.shuffle, rank, world), out_dir, lock)
+               reward_fn, reward_workers(cfg.worker.reward.workers), rows, skipped, DataOrder(len(rows), tr.seed, d.shuffle, rank, world), out_dir, lock)
 
 
 def check_model_path(path: str) -> None:
@@ -408,7 +409,7 @@ def rewards(run: Run, batch: Rollout) -> tuple[list[Grade], Tensor]:
     reward = run.cfg.worker.reward
     decoded = run.processor.tokenizer.batch_decode(batch.responses, skip_special_tokens=True)
     golds = [row.answer for row in batch.questions for _ in range(Q * n)]
-    grades = grade_many(decoded, golds, mode=reward.mode, workers=reward_workers(reward.workers),
+    grades = grade_many(decoded, golds, mode=reward.mode, workers=run.reward_workers,
                         timeout_s=reward.timeout_s)
     scores = [g.overall for g in grades] if run.reward_fn is None else [float(x) for x in run.reward_fn(decoded, golds)]
     return grades, torch.tensor(scores, dtype=torch.float32).reshape(B, Q, n)
