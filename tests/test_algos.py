@@ -303,3 +303,54 @@ def test_advantage_vanishing_grpo_vs_share():
     grpo_r = r[:, :1]  # the original question alone
     grpo = advantage_vanishing(grpo_r, grpo_advantages(grpo_r.reshape(1, -1)))
     assert grpo["zero_adv_frac"] == 1 and grpo["uniform_global_frac"] == 1
+
+
+# ---------------------------------------------------------------- defaults and edges the mutation pass found untested
+def test_defaults_are_the_released_ones():
+    """ppo_policy_loss's dual clip is 3 (released), aggregate's mode token-mean, kl_penalty's k3."""
+    old = torch.zeros(1, 1)
+    logp = torch.log(torch.tensor([[5.0]]))
+    loss, m = ppo_policy_loss(logp, old, torch.tensor([-1.0]), torch.ones(1, 1))
+    assert loss.item() == pytest.approx(3.0) and m["dual_clip_frac"].item() == 1.0
+    x, mask = torch.tensor([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]]), torch.tensor([[1, 1, 1], [1, 0, 0]])
+    assert aggregate(x, mask).item() == aggregate(x, mask, "token-mean").item() == pytest.approx(10 / 4)
+    logp, ref = torch.log(torch.tensor([0.5, 0.2])), torch.log(torch.tensor([0.25, 0.4]))
+    torch.testing.assert_close(kl_penalty(logp, ref), kl_penalty(logp, ref, "k3"))
+    assert not torch.allclose(kl_penalty(logp, ref, "k3"), kl_penalty(logp, ref, "k1"))
+
+
+def test_ppo_metrics_hand_worked():
+    """approx_kl is the mean of old - new log-probs over masked tokens; a positive advantage is
+    never dual-clipped; clip_frac counts tokens where the clipped term wins; norm_len reaches the
+    aggregation."""
+    old = torch.log(torch.tensor([[0.5, 0.5, 0.5]]))
+    new = torch.log(torch.tensor([[1.0, 0.25, 0.5]]))  # ratios 2, 0.5, 1 (the last token masked out)
+    mask = torch.tensor([[1, 1, 0]])
+    loss, m = ppo_policy_loss(new, old, torch.tensor([0.5]), mask)
+    assert m["approx_kl"].item() == pytest.approx(((math.log(0.5) - 0.0) + (math.log(0.5) - math.log(0.25))) / 2)
+    assert m["dual_clip_frac"].item() == 0.0  # a positive advantage: the dual clip never applies
+    assert m["clip_frac"].item() == pytest.approx(1 / 2)  # ratio 2 clipped at 1.3; ratio 0.5 not
+    assert loss.item() == pytest.approx(-0.5 * (1.3 + 0.5) / 2)
+    loss_norm, _ = ppo_policy_loss(new, old, torch.tensor([0.5]), mask, agg="seq-mean-token-sum-norm", norm_len=9)
+    assert loss_norm.item() == pytest.approx(-0.5 * (1.3 + 0.5) / 9)
+
+
+def test_grpo_estimators_take_one_variant_and_keep_the_group_layout():
+    from train.algos import ADVANTAGE_ESTIMATORS
+
+    r = torch.tensor([[[1.0, 0.0, 0.0, 1.0]], [[0.0, 0.0, 1.0, 1.0]]])  # (B=2, Q=1, n=4)
+    for name, fn in (("grpo", grpo_advantages), ("dr_grpo", dr_grpo_advantages)):
+        adv = ADVANTAGE_ESTIMATORS[name](r)
+        assert adv.shape == (2, 1, 1, 4)
+        torch.testing.assert_close(adv.reshape(2, 4), fn(r.reshape(2, 4), EPS))
+        with pytest.raises(ValueError, match="one variant per question, got Q = 2"):
+            ADVANTAGE_ESTIMATORS[name](torch.zeros(2, 2, 2))
+    torch.testing.assert_close(ADVANTAGE_ESTIMATORS["grpo"](r, eps=1.0).reshape(2, 4),
+                               grpo_advantages(r.reshape(2, 4), 1.0))
+
+
+def test_uniform_global_fraction_is_per_question():
+    """One question uniform, one not: half of the questions, not a verdict on the whole batch."""
+    r = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [0.0, 0.0]]])
+    v = advantage_vanishing(r, share_grpo_advantages(r))
+    assert v["uniform_global_frac"].item() == 0.5 and v["uniform_local_frac"].item() == 0.75

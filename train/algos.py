@@ -13,6 +13,7 @@ signature: rewards (B, Q, n) -> advantages (B, Q, Q, n).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -112,23 +113,19 @@ def share_grpo_advantages(
     return global_term.unsqueeze(1) + on_policy * local_term.unsqueeze(1)
 
 
-def _single_variant(group_fn: Callable[[Tensor, float], Tensor]) -> AdvantageEstimator:
-    """A per-question group estimator (B, G) -> (B, G) in the registry's signature; the Share-GRPO
-    options (global_std_over, terms) do not apply to one group."""
-
-    def estimator(rewards: Tensor, eps: float = EPS, global_std_over: str = "responses",
-                  terms: str = "both") -> Tensor:
-        B, Q, n = rewards.shape
-        if Q != 1:
-            raise ValueError(f"this advantage estimator takes one variant per question, got Q = {Q}")
-        return group_fn(rewards.reshape(B, n), eps).reshape(B, 1, 1, n)
-
-    estimator.__doc__ = f"rewards (B, 1, n) -> (B, 1, 1, n) by `{group_fn.__name__}`."
-    return estimator
+def _one_group(group_fn: Callable[[Tensor, float], Tensor], rewards: Tensor, eps: float = EPS,
+               global_std_over: str = "responses", terms: str = "both") -> Tensor:
+    """A per-question group estimator (B, G) -> (B, G) in the registry's signature: rewards
+    (B, 1, n) -> (B, 1, 1, n). The Share-GRPO options (global_std_over, terms) do not apply to one
+    group. (Bound per estimator with functools.partial, so that this body runs at call time.)"""
+    B, Q, n = rewards.shape
+    if Q != 1:
+        raise ValueError(f"this advantage estimator takes one variant per question, got Q = {Q}")
+    return group_fn(rewards.reshape(B, n), eps).reshape(B, 1, 1, n)
 
 
-ADVANTAGE_ESTIMATORS.add("grpo", _single_variant(grpo_advantages), variants="one")
-ADVANTAGE_ESTIMATORS.add("dr_grpo", _single_variant(dr_grpo_advantages), variants="one")
+ADVANTAGE_ESTIMATORS.add("grpo", functools.partial(_one_group, grpo_advantages), variants="one")
+ADVANTAGE_ESTIMATORS.add("dr_grpo", functools.partial(_one_group, dr_grpo_advantages), variants="one")
 
 
 # ---------------------------------------------------------------- sharing layout
