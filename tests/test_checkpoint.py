@@ -1,0 +1,147 @@
+"""The checkpoint layout in process, with a stand-in for DeepSpeed's engine that writes and reads a
+file where DeepSpeed writes its folder (the trainer's own tests run DeepSpeed itself): atomic
+saves, `latest`, the retention of the newest checkpoints by step number, failed saves, and which
+checkpoint a resume picks."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.errors import UsageError
+from train.checkpoint import (
+    DS_TAG,
+    CheckpointError,
+    checkpoint_root,
+    find_resume,
+    is_complete,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+
+class Engine:
+    """Writes `{dir}/{tag}/weights` on save (or raises `fail`); records loads."""
+
+    def __init__(self, fail: BaseException | None = None) -> None:
+        self.fail, self.loads = fail, []
+
+    def save_checkpoint(self, save_dir: str, tag: str) -> None:
+        if self.fail:
+            (Path(save_dir) / tag).mkdir()
+            raise self.fail
+        (Path(save_dir) / tag).mkdir()
+        (Path(save_dir) / tag / "weights").write_text(save_dir)
+
+    def load_checkpoint(self, load_dir: str, **kwargs) -> None:
+        self.loads.append((load_dir, kwargs))
+
+
+def save(out: Path, step: int, limit: int = 2, engine: Engine | None = None) -> Path:
+    return save_checkpoint(engine or Engine(), out, step, {"data_position": [step * 4]}, {"lr": 1e-6}, limit)
+
+
+def test_a_save_writes_the_layout_and_names_it_latest(tmp_path):
+    final = save(tmp_path, 3)
+    root = checkpoint_root(tmp_path)
+    assert final == root / "step_3" and is_complete(final)
+    assert json.loads((final / "trainer_state.json").read_text()) == {"data_position": [12], "step": 3}
+    assert yaml.safe_load((final / "config.yaml").read_text()) == {"lr": 1e-6}
+    assert (final / DS_TAG / "weights").read_text() == str(root / "step_3.tmp")  # written under .tmp, then renamed
+    assert (root / "latest").read_text() == "step_3\n"
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_3"]
+
+
+def test_retention_keeps_the_newest_by_step_number(tmp_path):
+    """step_10 is newer than step_9 (a text sort would keep step_9)."""
+    for step in (8, 9, 10, 11):
+        save(tmp_path, step, limit=2)
+    root = checkpoint_root(tmp_path)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_10", "step_11"]
+    save(tmp_path, 12, limit=1)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_12"]
+
+
+def test_saving_a_step_again_replaces_it(tmp_path):
+    save(tmp_path, 2)
+    (checkpoint_root(tmp_path) / "step_2" / "stale").write_text("x")
+    final = save(tmp_path, 2)
+    assert not (final / "stale").exists() and is_complete(final)
+
+
+@pytest.mark.parametrize(("fail", "said", "not_said"), [
+    (OSError(errno.ENOSPC, "No space left on device"), "No space left on device", "boom"),
+    (RuntimeError("boom   in\nthe writer"), "boom in the writer", "No space left"),
+])
+def test_a_failed_save_cleans_up_and_says_why(tmp_path, fail, said, not_said):
+    save(tmp_path, 1)
+    with pytest.raises(CheckpointError) as err:
+        save(tmp_path, 2, engine=Engine(fail))
+    message = str(err.value)
+    assert said in message and not_said not in message
+    assert "step_2.tmp was removed" in message and "GiB free" in message
+    root = checkpoint_root(tmp_path)
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "step_1"]  # the earlier one intact
+    assert (root / "latest").read_text() == "step_1\n"
+
+
+def make(root: Path, step: int, complete: bool = True, suffix: str = "") -> Path:
+    path = root / f"step_{step}{suffix}"
+    path.mkdir(parents=True)
+    if complete:
+        (path / DS_TAG).mkdir()
+        (path / "trainer_state.json").write_text("{}")
+    return path
+
+
+def test_is_complete_needs_the_state_and_the_deepspeed_folder(tmp_path):
+    only_state = make(tmp_path, 1, complete=False)
+    (only_state / "trainer_state.json").write_text("{}")
+    only_ds = make(tmp_path, 2, complete=False)
+    (only_ds / DS_TAG).mkdir()
+    assert not is_complete(only_state) and not is_complete(only_ds) and is_complete(make(tmp_path, 3))
+
+
+def test_resume_none_explicit_and_auto(tmp_path, capsys):
+    root = checkpoint_root(tmp_path)
+    assert find_resume(tmp_path, "auto") is None  # no checkpoints folder at all
+    assert find_resume(tmp_path, "none") is None
+    for step in (9, 10):
+        make(root, step)
+    make(root, 11, suffix=".tmp")  # a save killed just before its rename: never resumed from
+    assert find_resume(tmp_path, "auto") == root / "step_10"  # by number, not by text
+    assert find_resume(tmp_path, "none") is None
+    assert find_resume(tmp_path, str(root / "step_9")) == root / "step_9"
+    incomplete = make(tmp_path / "elsewhere", 12, complete=False)
+    with pytest.raises(UsageError, match=r"trainer.resume=.*step_12: not a complete checkpoint folder"):
+        find_resume(tmp_path, str(incomplete))
+    (root / "latest").write_text("step_9\n")
+    assert find_resume(tmp_path, "auto") == root / "step_9"  # latest, when it names a complete one
+    assert capsys.readouterr().err == ""
+
+
+def test_an_incomplete_newest_checkpoint_is_passed_over_with_a_message(tmp_path, capsys):
+    root = checkpoint_root(tmp_path)
+    make(root, 4)
+    make(root, 6, complete=False)
+    make(root, 2, complete=False)  # older than the newest complete one: not worth a message
+    (root / "latest").write_text("step_6\n")
+    assert find_resume(tmp_path, "auto") == root / "step_4"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{root / 'step_6'}: incomplete checkpoint (no trainer_state.json or ds/), passed over; "
+                   "resuming from step_4"]
+    (root / "step_4" / "trainer_state.json").unlink()
+    assert find_resume(tmp_path, "auto") is None
+    assert "resuming from the start" in capsys.readouterr().err
+
+
+def test_load_restores_everything_and_returns_the_trainer_state(tmp_path):
+    final = save(tmp_path, 5)
+    engine = Engine()
+    assert load_checkpoint(engine, final) == {"data_position": [20], "step": 5}
+    assert engine.loads == [(str(final), {"tag": DS_TAG, "load_optimizer_states": True,
+                                          "load_lr_scheduler_states": True})]
