@@ -6,7 +6,8 @@ For every `{work_dir}/{model}/{model}_{dataset}.xlsx` (or .tsv/.csv/.json) the f
 graded against the gold answers (boxed answer against gold; for multiple choice the option letter
 or the option's text, wherever the dataset keeps its options; yes/no and short text). MMMU is
 scored on its validation split. Writes, per dataset,
-`{model}_{dataset}_r1_score.csv` (one row of metrics) and, per model, `r1_scores.json`; and
+`{model}_{dataset}_r1_score.csv` (one row of metrics) and, per model, `r1_scores.json` (with each
+dataset's accuracy per category, as VLMEvalKit's result tables group it); and
 `{work_dir}/scores.csv` for all models. For multiple choice with options in columns (MMStar,
 AI2D, MMMU) `exact_match` is VLMEvalKit's own judge-free matching of the prediction, beside
 `accuracy`, which needs a boxed answer. VLMEvalKit's own scores (status.json) are read where they
@@ -159,6 +160,44 @@ def exact_match(rows: list[pd.Series]) -> float | None:
     return 100.0 * sum(hits) / len(hits)
 
 
+MMB_ABBREVIATIONS = {
+    "coarse_perception": "CP", "finegrained_perception (instance-level)": "FP-S",
+    "finegrained_perception (cross-instance)": "FP-C", "logic_reasoning": "LR", "relation_reasoning": "RR",
+    "attribute_reasoning": "AR",
+}
+"""MMBench's abilities under the short names VLMEvalKit's result tables give them."""
+
+
+def category_scores(frame: pd.DataFrame, correct: list[float], dataset: str) -> dict[str, float]:
+    """Accuracy (0-100) per category, grouped as VLMEvalKit's own result tables group the dataset
+    (its `report_acc` for multiple choice, `MathVista_acc`): MathVista per `task` and per skill in
+    `skills` (a list literal, parsed, never evaluated); otherwise per value of `l2-category`, then
+    of `category`. Empty where the file has none of these columns."""
+    groups: dict[str, list[float]] = {}
+
+    def add(name, value: float) -> None:
+        name = "" if pd.isna(name) else str(name).strip()
+        if name:
+            groups.setdefault(MMB_ABBREVIATIONS.get(name, name), []).append(value)
+
+    for (_, row), value in zip(frame.iterrows(), correct, strict=True):
+        if dataset.startswith("MathVista"):
+            if "task" in row:
+                add(row["task"], value)
+            if "skills" in row and not pd.isna(row["skills"]):
+                try:
+                    skills = ast.literal_eval(str(row["skills"]))
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                    skills = [row["skills"]]
+                for skill in skills if isinstance(skills, (list, tuple)) else [skills]:
+                    add(skill, value)
+        else:
+            for column in ("l2-category", "category"):
+                if column in row:
+                    add(row[column], value)
+    return {name: 100.0 * sum(v) / len(v) for name, v in groups.items()}
+
+
 def score_file(path: Path, mode: str = "default", dataset: str = "") -> dict:
     """Metrics of one prediction file. MMMU is scored on its validation split only (VLMEvalKit's
     primary metric and the leaderboard's); the dev rows are left out."""
@@ -190,6 +229,7 @@ def score_file(path: Path, mode: str = "default", dataset: str = "") -> dict:
         "judge_timeouts": sum(x.status == "timeout" for x in flat),
         "verifier_mode": mode,
         **({"split": split} if split else {}),
+        "categories": category_scores(frame, accuracy, dataset),
     }
 
 
@@ -243,10 +283,10 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
                 problems += 1
                 continue
             metrics["vlmeval_score"] = theirs.get(dataset)
-            write_csv_atomic(pd.DataFrame([{"model": model_dir.name, "dataset": dataset, **metrics}]),
-                             model_dir / f"{model_dir.name}_{dataset}_r1_score.csv")
-            summary[dataset] = metrics
-            rows.append({"model": model_dir.name, "dataset": dataset, **metrics})
+            row = {"model": model_dir.name, "dataset": dataset, **{k: v for k, v in metrics.items() if k != "categories"}}
+            write_csv_atomic(pd.DataFrame([row]), model_dir / f"{model_dir.name}_{dataset}_r1_score.csv")
+            summary[dataset] = metrics  # with its categories: r1_scores.json
+            rows.append(row)
         if summary:
             write_json_atomic(model_dir / "r1_scores.json", {"model": model_dir.name, "scale": "0-100",
                                                             "datasets": summary})

@@ -22,10 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--meta", type=json.loads, default=None, help='JSON object of META fields, e.g. \'{"Parameters": "8.3B"}\'')
     s.add_argument("--model-path", help="hub id of the evaluated weights (default: what bench.run loaded)")
+    s.add_argument("--mmbench-scores", type=json.loads, default=None,
+                   help='the official MMBench server\'s scores, e.g. \'{"MMBench_TEST_EN_V11": 82.1, '
+                        '"MMBench_TEST_CN_V11": 80.4}\' (the OpenVLM record needs them)')
+    s.add_argument("--boards", nargs="+", default=["openvlm", "reasoning"], help="records to write")
     r = commands.add_parser("run", help="the whole Table 1 pipeline at a scale (what make reproduce-table1 runs)")
     r.add_argument("--scale", required=True, help="mini (CPU, default of make) or paper (GPU)")
     r.add_argument("--ckpt", nargs="*", default=[], help="SCALE=paper: trained checkpoints to add as rows")
     r.add_argument("--judge", help="SCALE=paper: a judge model for VLMEvalKit's own scores")
+    r.add_argument("--benchmarks", default="all", help="SCALE=paper: table1, openvlm, reasoning or all (default)")
     r.add_argument("--work-dir", type=Path, default=Path("runs/paper_eval"))
     r.add_argument("--out", type=Path, default=Path("results/paper_scale/table1"))
     r.add_argument("--force", action="store_true", help="redo finished stages (mini)")
@@ -62,7 +67,8 @@ def tables(args) -> int:
                 paths = build_paper_table1(args.work_dir, args.out, args.allow_partial)
             print(paths[0].read_text())
         else:
-            paths = submit(args.work_dir, args.model, args.out, args.meta, args.model_path)
+            paths = submit(args.work_dir, args.model, args.out, args.meta, args.model_path, args.mmbench_scores,
+                           tuple(args.boards))
     except (TableError, SubmissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -81,7 +87,7 @@ def run_scale(args) -> int:
     if args.scale == "paper":
         from .paper_scale import run_paper_scale
 
-        return run_paper_scale(args.ckpt, args.judge, args.work_dir, args.out)
+        return run_paper_scale(args.ckpt, args.judge, args.work_dir, args.out, args.benchmarks)
     from .mini import run_mini
 
     return run_mini(force=args.force, bench_seed=args.bench_seed)

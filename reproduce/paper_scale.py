@@ -1,7 +1,8 @@
 """`make reproduce-table1 SCALE=paper`: evaluate the paper's checkpoints on the six benchmarks with
 VLMEvalKit (R1 prompt), score them, and build Table 1 beside the paper's numbers. It also evaluates
-what the leaderboard submission needs beyond them (MathVerse's vision-only subset), so that
-`python -m reproduce submit` runs on the same work dir.
+what the leaderboard records need beyond them (BENCHMARKS=all, the default: the OpenVLM record's
+benchmarks with MMBench v1.1, and the reasoning record's six), so that `python -m reproduce
+submit` runs on the same work dir; BENCHMARKS=table1, openvlm or reasoning runs one set.
 
 Before any work it checks everything it needs (a GPU, each checkpoint, each dataset, the judge
 when one is asked for) and lists every missing piece in one message.
@@ -18,12 +19,24 @@ from bench.adapter import PAPER_MODELS
 
 from .children import spawn
 from .paper import load_paper_table
-from .submit import SUBMISSION_DATASETS
+from .submit import LEADERBOARDS, MMBENCH_SERVER
 
 
-def paper_scale_datasets() -> list[str]:
-    """Table 1's VLMEvalKit datasets, then those only the submission needs."""
-    return list(dict.fromkeys([*load_paper_table()["vlmeval_datasets"].values(), *SUBMISSION_DATASETS]))
+def benchmark_sets() -> dict[str, list[str]]:
+    """BENCHMARKS= choices: Table 1's six datasets, the OpenVLM record's (with MMBench v1.1, whose
+    predictions go to the official server), the reasoning record's six, or all of them."""
+    sets = {"table1": list(load_paper_table()["vlmeval_datasets"].values()),
+            "openvlm": [*LEADERBOARDS["openvlm"], *MMBENCH_SERVER], "reasoning": list(LEADERBOARDS["reasoning"])}
+    sets["all"] = list(dict.fromkeys(d for names in sets.values() for d in names))
+    return sets
+
+
+def paper_scale_datasets(benchmarks: str = "all") -> list[str]:
+    """The VLMEvalKit datasets of a BENCHMARKS= choice (`benchmark_sets`)."""
+    sets = benchmark_sets()
+    if benchmarks not in sets:
+        raise ValueError(f"BENCHMARKS={benchmarks!r}: choose from {', '.join(sets)}")
+    return sets[benchmarks]
 
 
 def _hub_available(repo_id: str) -> bool:
@@ -39,7 +52,7 @@ def _hub_available(repo_id: str) -> bool:
         return False
 
 
-def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None) -> list[str]:
+def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None, benchmarks: str = "all") -> list[str]:
     """Everything missing for the paper-scale run, as readable lines (empty: ready)."""
     import torch
 
@@ -56,7 +69,7 @@ def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None) -> 
         elif not (Path(ckpt) / "config.json").exists():
             problems.append(f"CKPT={ckpt}: not a Hugging Face checkpoint (no config.json; use python -m train.export)")
     lmu = os.environ.get("LMUData", str(Path.home() / "LMUData"))
-    datasets = paper_scale_datasets()
+    datasets = paper_scale_datasets(benchmarks)
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         missing = [d for d in datasets if not (Path(lmu) / f"{d}.tsv").exists()]
         if missing:
@@ -70,14 +83,18 @@ def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None) -> 
     return problems
 
 
-def run_paper_scale(ckpts: list[str], judge: str | None, work_dir: Path, out: Path) -> int:
-    problems = preflight(ckpts, judge)
+def run_paper_scale(ckpts: list[str], judge: str | None, work_dir: Path, out: Path, benchmarks: str = "all") -> int:
+    try:
+        datasets = paper_scale_datasets(benchmarks)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problems = preflight(ckpts, judge, benchmarks=benchmarks)
     if problems:
         print("make reproduce-table1 SCALE=paper cannot start; missing:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 2
     import torch
 
-    datasets = paper_scale_datasets()
     models = [*PAPER_MODELS, *ckpts]
     launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={torch.cuda.device_count()}"]
     cmd = [*launcher, "-m", "bench.run", "--model", *models, "--data", *datasets, "--work-dir", str(work_dir), "--reuse"]
@@ -85,11 +102,14 @@ def run_paper_scale(ckpts: list[str], judge: str | None, work_dir: Path, out: Pa
         cmd += ["--attn-implementation", os.environ["ATTN_IMPLEMENTATION"]]
     if judge:
         cmd += ["--judge", judge] + (["--judge-base-url", os.environ["JUDGE_BASE_URL"]] if os.environ.get("JUDGE_BASE_URL") else [])
-    for step in (cmd, [sys.executable, "-m", "bench.score", "--work-dir", str(work_dir)],
-                 [sys.executable, "-m", "reproduce", "table1", "--work-dir", str(work_dir), "--out", str(out)]):
+    steps = [cmd, [sys.executable, "-m", "bench.score", "--work-dir", str(work_dir)]]
+    if set(paper_scale_datasets("table1")) <= set(datasets):
+        steps.append([sys.executable, "-m", "reproduce", "table1", "--work-dir", str(work_dir), "--out", str(out)])
+    for step in steps:
         print("+", " ".join(step), flush=True)
         rc = spawn(step).wait()
         if rc:
             return rc
-    print(f"SCALE=paper: Table 1 written to {out}.md / .csv / .tex")
+    print(f"SCALE=paper BENCHMARKS={benchmarks}: scores in {work_dir}"
+          + (f"; Table 1 written to {out}.md / .csv / .tex" if len(steps) == 3 else ""))
     return 0

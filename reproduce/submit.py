@@ -1,24 +1,41 @@
 """Leaderboard submission: the OpenVLM and Open LMM Reasoning records, and what a VLMEvalKit pull
 request needs (both leaderboards take models by PR; their maintainers re-run the evaluation).
 
-    python -m reproduce submit --work-dir DIR --model NAME --out results/submission.json
+    python -m reproduce submit --work-dir DIR --model NAME --out results/submission.json \
+        --mmbench-scores '{"MMBench_TEST_EN_V11": 82.1, "MMBench_TEST_CN_V11": 80.4}'
 
 writes `submission.openvlm.json` and `submission.reasoning.json`, each in the layout of the
 leaderboards' data file (OpenVLM.json, which the leaderboard app reads):
 
-    {"time": "YYMMDDHHMMSS",
+    {"time": "YYYYMMDDHHMMSS",
      "results": {MODEL: {"META": {"Method": [name, url], "Parameters": "8.3B", "Language Model": ...,
-                                  "Vision Model": ..., "OpenSource": "Yes", "Verified": "No"},
-                         LEADERBOARD_KEY: {"Overall": score}, ...}}}
+                                  "Vision Model": ..., "OpenSource": "Yes", "Verified": "Yes"},
+                         LEADERBOARD_KEY: {"Overall": score, CATEGORY: score, ...}, ...}}}
 
-The app reads `Parameters` as a number followed by "B", `Method` as a (name, link) pair, and each
-benchmark under the leaderboard's own key, which is not always VLMEvalKit's dataset name
-(`MMMU_DEV_VAL` is reported as `MMMU_VAL`, validation only, which `bench.score` already scores).
-`Verified` is "No": these are our own numbers until the maintainers re-run them. Scores come
-from `bench.score` (`{work_dir}/{model}/r1_scores.json`, 0-100, judge-free); how they were scored
-is written in the pull-request description. Every file is validated against
-reproduce/schemas/leaderboard_file.schema.json; missing benchmarks, non-numeric scores and mixed
-0-1 / 0-100 scales are errors.
+Each record is loaded by `reproduce.openvlm_app` (the app's own rules) before it is written, so
+no record the app cannot load is ever written. What that means here:
+
+- MMBench v1.1: the app asserts that every model has `MMBench_TEST_EN_V11` and
+  `MMBench_TEST_CN_V11`. Their test splits have no public answers, so our scorer cannot score
+  them: evaluate them with bench.run, upload VLMEvalKit's prediction files
+  (`{model}_MMBench_TEST_EN_V11.xlsx`, `..._CN_V11.xlsx`) to the official MMBench evaluation
+  server, and pass its overall scores with `--mmbench-scores`. Without them the OpenVLM record is
+  refused, naming what is missing (`--boards reasoning` writes the other record alone).
+- Sub-scores: each benchmark carries `Overall` and the categories VLMEvalKit's own result tables
+  report for it (`bench.score`'s `categories`: multiple choice per `l2-category` and `category`,
+  MathVista per task and skill), since a benchmark's tab takes its columns from the first model
+  in the file that has it.
+- `Verified`: in the app, among closed models, API models ("Yes") versus proprietary ones ("No");
+  it is not read for an open-source model. Open-source records say "Yes" (public weights); a
+  closed model must say which with `--meta`.
+- Keys: OpenVLM's are the app's (`MMMU_DEV_VAL` is shown as `MMMU_VAL`, validation only, which
+  `bench.score` scores). The reasoning leaderboard reads its own file; its six benchmarks go under
+  VLMEvalKit's dataset names, which no public source confirms as that file's keys (README).
+
+Scores come from `bench.score` (`{work_dir}/{model}/r1_scores.json`, 0-100, judge-free); how they
+were scored is written in the pull-request description. Files are also validated against
+reproduce/schemas/leaderboard_file.schema.json, which describes what this module writes; missing
+benchmarks, non-numeric scores and mixed 0-1 / 0-100 scales are errors.
 """
 
 from __future__ import annotations
@@ -33,16 +50,22 @@ from jsonschema import Draft202012Validator
 from bench.adapter import DEFAULT_PLACEMENT, PAPER_MODELS
 from bench.prompts import R1_PROMPT
 
+from . import openvlm_app
+
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "leaderboard_file.schema.json"
 LEADERBOARDS: dict[str, dict[str, str]] = {
-    # leaderboard -> {VLMEvalKit dataset we evaluate: the key the leaderboard's data file uses}
+    # leaderboard -> {VLMEvalKit dataset we evaluate and score: the key the leaderboard's data file uses}
     "openvlm": {"MMStar": "MMStar", "MMMU_DEV_VAL": "MMMU_VAL", "MathVista_MINI": "MathVista", "AI2D_TEST": "AI2D"},
-    # The reasoning leaderboard reports MathVerse on its vision-only testmini subset.
-    "reasoning": {"MathVista_MINI": "MathVista_MINI", "MathVerse_MINI_Vision_Only": "MathVerse_MINI_Vision_Only",
-                  "MathVision": "MathVision"},
+    # The Open LMM Reasoning leaderboard's six benchmarks (MathVerse on its vision-only testmini
+    # subset), under VLMEvalKit's names: unconfirmed as that leaderboard's own keys.
+    "reasoning": {"MathVista_MINI": "MathVista_MINI", "MathVision": "MathVision",
+                  "MathVerse_MINI_Vision_Only": "MathVerse_MINI_Vision_Only", "DynaMath": "DynaMath",
+                  "WeMath": "WeMath", "LogicVista": "LogicVista"},
 }
-SUBMISSION_DATASETS = sorted({d for keys in LEADERBOARDS.values() for d in keys})
-"""Every VLMEvalKit dataset the two records need (a superset of Table 1's except MathVerse_MINI)."""
+MMBENCH_SERVER = openvlm_app.MMBENCH_V11
+"""Scored by the official MMBench server only (no public answers): given with --mmbench-scores."""
+SUBMISSION_DATASETS = sorted({d for keys in LEADERBOARDS.values() for d in keys} | set(MMBENCH_SERVER))
+"""Every VLMEvalKit dataset the two records need evaluated."""
 
 
 class SubmissionError(ValueError):
@@ -57,11 +80,14 @@ def validate(data: dict) -> None:
         raise SubmissionError(f"does not match {SCHEMA.name}:\n  " + "\n  ".join(lines))
 
 
-def check_scores(scores: dict[str, object]) -> dict[str, float]:
+def check_scores(scores: dict[str, object], scale_check: bool = True) -> dict[str, float]:
+    """Finite numbers on 0-100 (`scale_check`: refuse what looks like 0-1, or a mix of both)."""
     bad = {k: v for k, v in scores.items() if not isinstance(v, (int, float)) or isinstance(v, bool)
            or not math.isfinite(v)}
     if bad:
         raise SubmissionError(f"non-numeric scores: {bad}")
+    if not scale_check:
+        return {k: float(v) for k, v in scores.items()}
     values = list(scores.values())
     if values and max(values) <= 1.0 and any(v > 0 for v in values):
         raise SubmissionError(f"scores look like the 0-1 scale ({scores}); leaderboards take 0-100")
@@ -72,24 +98,70 @@ def check_scores(scores: dict[str, object]) -> dict[str, float]:
 
 
 def timestamp(now: datetime.datetime | None = None) -> str:
-    """The data file's `time`: YYMMDDHHMMSS, which the leaderboard app prints as YY.MM.DD HH:MM:SS."""
-    return (now or datetime.datetime.now()).strftime("%y%m%d%H%M%S")
+    """The data file's `time`: YYYYMMDDHHMMSS, which the leaderboard app prints as YYYY.MM.DD HH:MM:SS."""
+    return (now or datetime.datetime.now()).strftime("%Y%m%d%H%M%S")
 
 
-def build_records(scores: dict[str, float], model: str, meta: dict, now: datetime.datetime | None = None
+def benchmark_block(metrics: dict, dataset: str) -> dict[str, float]:
+    """{"Overall": accuracy, category: accuracy, ...} of one scored dataset, on 0-100, one decimal."""
+    block = {"Overall": round(metrics["accuracy"], 1)}
+    categories = metrics.get("categories") or {}
+    if not isinstance(categories, dict):
+        raise SubmissionError(f"{dataset}: 'categories' is not an object of scores")
+    for name, value in check_scores({str(k): v for k, v in categories.items()}, scale_check=False).items():
+        if name != "Overall":
+            block[name] = round(value, 1)
+    return block
+
+
+def mmbench_blocks(given: dict | None) -> dict[str, dict[str, float]]:
+    """--mmbench-scores: {dataset: overall} or {dataset: {"Overall": x, category: y}} from the server."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        raise SubmissionError("--mmbench-scores: give a JSON object, e.g. "
+                              '\'{"MMBench_TEST_EN_V11": 82.1, "MMBench_TEST_CN_V11": 80.4}\'')
+    unknown = sorted(set(given) - set(MMBENCH_SERVER))
+    if unknown:
+        raise SubmissionError(f"--mmbench-scores: {', '.join(unknown)} (expected {', '.join(MMBENCH_SERVER)})")
+    blocks = {}
+    for name, value in given.items():
+        block = value if isinstance(value, dict) else {"Overall": value}
+        if "Overall" not in block:
+            raise SubmissionError(f"--mmbench-scores: {name} has no Overall")
+        blocks[name] = {k: round(v, 1) for k, v in check_scores({str(k): v for k, v in block.items()}).items()}
+    return blocks
+
+
+def build_records(scored: dict[str, dict], model: str, meta: dict, mmbench: dict | None = None,
+                  boards: tuple[str, ...] = tuple(LEADERBOARDS), now: datetime.datetime | None = None
                   ) -> dict[str, dict]:
-    """{leaderboard: its data file holding this one model}; scores keyed by VLMEvalKit dataset name."""
+    """{leaderboard: its data file holding this one model}; `scored` maps VLMEvalKit dataset names to
+    bench.score's metrics (accuracy, categories). Each record is loaded by the app's rules first."""
     files = {}
-    for board, keys in LEADERBOARDS.items():
-        missing = [d for d in keys if d not in scores]
+    server = mmbench_blocks(mmbench)
+    for board in boards:
+        keys = LEADERBOARDS[board]
+        missing = [d for d in keys if d not in scored]
         if missing:
             raise SubmissionError(f"{model}: missing benchmark(s) for the {board} record: {', '.join(missing)} "
                                   f"(evaluate them: python -m bench.run --data {' '.join(missing)} ..., then bench.score)")
-        entry = {"META": meta, **{key: {"Overall": round(scores[d], 1)} for d, key in keys.items()}}
+        entry = {"META": meta, **{key: benchmark_block(scored[d], d) for d, key in keys.items()}}
+        if board == "openvlm":
+            absent = [k for k in MMBENCH_SERVER if k not in server]
+            if absent:
+                raise SubmissionError(
+                    f"{model}: the OpenVLM leaderboard app requires MMBench v1.1 for every model, and "
+                    f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} missing. Their test splits have no "
+                    "public answers: evaluate them (python -m bench.run --data MMBench_TEST_EN_V11 "
+                    "MMBench_TEST_CN_V11 ...), upload the prediction files to the official MMBench server, and pass "
+                    "its scores with --mmbench-scores; or write only the other record with --boards reasoning")
+            entry |= server
         data = {"time": timestamp(now), "results": {model: entry}}
         try:
             validate(data)
-        except SubmissionError as exc:
+            openvlm_app.load(data, **({} if board == "openvlm" else {"main_fields": (), "default_bench": ()}))
+        except (SubmissionError, openvlm_app.AppError) as exc:
             raise SubmissionError(f"{model}: the {board} record {exc}") from None
         files[board] = data
     return files
@@ -165,8 +237,9 @@ def read_json_object(path: Path) -> dict:
 
 
 def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = None,
-           model_path: str | None = None) -> list[Path]:
-    """Write {out}.openvlm.json, {out}.reasoning.json, {out}.supported_vlm.py, {out}.pull_request.md."""
+           model_path: str | None = None, mmbench: dict | None = None,
+           boards: tuple[str, ...] = tuple(LEADERBOARDS)) -> list[Path]:
+    """Write {out}.{board}.json for each board, {out}.supported_vlm.py and {out}.pull_request.md."""
     scores_file = Path(work_dir) / model / "r1_scores.json"
     if not scores_file.exists():
         raise SubmissionError(f"{scores_file}: not found (run python -m bench.score --work-dir {work_dir})")
@@ -182,11 +255,17 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
         raise SubmissionError(f"{run_file}: that evaluation failed ({'; '.join(f'{d}: {w}' for d, w in run.get('failed', {}).items())[:300]}); "
                               "fix it and re-run bench.run before submitting")
     scores = check_scores({d: m.get("accuracy") for d, m in datasets.items()})
+    scored = {d: {**m, "accuracy": scores[d]} for d, m in datasets.items()}
     modes = sorted({str(m.get("verifier_mode")) for m in datasets.values()})
     known = PAPER_MODELS[model].meta if model in PAPER_MODELS else {}
-    meta = {"Verified": "No", **known, **(meta_overrides or {})}
+    meta = {**known, **(meta_overrides or {})}
     meta.setdefault("Method", [model, f"https://huggingface.co/{PAPER_MODELS['R1-ShareVL-7B'].hub_id}"])
-    records = build_records(scores, model, meta)
+    if meta.get("OpenSource") == "Yes":
+        meta.setdefault("Verified", "Yes")  # not read by the app for open-source models; public weights
+    unknown = sorted(set(boards) - set(LEADERBOARDS))
+    if unknown or not boards:
+        raise SubmissionError(f"--boards {' '.join(boards)}: choose from {', '.join(LEADERBOARDS)}")
+    records = build_records(scored, model, meta, mmbench, tuple(boards))
     from bench.fileio import write_json_atomic, write_text_atomic
 
     if model_path is None:  # the weights that were evaluated: a paper model's hub id, else what bench.run loaded

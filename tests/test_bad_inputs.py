@@ -322,7 +322,7 @@ READ_ONLY_CASES = [
     ("reproduce table1", lambda r, m, ro: ["reproduce", "table1", "--work-dir", str(r / "scored"), "--out", str(ro / "t"),
                                            "--columns", "MathVista_MINI"]),
     ("reproduce submit", lambda r, m, ro: ["reproduce", "submit", "--work-dir", str(r / "scored"), "--model",
-                                           "R1-ShareVL-7B", "--out", str(ro / "s")]),
+                                           "R1-ShareVL-7B", "--out", str(ro / "s"), "--boards", "reasoning"]),
     ("train", lambda r, m, ro: ["train", "--config", str(TINY), f"worker.actor.model.model_path={m}",
                                 f"trainer.output_dir={ro / 'o'}"]),
     ("train.export", lambda r, m, ro: ["train.export", str(r / "run" / "checkpoints" / "step_1"), str(ro / "hf")]),

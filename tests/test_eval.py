@@ -224,22 +224,30 @@ def test_paper_table1_refuses_mixed_protocols(tmp_path):
     assert build_paper_table1([work], tmp_path / "t", allow_partial=True)
 
 
-SUBMISSION = {**PAPER_SIX, "MathVerse_MINI_Vision_Only": 45.0}
+SUBMISSION = {**PAPER_SIX, "MathVerse_MINI_Vision_Only": 45.0, "DynaMath": 40.0, "WeMath": 35.0, "LogicVista": 44.0}
+"""Every dataset the two records need that bench.score scores (MMBench v1.1 comes from its server)."""
+MMBENCH = {"MMBench_TEST_EN_V11": 82.0, "MMBench_TEST_CN_V11": 80.4}
+
+
+def scored(scores: dict[str, float]) -> dict[str, dict]:
+    return {k: {"accuracy": v} for k, v in scores.items()}
 
 
 def test_submission_validates_and_writes_entry(tmp_path):
     work = scores_dir(tmp_path, "R1-ShareVL-7B", SUBMISSION)
-    paths = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json")
+    paths = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", mmbench=MMBENCH)
     assert [p.name for p in paths] == ["sub.openvlm.json", "sub.reasoning.json", "sub.supported_vlm.py",
                                        "sub.pull_request.md"]
     openvlm = json.loads(paths[0].read_text())["results"]["R1-ShareVL-7B"]
     assert openvlm["MMStar"] == {"Overall": 66.0} and openvlm["MMMU_VAL"] == {"Overall": 55.0}
+    assert openvlm["MMBench_TEST_EN_V11"] == {"Overall": 82.0} and openvlm["MMBench_TEST_CN_V11"] == {"Overall": 80.4}
     reasoning = json.loads(paths[1].read_text())["results"]["R1-ShareVL-7B"]
-    assert set(reasoning) == {"META", "MathVista_MINI", "MathVerse_MINI_Vision_Only", "MathVision"}
+    assert set(reasoning) == {"META", "MathVista_MINI", "MathVision", "MathVerse_MINI_Vision_Only", "DynaMath",
+                              "WeMath", "LogicVista"}
     assert reasoning["MathVerse_MINI_Vision_Only"] == {"Overall": 45.0}
     assert openvlm["META"] == {"Method": ["R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"],
                                "Parameters": "8.3B", "Language Model": "Qwen2.5-7B", "Vision Model": "QwenViT",
-                               "OpenSource": "Yes", "Verified": "No"}
+                               "OpenSource": "Yes", "Verified": "Yes"}
     entry = paths[2].read_text()
     assert '"R1-ShareVL-7B": partial(' in entry and 'model_path="HuanjinYao/R1-ShareVL-7B"' in entry
     compile(entry.replace("),\n", ")\n").replace('"R1-ShareVL-7B": ', "x = "), "entry", "exec")
@@ -249,9 +257,9 @@ def test_submission_errors():
     meta = {"Method": ["m", "https://x"], "Parameters": "8.3B", "Language Model": "l", "Vision Model": "v",
             "OpenSource": "Yes", "Verified": "No"}
     with pytest.raises(SubmissionError, match="missing benchmark"):
-        build_records({"MMStar": 60.0}, "m", meta)
-    with pytest.raises(SubmissionError, match="reasoning record: MathVerse_MINI_Vision_Only"):
-        build_records(PAPER_SIX, "m", meta)  # Table 1's MathVerse_MINI is not the reasoning leaderboard's
+        build_records(scored({"MMStar": 60.0}), "m", meta, MMBENCH)
+    with pytest.raises(SubmissionError, match="reasoning record: MathVerse_MINI_Vision_Only, DynaMath, WeMath"):
+        build_records(scored(PAPER_SIX), "m", meta, MMBENCH)  # Table 1's MathVerse_MINI is not the reasoning one
     with pytest.raises(SubmissionError, match="non-numeric"):
         check_scores({"MMStar": "sixty"})
     with pytest.raises(SubmissionError, match="mixed scales"):
@@ -260,9 +268,28 @@ def test_submission_errors():
         check_scores({"MMStar": 0.6, "AI2D_TEST": 0.8})
     for field, value in (("OpenSource", "maybe"), ("Parameters", 8.3), ("Verified", True)):
         with pytest.raises(SubmissionError, match=field):
-            build_records(SUBMISSION, "m", {**meta, field: value})
+            build_records(scored(SUBMISSION), "m", {**meta, field: value}, MMBENCH)
     with pytest.raises(SubmissionError, match="Verified"):
-        build_records(SUBMISSION, "m", {k: v for k, v in meta.items() if k != "Verified"})
+        build_records(scored(SUBMISSION), "m", {k: v for k, v in meta.items() if k != "Verified"}, MMBENCH)
+    with pytest.raises(SubmissionError, match="--mmbench-scores: MMBench_DEV_EN"):
+        build_records(scored(SUBMISSION), "m", meta, {**MMBENCH, "MMBench_DEV_EN": 80.0})
+    with pytest.raises(SubmissionError, match="--mmbench-scores: MMBench_TEST_CN_V11 has no Overall"):
+        build_records(scored(SUBMISSION), "m", meta, {**MMBENCH, "MMBench_TEST_CN_V11": {"CP": 80.0}})
+
+
+def test_the_openvlm_record_needs_mmbench_v11_and_nothing_is_written_without_it(tmp_path):
+    """The app asserts MMBench v1.1 for every model: without the server's scores the OpenVLM record
+    is refused, naming both splits, and no file is written; the reasoning record alone can be."""
+    work = scores_dir(tmp_path, "R1-ShareVL-7B", SUBMISSION)
+    with pytest.raises(SubmissionError, match="MMBench_TEST_EN_V11, MMBench_TEST_CN_V11 are missing.*--mmbench-scores"):
+        submit(work, "R1-ShareVL-7B", tmp_path / "sub.json")
+    with pytest.raises(SubmissionError, match="MMBench_TEST_CN_V11 is missing"):
+        submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", mmbench={"MMBench_TEST_EN_V11": 82.0})
+    assert not list(tmp_path.glob("sub.*"))
+    paths = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", boards=("reasoning",))
+    assert [p.name for p in paths] == ["sub.reasoning.json", "sub.supported_vlm.py", "sub.pull_request.md"]
+    with pytest.raises(SubmissionError, match="--boards nope: choose from openvlm, reasoning"):
+        submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", boards=("nope",))
 
 
 def test_paper_scale_preflight_lists_everything_missing(tmp_path, monkeypatch):
@@ -278,6 +305,12 @@ def test_paper_scale_preflight_lists_everything_missing(tmp_path, monkeypatch):
     assert "no CUDA GPU" in text
     assert "HuanjinYao/R1-ShareVL-7B" in text and "Qwen/Qwen2.5-VL-7B-Instruct" in text
     assert "CKPT=" in text and "MathVista_MINI" in text and "AI2D_TEST" in text and "judge gpt-4o-mini" in text
+    assert "MMBench_TEST_CN_V11" in text and "LogicVista" in text  # BENCHMARKS=all: what both records need
+    reasoning = "\n".join(preflight([], judge=None, cuda=False, benchmarks="reasoning"))
+    assert "WeMath" in reasoning and "MMStar" not in reasoning and "MMBench" not in reasoning
+    out = subprocess.run([sys.executable, "-m", "reproduce", "run", "--scale", "paper", "--benchmarks", "nope"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "BENCHMARKS='nope': choose from table1, openvlm, reasoning, all" in out.stderr
     out = subprocess.run([sys.executable, "-m", "reproduce", "run", "--scale", "huge"], capture_output=True,
                          text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "valid: mini, paper" in out.stderr

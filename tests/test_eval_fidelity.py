@@ -147,16 +147,16 @@ def test_submission_pull_request_keeps_the_prompt_and_the_models_own_weights(tmp
 
     from bench.prompts import R1_PROMPT
     from reproduce.submit import submit
+    from tests.test_eval import MMBENCH, SUBMISSION
 
-    six = {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0, "MathVerse_MINI_Vision_Only": 50.0,
-           "MathVision": 28.0, "AI2D_TEST": 83.0}
+    six = SUBMISSION
     work = scores_dir(tmp_path, "my-ckpt", six)
     (work / "my-ckpt" / "bench_run.json").write_text(json.dumps({
         "model": "/data/ckpts/my-ckpt", "datasets": list(six), "prompt_placement": "every_text",
         "argv": ["vlmeval", "--data", *six, "--model", "my-ckpt"], "versions": {"ms-vlmeval": "0.0.20"}}))
     meta = {"Method": ["my-ckpt", "https://example.org/my-ckpt"], "Parameters": "8.3B", "Language Model": "Qwen2.5-7B",
             "Vision Model": "QwenViT", "OpenSource": "Yes"}
-    _, _, entry, pr = submit(work, "my-ckpt", tmp_path / "sub.json", meta)
+    _, _, entry, pr = submit(work, "my-ckpt", tmp_path / "sub.json", meta, mmbench=MMBENCH)
     code = entry.read_text()
     assert 'model_path="/data/ckpts/my-ckpt"' in code  # the evaluated weights, not R1-ShareVL-7B's
 
@@ -180,48 +180,115 @@ def test_submission_pull_request_keeps_the_prompt_and_the_models_own_weights(tmp
 
 
 LAYOUT = Path(__file__).parent / "data" / "leaderboard_file_layout.json"
+"""A data file in the layout the OpenVLM app reads, its first model real-looking: META with Org and
+Time, MMBench v1.1 in both languages, sub-scores under the names VLMEvalKit's result tables give
+(MMStar's categories, MathVista's tasks and skills, MMBench's abilities), MME and OCRBench on their
+own scales."""
+MMBENCH_SERVER = {  # what the official server returns for each split: overall and per ability
+    "MMBench_TEST_EN_V11": {"Overall": 82.0, "AR": 80.0, "CP": 85.0, "FP-C": 70.0, "FP-S": 84.0, "LR": 66.0, "RR": 79.0},
+    "MMBench_TEST_CN_V11": {"Overall": 80.4, "AR": 78.0, "CP": 83.0, "FP-C": 68.0, "FP-S": 82.0, "LR": 64.0, "RR": 77.0},
+}
 
 
-def read_like_the_leaderboard_app(data: dict, benchmarks: list[str]) -> dict[str, dict]:
-    """What the OpenVLM leaderboard app takes from its data file, per model: the name and link of
-    `Method`, `Parameters` as a float ("" = unknown), the model type from OpenSource / Verified,
-    and `Overall` of each shown benchmark (a KeyError when one is missing)."""
-    rows = {}
-    for model, item in data["results"].items():
-        meta = item["META"]
-        name, url = meta["Method"]
-        kind = "OpenSource" if meta["OpenSource"] == "Yes" else ("API" if meta["Verified"] == "Yes" else "Proprietary")
-        rows[model] = {"name": name, "url": url, "kind": kind,
-                       "params": float(meta["Parameters"].replace("B", "")) if meta["Parameters"] else None,
-                       "language": meta["Language Model"], "vision": meta["Vision Model"],
-                       **{b: item[b]["Overall"] for b in benchmarks}}
-    assert len(data["time"]) == 12 and data["time"].isdigit()  # printed as YY.MM.DD HH:MM:SS
-    return rows
+def first_model_categories(dataset: str) -> dict[str, float]:
+    first = next(iter(json.loads(LAYOUT.read_text())["results"].values()))
+    return {k: 50.0 for k in first[dataset] if k != "Overall"}
 
 
-def test_submission_files_have_the_leaderboard_data_file_layout(tmp_path):
-    from reproduce.submit import LEADERBOARDS, submit
+def test_todays_records_fail_in_the_app_and_the_new_ones_load(tmp_path):
+    """Read by the app's rules (reproduce.openvlm_app) after a real-looking first model: a record
+    with only Overall per benchmark and no MMBench v1.1 (what submit wrote before) fails, on the
+    MMBench assertion and on the sub-score columns the tabs take from the first model; the record
+    submit writes now loads, with every column."""
+    from reproduce import openvlm_app
+    from reproduce.submit import submit
+    from tests.test_eval import SUBMISSION
 
-    scores = {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0, "MathVerse_MINI_Vision_Only": 50.0,
-              "MathVision": 28.0, "AI2D_TEST": 83.0}
-    work = scores_dir(tmp_path, "R1-ShareVL-7B", scores)
-    openvlm_path, reasoning_path, *_ = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json")
-    ours, layout = json.loads(openvlm_path.read_text()), json.loads(LAYOUT.read_text())
+    layout = json.loads(LAYOUT.read_text())
+    old = {"META": {**next(iter(layout["results"].values()))["META"], "Method": ["Old", "https://x"]},
+           "MMStar": {"Overall": 66.0}, "MMMU_VAL": {"Overall": 55.0}, "MathVista": {"Overall": 74.0},
+           "AI2D": {"Overall": 83.0}}
+    with pytest.raises(openvlm_app.AppError, match="Old: no MMBench_TEST_EN_V11 or MMBench_TEST_CN_V11"):
+        openvlm_app.load({**layout, "results": {**layout["results"], "Old": old}})
+    old |= MMBENCH_SERVER
+    with pytest.raises(openvlm_app.AppError, match="Old: MMStar has no 'coarse perception'.*first model"):
+        openvlm_app.load({**layout, "results": {**layout["results"], "Old": old}})
 
-    assert set(ours) == set(layout)
-    entry, reference = ours["results"]["R1-ShareVL-7B"], next(iter(layout["results"].values()))
-    assert {k: type(v) for k, v in entry["META"].items()} == {k: type(v) for k, v in reference["META"].items()}
-    assert set(entry) - {"META"} <= set(reference)  # only benchmark keys the leaderboard itself uses
+    work = scores_dir(tmp_path, "R1-ShareVL-7B", SUBMISSION,
+                      categories={"MMStar": first_model_categories("MMStar"),
+                                  "MathVista_MINI": first_model_categories("MathVista")})
+    openvlm_path, reasoning_path, *_ = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", mmbench=MMBENCH_SERVER)
+    ours = json.loads(openvlm_path.read_text())
+    assert len(ours["time"]) == 14
     merged = {**layout, "results": {**layout["results"], **ours["results"]}}  # how the entry joins the file
-    shown = ["MMStar", "MMMU_VAL", "MathVista", "AI2D"]
-    rows = read_like_the_leaderboard_app(merged, shown)
-    assert rows["R1-ShareVL-7B"] == {"name": "R1-ShareVL-7B", "url": "https://huggingface.co/HuanjinYao/R1-ShareVL-7B",
-                                     "kind": "OpenSource", "params": 8.3, "language": "Qwen2.5-7B",
-                                     "vision": "QwenViT", "MMStar": 66.0, "MMMU_VAL": 55.0, "MathVista": 74.0,
-                                     "AI2D": 83.0}
-    assert rows["Example-API-VLM"]["params"] is None and rows["Example-API-VLM"]["kind"] == "API"
-
+    app = openvlm_app.load(merged)
+    row = app["main"]["R1-ShareVL-7B"]
+    assert row["Method"] == ("R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B")
+    assert row["Param (B)"] == 8.3 and row["MMBench_V11"] == 81.2 and row["MMStar"] == 66.0
+    assert row["Avg Score"] is None  # the main table's other benchmarks (MME, OCRBench, ...) are not ours
+    assert app["tabs"]["MMStar"]["R1-ShareVL-7B"]["coarse perception"] == 50.0
+    assert app["tabs"]["MathVista"]["R1-ShareVL-7B"]["statistical reasoning"] == 50.0
+    assert app["tabs"]["MMBench_TEST_CN_V11"]["R1-ShareVL-7B"]["LR"] == 64.0
+    assert "MME" in app["tabs"] and "R1-ShareVL-7B" not in app["tabs"]["MME"]
+    assert app["time"] == "2025.06.12 18:30:00"
     reasoning = json.loads(reasoning_path.read_text())
-    assert set(reasoning) == set(layout)
-    assert read_like_the_leaderboard_app(reasoning, list(LEADERBOARDS["reasoning"].values()))["R1-ShareVL-7B"][
-        "MathVerse_MINI_Vision_Only"] == 50.0
+    assert openvlm_app.load(reasoning, main_fields=(), default_bench=())["tabs"]["MathVision"]["R1-ShareVL-7B"][
+        "Overall"] == 28.0
+
+
+@pytest.mark.parametrize(("change", "error"), [
+    (lambda m: m["META"].update(Parameters="8.3 billion"), "META Parameters '8.3 billion' is not a number"),
+    (lambda m: m["META"].update(Method="R1"), "META Method must be a \\[name, link\\] pair"),
+    (lambda m: m["META"].pop("Vision Model"), "no 'Vision Model'"),
+    (lambda m: m["MMStar"].pop("Overall"), "MMStar has no 'Overall'"),
+    (lambda m: m["MMStar"].update(Overall="66"), "MMStar Overall = '66' is not a number"),
+])
+def test_the_app_reader_names_what_the_app_would_fail_on(change, error):
+    from reproduce import openvlm_app
+
+    layout = json.loads(LAYOUT.read_text())
+    model = layout["results"]["Example-API-VLM"]
+    change(model)
+    with pytest.raises(openvlm_app.AppError, match=f"Example-API-VLM: {error}"):
+        openvlm_app.load(layout)
+
+
+def test_the_app_prints_12_and_14_digit_times():
+    from reproduce.openvlm_app import AppError, format_timestamp
+
+    assert format_timestamp("250120093000") == "25.01.20 09:30:00"
+    assert format_timestamp("20250120093000") == "2025.01.20 09:30:00"
+    for bad in ("2501200930", "2025012009300x", 20250120093000):
+        with pytest.raises(AppError, match="12 or 14 digits"):
+            format_timestamp(bad)
+
+
+def test_categories_are_grouped_as_vlmevalkits_result_tables_group_them(tmp_path):
+    """Multiple choice: per `l2-category` and per `category` value (MMBench's abilities under
+    VLMEvalKit's short names); MathVista: per task and per skill of its `skills` list literal, which
+    is parsed, never run; rows outside the scored split are not counted."""
+    rows = [
+        {"question": "q", "A": "x", "B": "y", "answer": "A", "category": "math", "l2-category": "reasoning",
+         "prediction": boxed("A")},
+        {"question": "q", "A": "x", "B": "y", "answer": "B", "category": "math", "l2-category": "reasoning",
+         "prediction": boxed("A")},
+        {"question": "q", "A": "x", "B": "y", "answer": "A", "category": "coarse_perception", "l2-category": "perception",
+         "prediction": boxed("A")},
+    ]
+    assert score_file(predictions(tmp_path, "MMStar", rows), dataset="MMStar")["categories"] == {
+        "reasoning": 50.0, "math": 50.0, "perception": 100.0, "CP": 100.0}
+    payload = tmp_path / "ran"
+    vista = [
+        {"question": "q", "answer": "3", "task": "math word problem", "skills": "['arithmetic reasoning', 'algebraic reasoning']",
+         "prediction": boxed("3")},
+        {"question": "q", "answer": "4", "task": "math word problem", "skills": "['arithmetic reasoning']",
+         "prediction": boxed("5")},
+        {"question": "q", "answer": "5", "task": "figure question answering",
+         "skills": f"__import__('pathlib').Path({str(payload)!r}).touch()", "prediction": boxed("5")},
+    ]
+    categories = score_file(predictions(tmp_path, "MathVista_MINI", vista), dataset="MathVista_MINI")["categories"]
+    assert categories["math word problem"] == 50.0 and categories["arithmetic reasoning"] == 50.0
+    assert categories["algebraic reasoning"] == 100.0 and categories["figure question answering"] == 100.0
+    assert not payload.exists()
+    free = [{"question": "How many?", "answer": "7", "prediction": boxed("7")}]
+    assert score_file(predictions(tmp_path, "MathVision", free), dataset="MathVision")["categories"] == {}
