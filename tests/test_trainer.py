@@ -240,7 +240,7 @@ def test_the_reference_model_is_sharded_under_zero3_in_the_policys_dtype(assets,
     """KL against a reference that is a ZeRO-3 inference engine in bf16, like the bf16 ZeRO-3 policy:
     at the first step the two are the same weights, so the KL is zero."""
     from train.config import load_config
-    from train.trainer import build_reference
+    from train.setup import build_reference
 
     out = tmp_path / "kl_zero3"
     run_train(assets, out, "trainer.max_steps=1", "trainer.save_freq=-1", "algorithm.disable_kl=false",
@@ -321,7 +321,7 @@ def test_metric_logger_writes_jsonl_tensorboard_and_wandb(tmp_path, monkeypatch)
     the CPU environment), and JSONL lines that a resumed run trims to the steps it keeps."""
     import types
 
-    from train.trainer import MetricLogger
+    from train.metric_log import MetricLogger
 
     calls = []
 

@@ -48,7 +48,7 @@ def test_stage_timer_adds_up_repeated_stages():
 
 
 def test_reward_workers_default_to_the_ranks_share_of_the_cores():
-    from train.trainer import reward_workers
+    from train.setup import reward_workers
 
     assert reward_workers(3, cores=64, local_ranks=8) == 3  # configured wins
     assert reward_workers(None, cores=64, local_ranks=8) == 8
@@ -62,7 +62,7 @@ def test_drawing_questions_shuffles_each_epoch_once(monkeypatch):
     question drawn (seconds a step); now an epoch's permutation is made once."""
     import random
 
-    from train.trainer import DataOrder
+    from train.setup import DataOrder
 
     shuffles = []
     real = random.Random.shuffle

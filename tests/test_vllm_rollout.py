@@ -157,3 +157,16 @@ def test_vllm_samples_follow_the_refreshed_weights(tiny):
         lp, mask, _ = response_log_probs(model, prompts, batch, width=8)
     for r, ref in enumerate(sampler_lp):
         torch.testing.assert_close(lp[r, : len(ref)], ref.float(), atol=0.1, rtol=0.05)
+
+
+def test_both_engines_keep_the_rollout_engine_contract(tiny):
+    """`RolloutEngine` is the written contract: the hf engine satisfies it at run time, and the vllm
+    engine's class has the same generate signature and sets the same attributes."""
+    from train.rollout import HFRollout, RolloutEngine, VLLMRollout
+
+    _, proc = tiny
+    assert isinstance(HFRollout(proc), RolloutEngine)
+    contract = inspect.signature(RolloutEngine.generate)
+    for engine in (HFRollout, VLLMRollout):
+        assert inspect.signature(engine.generate) == contract
+    assert "self.eos_id, self.suppress =" in inspect.getsource(VLLMRollout.__init__)

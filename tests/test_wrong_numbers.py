@@ -134,7 +134,7 @@ def reference_order(n_rows: int, seed: int, world: int, rank: int, draws: int) -
 
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_ranks_draw_disjoint_questions_that_cover_each_epoch(world):
-    from train.trainer import DataOrder
+    from train.setup import DataOrder
 
     n_rows, draws = 12, 12
     orders = [DataOrder(n_rows, seed=5, shuffle=True, rank=r, world=world) for r in range(world)]

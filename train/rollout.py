@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -23,6 +24,21 @@ from bench.registry import Registry
 
 from .decode import DecodeStep
 from .encoding import Prompts, left_padded, model_device, prompt_embeds
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    """The contract of a generation engine (worker.rollout.name; `ROLLOUT_ENGINES`)."""
+
+    eos_id: int
+    """The end-of-turn id every response stops at (kept as its last token)."""
+    suppress: list[int]
+    """Vision ids no response may contain."""
+
+    def generate(self, model, prompts: Prompts, params: SamplingParams) -> list[Tensor]:
+        """`params.n` responses per prompt from the training model's current weights, prompt-major
+        ([j, k] order), each cut after its first end-of-turn token (kept) or at max_new_tokens."""
+        ...
 
 
 @dataclass
@@ -363,14 +379,14 @@ def vllm_sampling_kwargs(params: SamplingParams, eos_id: int, suppress: Sequence
     }
 
 
-ROLLOUT_ENGINES: Registry[Callable] = Registry("rollout engine")
-"""worker.rollout.name -> a factory (processor, cfg) -> engine with `generate` and `eos_id`."""
+ROLLOUT_ENGINES: Registry[Callable[..., RolloutEngine]] = Registry("rollout engine")
+"""worker.rollout.name -> a factory (processor, cfg) -> a RolloutEngine."""
 ROLLOUT_ENGINES.add("hf", lambda processor, cfg: HFRollout(processor, cfg.worker.rollout.micro_batch_size,
                                                            cfg.worker.actor.zero_stage == 3,
                                                            cfg.worker.rollout.cuda_graph))
 ROLLOUT_ENGINES.add("vllm", VLLMRollout)
 
 
-def make_rollout(name: str, processor, cfg):
+def make_rollout(name: str, processor, cfg) -> RolloutEngine:
     """The rollout engine `name` (worker.rollout.name) for this config."""
     return ROLLOUT_ENGINES[name](processor, cfg)

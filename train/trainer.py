@@ -64,263 +64,27 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import yaml
 from torch import Tensor
 
 from bench.errors import UsageError, exit_on_usage_error
 from bench.fileio import write_text_atomic
-from bench.lock import hold_folder_lock
-from bench.processing import load_processor
 from bench.verify import Grade, grade_many
 
 from . import algos
 from .checkpoint import find_resume, load_checkpoint, save_checkpoint
-from .config import AlgorithmConfig, Config, config_to_dict, reward_function
-from .data import Row, build_messages, load_rows
-from .encoding import Prompts, collate, encode_prompts, model_device
+from .config import AlgorithmConfig, Config, config_to_dict
+from .data import Row, build_messages
+from .encoding import Prompts, collate, encode_prompts
 from .expand import draw_image_variant, draw_text_variants
 from .logprobs import response_log_probs
-from .plan import BatchPlan
-from .rollout import SamplingParams, make_rollout
-
-
-# ---------------------------------------------------------------- set-up
-def init_distributed() -> tuple[int, int]:
-    """(rank, world size); single-process runs get a one-rank gloo group on 127.0.0.1."""
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:  # a launcher sets it; alone, any free port (a fixed one may be taken)
-        os.environ["MASTER_PORT"] = str(free_port())
-    import deepspeed
-
-    if not torch.cuda.is_available():
-        # DeepSpeed compiles a shared-memory all-reduce op for CPU inference on first use (~1 min);
-        # training over gloo does not need it.
-        from deepspeed.accelerator import get_accelerator
-
-        builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
-        if builder is not None:
-            deepspeed.ops.__compatible_ops__[builder.NAME] = False
-    if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def deepspeed_config(cfg: Config, world: int) -> dict:
-    actor = cfg.worker.actor
-    zero: dict = {"stage": actor.zero_stage}
-    if actor.offload:  # the config allows it at stage 2 or 3 only
-        zero["offload_optimizer"] = {"device": "cpu"}
-        if actor.zero_stage == 3:
-            zero["offload_param"] = {"device": "cpu"}
-    config = {
-        # Accumulation is driven by the loop (set_gradient_accumulation_boundary): the number of
-        # rows per update varies with dynamic sampling, so DeepSpeed's own count is kept at 1.
-        "train_micro_batch_size_per_gpu": actor.micro_batch_size_per_device_for_update,
-        "gradient_accumulation_steps": 1,
-        "train_batch_size": actor.micro_batch_size_per_device_for_update * world,
-        "gradient_clipping": actor.max_grad_norm,
-        "zero_optimization": zero,
-        "bf16": {"enabled": actor.bf16},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-    if actor.offload and not torch.cuda.is_available():
-        # on a CPU-only machine the "offloaded" state stays where it is: torch's AdamW is fine
-        config["zero_force_ds_cpu_optimizer"] = False
-    return config
-
-
-def build_engine(model, cfg: Config, world: int):
-    import deepspeed
-
-    actor = cfg.worker.actor
-    if actor.model.freeze_vision_tower:
-        for p in model.model.visual.parameters():
-            p.requires_grad_(False)
-    if actor.model.enable_gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = actor.optim
-    if actor.offload and torch.cuda.is_available():
-        # ZeRO-Offload steps the optimizer on the CPU: DeepSpeed's vectorised Adam (JIT-built once)
-        from deepspeed.ops.adam import DeepSpeedCPUAdam
-
-        optimizer = DeepSpeedCPUAdam(params, lr=opt.lr, weight_decay=opt.weight_decay, betas=tuple(opt.betas),
-                                     adamw_mode=True)
-    else:
-        # fused: one kernel over all parameters (on a CPU, 8x faster than the per-tensor loop)
-        optimizer = torch.optim.AdamW(params, lr=opt.lr, weight_decay=opt.weight_decay, betas=tuple(opt.betas),
-                                      fused=True)
-    warmup = max(0, opt.lr_warmup_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
-    engine, optimizer, _, scheduler = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg, world)
-    )
-    return engine, scheduler
-
-
-def build_reference(cfg: Config, world: int, device: torch.device):
-    """The frozen reference policy for the KL term, in the policy's dtype (bf16 when
-    worker.actor.bf16). Under ZeRO-3 it is sharded like the policy (a DeepSpeed inference engine
-    with no optimizer), so no GPU holds a whole second copy of a 7B model."""
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    actor = cfg.worker.actor
-    dtype = torch.bfloat16 if actor.bf16 else torch.float32
-    ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=dtype).eval()
-    ref.requires_grad_(False)
-    if actor.zero_stage != 3:
-        return ref.to(device)
-    import deepspeed
-
-    config = {"train_micro_batch_size_per_gpu": 1, "train_batch_size": world, "zero_optimization": {"stage": 3},
-              "bf16": {"enabled": actor.bf16}, "steps_per_print": 10**9}
-    if actor.offload:
-        config["zero_optimization"]["offload_param"] = {"device": "cpu"}
-    engine, *_ = deepspeed.initialize(model=ref, config=config)
-    engine.eval()
-    return engine
-
-
-def reward_workers(configured: int | None, cores: int | None = None, local_ranks: int | None = None,
-                   cap: int = 16) -> int:
-    """Verifier processes for this rank: the configured count, else this rank's share of the
-    machine's cores (every rank of a node starts its own pool), at most `cap`."""
-    if configured is not None:
-        return configured
-    cores = cores or os.cpu_count() or 1
-    local_ranks = local_ranks or int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, min(cap, cores // max(1, local_ranks)))
-
-
-# ---------------------------------------------------------------- data order
-@dataclass
-class DataOrder:
-    """Seeded epoch permutations; `position` counts questions drawn so far by this rank."""
-
-    n_rows: int
-    seed: int
-    shuffle: bool
-    rank: int
-    world: int
-    position: int = 0
-    _cached: tuple[int, list[int]] | None = field(default=None, init=False, repr=False, compare=False)
-
-    def take(self, k: int) -> list[int]:
-        out = []
-        for _ in range(k):
-            # ranks take interleaved entries of one shared sequence of epoch permutations
-            epoch, offset = divmod(self.position * self.world + self.rank, self.n_rows)
-            out.append(self._permutation(epoch)[offset])
-            self.position += 1
-        return out
-
-    def _permutation(self, epoch: int) -> list[int]:
-        """Epoch `epoch`'s order, shuffled once and kept until the next epoch (reshuffling 52K
-        rows for every question drawn cost seconds per step)."""
-        if self._cached is None or self._cached[0] != epoch:
-            order = list(range(self.n_rows))
-            if self.shuffle:
-                random.Random(f"{self.seed}/{epoch}").shuffle(order)
-            self._cached = (epoch, order)
-        return self._cached[1]
-
-
-# ---------------------------------------------------------------- a run's parts
-@dataclass
-class Run:
-    """What every stage of a run reads: the config, this rank, the models and engines, the data."""
-
-    cfg: Config
-    rank: int
-    world: int
-    processor: object
-    engine: object  # the DeepSpeed engine around the policy
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    ref_model: torch.nn.Module | None
-    sampler: object  # a rollout engine (train.rollout)
-    reward_fn: Callable[[list[str], list[str]], list[float]] | None
-    reward_workers: int  # verifier processes on this rank (worker.reward.workers, or its share of the cores)
-    rows: list[Row]
-    skipped: Counter
-    order: DataOrder
-    out_dir: Path
-    lock: object = None  # rank 0 holds the output folder's lock while this object lives
-
-    @property
-    def forward_mode(self) -> str:
-        actor = self.cfg.worker.actor
-        shared = actor.share_prompt_prefix and not actor.model.enable_gradient_checkpointing
-        return "auto" if shared else "rows"
-
-    @property
-    def questions_per_update(self) -> int:
-        """On this rank: global_batch_size / Q questions per update, split over the ranks."""
-        return BatchPlan.from_config(self.cfg, self.world).questions_per_update_per_device
-
-    @property
-    def batch_shape(self) -> tuple[int, int, int]:
-        """(B per rank, Q, n)."""
-        return self.cfg.data.rollout_batch_size // self.world, self.cfg.algorithm.num_variants, self.cfg.worker.rollout.n
-
-
-def set_up(cfg: Config) -> Run:
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    rank, world = init_distributed()
-    a, d, actor, tr = cfg.algorithm, cfg.data, cfg.worker.actor, cfg.trainer
-    BatchPlan.from_config(cfg, world)  # checks that questions divide over the ranks
-    out_dir = Path(tr.output_dir)
-    check_model_path(actor.model.model_path)
-    lock = hold_folder_lock(out_dir, "trainer.output_dir", "training") if rank == 0 else None
-    try:
-        processor = load_processor(actor.model.model_path)
-    except OSError as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise UsageError(f"worker.actor.model.model_path={actor.model.model_path}: cannot load it ({first})") from None
-    min_variants = a.num_variants if a.short_variants == "skip" and a.text_variants else 1
-    rows, skipped = load_rows(d, processor, log=print if rank == 0 else (lambda *args, **kwargs: None),
-                              min_variants=min_variants)  # data errors stop the run before the model loads
-    torch.manual_seed(tr.seed)
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=torch.float32)
-    engine, scheduler = build_engine(model, cfg, world)
-    ref_model = None if a.disable_kl else build_reference(cfg, world, model_device(engine))
-    reward_fn = reward_function(cfg)
-    if rank == 0:
-        write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-    return Run(cfg, rank, world, processor, engine, scheduler, ref_model, make_rollout(cfg.worker.rollout.name, processor, cfg),
-               reward_fn, reward_workers(cfg.worker.reward.workers), rows, skipped, DataOrder(len(rows), tr.seed, d.shuffle, rank, world), out_dir, lock)
-
-
-def check_model_path(path: str) -> None:
-    """A local folder must hold a checkpoint; anything else must look like a hub id (org/name) whose
-    first part is not a local folder (`runs/model` that does not exist is a missing folder)."""
-    local = Path(path)
-    if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise UsageError(f"worker.actor.model.model_path={path}: the folder has no config.json")
-        return
-    looks_local = path.startswith((".", "/", "~")) or local.suffix or Path(local.parts[0] if local.parts else "").is_dir()
-    if not path or path.count("/") != 1 or looks_local:
-        raise UsageError(f"worker.actor.model.model_path={path!r}: no such folder, and not a hub id (org/name)")
+from .metric_log import MetricLogger, all_reduce_mean
+from .rollout import SamplingParams
+from .setup import Run, set_up
 
 
 class StageTimer:
@@ -399,7 +163,7 @@ def generate(run: Run, prompts: Prompts) -> list[Tensor]:
     """n responses per variant prompt from the current policy: B*Q*n, [i, b, k] order."""
     ro, d = run.cfg.worker.rollout, run.cfg.data
     params = SamplingParams(ro.n, d.max_response_length, ro.temperature, ro.top_p, ro.top_k, ro.min_tokens)
-    return run.sampler.generate(run.engine.module, prompts, params)
+    return run.rollout_engine.generate(run.policy.module, prompts, params)
 
 
 def rewards(run: Run, batch: Rollout) -> tuple[list[Grade], Tensor]:
@@ -436,20 +200,20 @@ def shared_rows(batch: Rollout, adv: Tensor, keep: Tensor) -> TrainingRows:
 def old_log_probs(run: Run, prompts: Prompts, rows: TrainingRows) -> None:
     """Fill rows.old_log_probs (only when the policy moves within a step: several updates or
     epochs) and rows.ref_log_probs (with a reference model), without gradients."""
-    single_update = run.questions_per_update == run.batch_shape[0] and run.cfg.worker.actor.ppo_epochs == 1
+    single_update = run.questions_per_update_per_rank == run.batch_shape[0] and run.cfg.worker.actor.ppo_epochs == 1
     if not len(rows) or (single_update and run.ref_model is None):
         return
     pad_id, size = run.processor.tokenizer.pad_token_id, run.cfg.worker.actor.micro_batch_size_per_device_for_experience
     old, ref = [], []
-    run.engine.eval()
+    run.policy.eval()
     with torch.no_grad():
         for s in range(0, len(rows), size):
             mb = rows.collate(prompts, list(range(s, min(s + size, len(rows)))), pad_id)
             if not single_update:
-                old.append(response_log_probs(run.engine.module, prompts, mb, rows.width, mode=run.forward_mode)[0])
+                old.append(response_log_probs(run.policy.module, prompts, mb, rows.width, mode=run.forward_mode)[0])
             if run.ref_model is not None:
                 ref.append(response_log_probs(run.ref_model, prompts, mb, rows.width, mode=run.forward_mode)[0])
-    run.engine.train()
+    run.policy.train()
     rows.old_log_probs = torch.cat(old) if old else None
     rows.ref_log_probs = torch.cat(ref) if ref else None
 
@@ -487,7 +251,7 @@ def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
     """PPO epochs over the rows, one optimizer step per update group, micro-batches accumulated by
     hand with the weights of worker.actor.loss_normalization. Returns sums of the update
     statistics (row-weighted `actor/*` values, `rows`, `updates`)."""
-    cfg, engine = run.cfg, run.engine
+    cfg, engine = run.cfg, run.policy
     actor = cfg.worker.actor
     unit = algos.LOSS_AGGREGATIONS.info(actor.loss_agg_mode)["unit"]
     normalize = algos.LOSS_NORMALIZATIONS[actor.loss_normalization]
@@ -495,7 +259,7 @@ def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
     stats: Counter = Counter()
     engine.train()
     for _epoch in range(actor.ppo_epochs):
-        for group in update_groups(rows, run.questions_per_update):
+        for group in update_groups(rows, run.questions_per_update_per_rank):
             chunks = [group[s : s + size] for s in range(0, len(group), size)]
             shares = torch.tensor([float(sum(len(rows.response[r]) for r in c)) if unit == "tokens" else float(len(c))
                                    for c in chunks], dtype=torch.float64)
@@ -537,7 +301,7 @@ def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor,
     B, Q, _ = run.batch_shape
     vanish = algos.advantage_vanishing(rewards, adv)
     lengths = [len(r) for r in batch.responses]
-    truncated = [len(r) >= d.max_response_length and int(r[-1]) != run.sampler.eos_id for r in batch.responses]
+    truncated = [len(r) >= d.max_response_length and int(r[-1]) != run.rollout_engine.eos_id for r in batch.responses]
     rows = max(stats["rows"], 1)
     step_time = sum(seconds.values())
     return {
@@ -573,7 +337,7 @@ def resume(run: Run) -> tuple[int, dict[str, float]]:
     path = find_resume(run.out_dir, run.cfg.trainer.resume)
     if path is None:
         return 0, {}
-    state = load_checkpoint(run.engine, path)
+    state = load_checkpoint(run.policy, path)
     run.order.position = state["data_position"][run.rank]
     if run.rank == 0:
         print(f"resumed from {path} at step {state['step']}")
@@ -589,71 +353,7 @@ def checkpoint(run: Run, step: int, metrics: dict[str, float]) -> None:
         positions = t.tolist()
     state = {"data_position": positions, "skipped_rows": dict(run.skipped), "metrics": metrics}
     tr = run.cfg.trainer
-    save_checkpoint(run.engine, run.out_dir, step, state, config_to_dict(run.cfg), tr.save_limit)
-
-
-def all_reduce_mean(metrics: dict[str, float], world: int) -> dict[str, float]:
-    if world == 1:
-        return metrics
-    keys = sorted(metrics)
-    t = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64)
-    dist.all_reduce(t)
-    return {k: float(v) / world for k, v in zip(keys, t, strict=True)}
-
-
-def read_metric_lines(path: Path) -> list[str]:
-    """The complete lines of a metrics.jsonl. A cut-off last line (a kill or a full disk during a
-    write) is dropped with a message; a broken line anywhere else stops with its line number."""
-    lines = [line for line in path.read_text(encoding="utf-8", errors="replace").split("\n") if line.strip()]
-    good = []
-    for n, line in enumerate(lines, 1):
-        try:
-            if not isinstance(json.loads(line).get("step"), int):
-                raise ValueError
-        except (ValueError, AttributeError):
-            if n == len(lines):
-                print(f"{path}: dropped a cut-off last line ({len(line)} characters)", file=sys.stderr)
-                break
-            raise UsageError(f"{path} line {n}: not a metrics record; move the file away to start afresh") from None
-        good.append(line)
-    return good
-
-
-class MetricLogger:
-    """JSONL always (rank 0), plus console, TensorBoard and W&B when configured."""
-
-    def __init__(self, cfg: Config, rank: int, start_step: int) -> None:
-        self.rank, self.cfg = rank, cfg
-        self.path = Path(cfg.trainer.output_dir) / "metrics.jsonl"
-        self.tb = self.wandb = None
-        if rank != 0:
-            return
-        if self.path.exists():  # a resumed run drops the lines of steps it will redo
-            kept = [line for line in read_metric_lines(self.path) if json.loads(line)["step"] <= start_step]
-            write_text_atomic(self.path, "".join(line + "\n" for line in kept))
-        if "tensorboard" in cfg.trainer.logger:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(Path(cfg.trainer.output_dir) / "tensorboard"))
-        if "wandb" in cfg.trainer.logger:
-            import wandb
-
-            self.wandb = wandb.init(project=cfg.trainer.project_name, name=cfg.trainer.experiment_name,
-                                    config=config_to_dict(cfg))
-
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        if self.rank != 0:
-            return
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
-        if self.tb:
-            for k, v in metrics.items():
-                self.tb.add_scalar(k, v, step)
-        if self.wandb:
-            self.wandb.log(metrics, step=step)
-        if "console" in self.cfg.trainer.logger and not self.cfg.trainer.progress_bar:
-            keys = ("reward/mean", "reward/accuracy", "adv/zero_frac", "actor/pg_loss", "perf/step_time")
-            print(f"step {step}: " + " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics), flush=True)
+    save_checkpoint(run.policy, run.out_dir, step, state, config_to_dict(run.cfg), tr.save_limit)
 
 
 # ---------------------------------------------------------------- the loop

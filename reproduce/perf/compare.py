@@ -55,8 +55,9 @@ def run_once(name: str, python: str, work_dir: Path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else [])]
-        env = {**child_env(), "MASTER_PORT": str(29300 + os.getpid() % 100)}
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        # no MASTER_PORT: our trainer picks a free port of its own (train.setup.free_port)
+        proc = subprocess.run(cmd, cwd=REPO, env={k: v for k, v in child_env().items() if k != "MASTER_PORT"},
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"{name} failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
         return json.loads(out.read_text())

@@ -51,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     w = load(args.work_dir)
 
-    from train import trainer
+    from train import metric_log, trainer
     from train.config import load_config
 
     ends: list[float] = []
     steps: list[dict] = []
-    log = trainer.MetricLogger.log
+    log = metric_log.MetricLogger.log
     start = 0.0  # set as training starts
 
     def report() -> dict:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         elif profiler is not None:
             write_text_atomic(args.profile, profile_table(profiler, ends[-1] - ends[-2]))
 
-    trainer.MetricLogger.log = timed_log
+    metric_log.MetricLogger.log = timed_log
     extra = [f"trainer.max_steps={w.steps + 1}"] if args.profile else []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config([str(REPO / "reproduce/configs/tiny_cpu.yaml")],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from train import trainer
+from train import setup, trainer
 from train.config import load_config
 
 
@@ -20,7 +20,7 @@ def digest(model) -> str:
 def main() -> None:
     cfg = load_config(sys.argv[1], sys.argv[2:])
     seen = {}
-    original_build, original_take = trainer.build_engine, trainer.DataOrder.take
+    original_build, original_take = setup.build_engine, setup.DataOrder.take
 
     def build(model, cfg, world):
         seen["before"] = digest(model)
@@ -33,7 +33,7 @@ def main() -> None:
         seen.setdefault("questions", []).extend(picked)
         return picked
 
-    trainer.build_engine, trainer.DataOrder.take = build, take
+    setup.build_engine, setup.DataOrder.take = build, take
     trainer.train(cfg)
     rank = torch.distributed.get_rank()
     out = Path(cfg.trainer.output_dir) / f"params_rank{rank}.json"
