@@ -61,8 +61,9 @@ STAGE_CODE = {  # code whose every change redoes a stage: the trainer and its re
 }
 TASKS = ("SynthColour", "SynthCount", "SynthChart")
 METHODS = {"GRPO": "mini_grpo.yaml", "Share-GRPO": "mini_sharegrpo.yaml"}
-EQUAL_TIME = "Share-GRPO, half the steps"
-"""The row of Share-GRPO's checkpoint at half its steps: about GRPO's wall-clock."""
+EQUAL_COST = "Share-GRPO, half the steps"
+"""The row of Share-GRPO's checkpoint at half its steps: about GRPO's cost (a Share-GRPO step trains
+twice the rows)."""
 
 
 @dataclass(frozen=True)
@@ -399,40 +400,81 @@ def _mean(rows: list[dict], key: str) -> float:
     return statistics.fmean(r[key] for r in rows)
 
 
+def step_cost(row: dict) -> float:
+    """A step's cost as a count the trainer reproduces exactly: tokens generated plus tokens trained
+    (prompt and response of every training row), from its metrics."""
+    return row["perf/generated_tokens"] + row["perf/trained_tokens"]
+
+
+def _last_fifth(rows: list[dict]) -> list[dict]:
+    return rows[-max(1, len(rows) // 5):]
+
+
+def _within(rows: list[dict], budget: float, cost) -> list[dict]:
+    """The first steps of a run whose cumulative cost stays within `budget`."""
+    spent, out = 0.0, []
+    for r in rows:
+        spent += cost(r)
+        if spent > budget:
+            break
+        out.append(r)
+    return out or rows[:1]
+
+
+TRAINING_FIELDS = (
+    "train_acc_start", "train_acc_equal_steps", "train_acc_equal_cost", "train_acc_equal_time",
+    "uniform_groups_start", "uniform_groups_all", "uniform_groups_end", "all_wrong_groups", "all_correct_groups",
+    "rescued_variants", "zero_adv_frac", "seconds_per_step", "tokens_per_step")
+
+
 def training_summary(rl: dict[str, Path], start_steps: int = 10) -> dict:
     """Per method, one value per seed: training accuracy (sampled, the rollouts' own) over the
-    first `start_steps` steps and over the last 20% of steps, at equal steps and at equal
-    wall-clock (the shortest run's total step time); the fraction of question groups whose 8
-    rewards are all equal (nothing to learn from) at the start and over the whole run; the
-    fraction of zero-advantage rows; seconds per step."""
+    first `start_steps` steps and over the last 20% of the steps run, at equal steps, at equal cost
+    (generated + trained tokens, `step_cost`: the cheapest run's total) and at equal wall-clock (the
+    shortest run's total step time; machine-dependent), each window the last 20% of the steps that
+    fit the budget; question groups whose 8 rewards are all equal (nothing to learn from) at the
+    start, over the run and at the end, split into all wrong and all right; variants rescued by
+    sharing (uniform on their own, not in their question's pool); zero-advantage rows; seconds and
+    tokens per step."""
     runs = {key: load_metrics(path) for key, path in rl.items()}
     time_of = {key: sum(r["perf/step_time"] for r in rows) for key, rows in runs.items()}
-    budget = min(time_of.values())
-    out: dict = {"equal_wall_clock_s": budget}
+    cost_of = {key: sum(map(step_cost, rows)) for key, rows in runs.items()}
+    out: dict = {"equal_wall_clock_s": min(time_of.values()), "equal_cost_tokens": min(cost_of.values())}
     for method in METHODS:
-        keys = [k for k in runs if _method_of(k) == method]
-        m: dict[str, list[float]] = {name: [] for name in (
-            "train_acc_start", "train_acc_equal_steps", "train_acc_equal_time", "uniform_groups_start",
-            "uniform_groups_all", "uniform_groups_end", "zero_adv_frac", "seconds_per_step")}
-        for k in keys:
+        m: dict[str, list[float]] = {name: [] for name in TRAINING_FIELDS}
+        for k in (k for k in runs if _method_of(k) == method):
             rows = runs[k]
-            tail = rows[-max(1, len(rows) // 5):]
-            t, upto = 0.0, []
-            for r in rows:
-                t += r["perf/step_time"]
-                if t > budget:
-                    break
-                upto.append(r)
+            tail = _last_fifth(rows)
+            by_cost = _last_fifth(_within(rows, out["equal_cost_tokens"], step_cost))
+            by_time = _last_fifth(_within(rows, out["equal_wall_clock_s"], lambda r: r["perf/step_time"]))
             m["train_acc_start"].append(_mean(rows[:start_steps], "reward/accuracy"))
             m["train_acc_equal_steps"].append(_mean(tail, "reward/accuracy"))
-            m["train_acc_equal_time"].append(_mean(upto[-max(1, len(rows) // 5):] or rows[:1], "reward/accuracy"))
+            m["train_acc_equal_cost"].append(_mean(by_cost, "reward/accuracy"))
+            m["train_acc_equal_time"].append(_mean(by_time, "reward/accuracy"))
             m["uniform_groups_start"].append(_mean(rows[:start_steps], "adv/uniform_global_frac"))
             m["uniform_groups_all"].append(_mean(rows, "adv/uniform_global_frac"))
             m["uniform_groups_end"].append(_mean(tail, "adv/uniform_global_frac"))
+            m["all_wrong_groups"].append(_mean(rows, "adv/all_wrong_frac"))
+            m["all_correct_groups"].append(_mean(rows, "adv/all_correct_frac"))
+            m["rescued_variants"].append(_mean(rows, "adv/rescued_frac"))
             m["zero_adv_frac"].append(_mean(rows, "adv/zero_frac"))
             m["seconds_per_step"].append(time_of[k] / len(rows))
+            m["tokens_per_step"].append(cost_of[k] / len(rows))
         out[method] = m
     return out
+
+
+def power(se_diff: float, seeds: int, gap: float = 3.0) -> dict:
+    """What this design can detect, from the standard error of a difference of two methods'
+    averages measured with `seeds` seeds each. Under the table's standard error (binomial item
+    error and seed-to-seed error, both falling as 1/sqrt(seeds)) the error at k seeds is
+    se_diff * sqrt(seeds / k). A difference shows at 2 SE; a true gap is found 80% of the time
+    (two-sided 5%) when it is 2.8 SE."""
+    return {
+        "se_diff": se_diff, "seeds": seeds, "detectable": 2 * se_diff, "detected_80pct": 2.8 * se_diff, "gap": gap,
+        "seeds_to_show_gap": max(1, math.ceil(seeds * (2 * se_diff / gap) ** 2)),
+        "seeds_to_detect_gap_80pct": max(1, math.ceil(seeds * (2.8 * se_diff / gap) ** 2)),
+    }
 
 
 def plot_curves(rl: dict[str, Path], path: Path, window: int = 10) -> None:
@@ -489,7 +531,7 @@ def compare(rows: dict, tasks: tuple[str, ...], items: int) -> dict:
         "average": mean, "average_se": se, "per_run_average": avg,
         "grpo_vs_base": diff("GRPO", base), "grpo_runs_above_base": sum(v > mean[base] for v in avg["GRPO"]),
         "share_vs_base": diff("Share-GRPO", base),
-        "equal_responses": diff("Share-GRPO", "GRPO"), "equal_wall_clock": diff(EQUAL_TIME, "GRPO"),
+        "equal_responses": diff("Share-GRPO", "GRPO"), "equal_cost": diff(EQUAL_COST, "GRPO"),
     }
 
 
@@ -499,44 +541,62 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
     tasks = list(spec.tasks)
     scores = {p.parent.name: json.loads(p.read_text())["datasets"] for p in work.glob("*/r1_scores.json")}
     names = {"Base (warm start)": ["Base"], **{m: [f"{m}-s{s}" for s in spec.seeds] for m in METHODS},
-             EQUAL_TIME: [half_name(f"Share-GRPO-s{s}") for s in spec.seeds]}
+             EQUAL_COST: [half_name(f"Share-GRPO-s{s}") for s in spec.seeds]}
     rows = {label: Row(label, {t: [scores[n][t]["accuracy"] for n in ns] for t in tasks}, items=spec.bench_items)
             for label, ns in names.items()}
     summary = training_summary(rl)
     ratio = statistics.fmean(summary["Share-GRPO"]["seconds_per_step"]) / statistics.fmean(
         summary["GRPO"]["seconds_per_step"])
-    half_time = ratio * (spec.rl_steps // 2) / spec.rl_steps  # the half-way checkpoint's share of GRPO's time
+    half = spec.rl_steps // 2
+    half_time = ratio * half / spec.rl_steps  # the half-way checkpoint's share of GRPO's wall-clock
+    cost = {m: statistics.fmean(sum(map(step_cost, load_metrics(path)[: half if m == "Share-GRPO" else None]))
+                                for name, path in rl.items() if _method_of(name) == m) for m in METHODS}
+    half_cost = cost["Share-GRPO"] / cost["GRPO"]  # ... of GRPO's generated + trained tokens
     result = compare(rows, spec.tasks, spec.bench_items)
+    result["power"] = power(result["equal_responses"]["se"], len(spec.seeds))
     base_cfg = (CONFIGS / "mini_base.yaml").read_text()
     lr = next(line.split(":")[1].strip() for line in base_cfg.splitlines() if line.strip().startswith("lr:"))
+    pw = result["power"]
     caption = (f"SCALE=mini (CPU miniature, NOT the paper's benchmarks or scale). Accuracy 0-100 on held-out synthetic "
                f"benchmarks ({spec.bench_items} items each), mean ± standard error (items and seeds "
                f"{list(spec.seeds)}); {spec.rl_steps} RL steps from one warm start, 8 questions per step and 8 "
                f"generated responses per question for both methods (GRPO n = 8; Share-GRPO Q = 2 x n = 4); one "
-               f"learning rate for both, lr = {lr}, chosen on a GRPO-only pilot; '{EQUAL_TIME}' is Share-GRPO's "
-               f"checkpoint at step {spec.rl_steps // 2}: a Share-GRPO step took {ratio:.2f}x as long as a GRPO "
-               f"step here, so that checkpoint had {half_time:.2f}x GRPO's wall-clock. Greedy decoding through "
-               "VLMEvalKit, scored by bench.score.")
+               f"learning rate for both, lr = {lr}, chosen on a GRPO-only pilot; '{EQUAL_COST}' is Share-GRPO's "
+               f"checkpoint at step {half}, the comparison at about equal cost: it had {half_cost:.2f}x GRPO's "
+               f"generated + trained tokens (and {half_time:.2f}x its wall-clock on this machine). With "
+               f"{len(spec.seeds)} seed{'s' * (len(spec.seeds) != 1)} a difference between two methods' averages shows at 2 SE only above "
+               f"{pw['detectable']:.1f} points. Greedy decoding through VLMEvalKit, scored by bench.score.")
     rendered = render(list(rows.values()), tasks, caption, with_paper=False)
-    g, e, t = result["grpo_vs_base"], result["equal_responses"], result["equal_wall_clock"]
+    g, e, c = result["grpo_vs_base"], result["equal_responses"], result["equal_cost"]
     sentences = [
         f"RL learns: GRPO is {g['diff']:+.1f} ± {g['se']:.1f} points above the warm start on average "
         f"({result['grpo_runs_above_base']} of {len(spec.seeds)} seeds above it).",
         f"At equal generated responses per question, {verdict('Share-GRPO', 'GRPO', e['diff'], e['se'])}.",
-        f"At equal wall-clock, {verdict('Share-GRPO', 'GRPO', t['diff'], t['se'])}.",
+        f"At about equal cost ({half_cost:.2f}x GRPO's tokens), {verdict(EQUAL_COST, 'GRPO', c['diff'], c['se'])}.",
+        f"Power: with {len(spec.seeds)} seed{'s' * (len(spec.seeds) != 1)} and {spec.bench_items} items per task "
+        f"this design shows a difference "
+        f"of {pw['detectable']:.1f} points at 2 SE (a true gap of {pw['detected_80pct']:.1f} is found 80% of the "
+        f"time); showing a {pw['gap']:.0f}-point gap at 2 SE takes {pw['seeds_to_show_gap']} seeds per method "
+        f"({pw['seeds_to_detect_gap_80pct']} to find it 80% of the time): make reproduce-table1 SEEDS=N.",
     ]
     pct = lambda values: f"{100 * statistics.fmean(values):.1f}"  # noqa: E731
     lines = ["\n**Training (sampled rollouts), mean over seeds.** Uniform groups: questions whose 8 rewards are all "
-             "equal, so their advantages vanish.\n\n",
-             "| method | train acc, first 10 steps | train acc, last 20% | same, at equal wall-clock "
-             f"({summary['equal_wall_clock_s']:.0f} s) | uniform groups, first 10 steps | uniform groups, all steps | "
-             "uniform groups, last 20% | zero-advantage rows | s / step |\n" + "|---" * 9 + "|\n"]
+             "equal, so their advantages vanish; all wrong / all right: the uniform groups whose responses are all "
+             "wrong (the sparse-reward case Share-GRPO targets) or all right; rescued: variants whose own 4 rewards "
+             "are uniform while their question's 8 are not (GRPO would lose their advantage). Cost: generated + "
+             "trained tokens, which replay exactly; wall-clock depends on the machine.\n\n",
+             "| method | train acc, first 10 steps | train acc, last 20% | same, at equal cost "
+             f"({summary['equal_cost_tokens']:,.0f} tokens) | same, at equal wall-clock ({summary['equal_wall_clock_s']:.0f} s) "
+             "| uniform groups, first 10 steps | uniform groups, all steps | uniform groups, last 20% | all wrong | "
+             "all right | rescued variants | zero-advantage rows | s / step | tokens / step |\n" + "|---" * 14 + "|\n"]
     for method in METHODS:
         m = summary[method]
         lines.append(f"| {method} | {pct(m['train_acc_start'])} | {pct(m['train_acc_equal_steps'])} | "
-                     f"{pct(m['train_acc_equal_time'])} | {pct(m['uniform_groups_start'])}% | "
-                     f"{pct(m['uniform_groups_all'])}% | {pct(m['uniform_groups_end'])}% | "
-                     f"{statistics.fmean(m['zero_adv_frac']):.2f} | {statistics.fmean(m['seconds_per_step']):.2f} |\n")
+                     f"{pct(m['train_acc_equal_cost'])} | {pct(m['train_acc_equal_time'])} | "
+                     f"{pct(m['uniform_groups_start'])}% | {pct(m['uniform_groups_all'])}% | "
+                     f"{pct(m['uniform_groups_end'])}% | {pct(m['all_wrong_groups'])}% | {pct(m['all_correct_groups'])}% | "
+                     f"{pct(m['rescued_variants'])}% | {statistics.fmean(m['zero_adv_frac']):.2f} | "
+                     f"{statistics.fmean(m['seconds_per_step']):.2f} | {statistics.fmean(m['tokens_per_step']):,.0f} |\n")
     lines.append("\n**Conclusion.** " + " ".join(sentences) + "\n")
     rendered["md"] += "".join(lines)
     paths = write_outputs(rendered, out / "table1")
@@ -551,6 +611,7 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
             "largest_child_process": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
     meta = {"scale": "mini", "spec": asdict(spec), "elapsed_s": elapsed, "peak_rss_mb": peak, "training": summary,
             "held_out": result, "share_step_time_ratio": ratio, "equal_time_fraction": half_time,
+            "equal_cost_fraction": half_cost,
             "conclusion": sentences,
             "warm_start": json.loads((runs / "models" / "Base" / "done.json").read_text()),
             "versions": {p: version(p) for p in ("torch", "transformers", "deepspeed", "ms-vlmeval", "math-verify")},

@@ -354,3 +354,15 @@ def test_uniform_global_fraction_is_per_question():
     r = torch.tensor([[[1.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [0.0, 0.0]]])
     v = advantage_vanishing(r, share_grpo_advantages(r))
     assert v["uniform_global_frac"].item() == 0.5 and v["uniform_local_frac"].item() == 0.75
+    # question 2's second variant is uniform on its own but its pool is not: 1 of 4 variants rescued
+    assert v["rescued_frac"].item() == 0.25
+    assert advantage_vanishing(r[:, :1], grpo_advantages(r[:, 0]))["rescued_frac"].item() == 0.0  # Q = 1
+
+
+def test_uniform_outcomes_split_all_wrong_from_all_right():
+    from train.algos import uniform_outcomes
+
+    acc = torch.tensor([[[0.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [0.0, 0.0]],
+                        [[0.0, 0.0], [0.0, 0.0]]])
+    out = uniform_outcomes(acc)
+    assert out["all_wrong_frac"].item() == 0.5 and out["all_correct_frac"].item() == 0.25

@@ -19,7 +19,6 @@ from PIL import Image
 
 from train.expand import (
     IMAGE_TRANSFORMS,
-    INVERSES,
     draw_image_variant,
     draw_text_variants,
     parse_new_questions,
@@ -74,6 +73,16 @@ def asymmetric_image(w: int = 7, h: int = 5) -> Image.Image:
     pixels = np.arange(w * h * 3, dtype=np.uint8).reshape(h, w, 3)
     return Image.fromarray(pixels)
 
+
+# The operation that undoes each transform (test-only: the trainer never inverts one).
+INVERSES = {
+    "rotate_90_clockwise": lambda im: im.rotate(90, expand=True),
+    "rotate_90_counterclockwise": lambda im: im.rotate(-90, expand=True),
+    "rotate_180": lambda im: im.rotate(180, expand=True),
+    "flip_vertical": lambda im: im.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+    "flip_horizontal": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    "transpose_180": lambda im: im.transpose(Image.Transpose.ROTATE_180),
+}
 
 @pytest.mark.parametrize("name", sorted(INVERSES))
 def test_geometric_transform_then_inverse_is_identity(name):

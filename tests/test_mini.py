@@ -6,25 +6,26 @@ import json
 import pandas as pd
 from PIL import Image
 
-from reproduce.mini import EQUAL_TIME, SMOKE, TASKS, run_mini
+from reproduce.mini import EQUAL_COST, SMOKE, TASKS, run_mini
 
 
 def test_mini_pipeline_smoke(tmp_path, capsys):
     runs, out = tmp_path / "runs", tmp_path / "results"
     assert run_mini(spec=SMOKE, runs=runs, out=out) == 0
     table = pd.read_csv(out / "table1.csv")
-    assert set(table["model"]) == {"Base (warm start)", "GRPO", "Share-GRPO", EQUAL_TIME}
+    assert set(table["model"]) == {"Base (warm start)", "GRPO", "Share-GRPO", EQUAL_COST}
     assert set(table["column"]) == {*TASKS, "Average"}
     assert table["measured_mean"].between(0, 100).all() and (table["measured_se"] >= 0).all()
     md = (out / "table1.md").read_text()
-    assert "SCALE=mini" in md and "NOT the paper's" in md and "at equal wall-clock" in md
+    assert "SCALE=mini" in md and "NOT the paper's" in md and "at equal cost" in md and "at equal wall-clock" in md
     assert "uniform groups, first 10 steps" in md and "**Conclusion.** RL learns: GRPO is" in md
-    assert "At equal generated responses per question" in md and "At equal wall-clock" in md
+    assert "At equal generated responses per question" in md and "At about equal cost" in md
+    assert "Power: with 1 seed and" in md and "SEEDS=N" in md and "rescued variants" in md and "all wrong" in md
     with Image.open(out / "curves.png") as im:
         assert im.size[0] > 500 and im.size[1] > 400
     meta = json.loads((out / "run.json").read_text())
     assert meta["scale"] == "mini" and meta["versions"]["ms-vlmeval"] == "0.0.20" and meta["commit"]
-    assert set(meta["held_out"]) >= {"grpo_vs_base", "equal_responses", "equal_wall_clock", "grpo_runs_above_base"}
+    assert set(meta["held_out"]) >= {"grpo_vs_base", "equal_responses", "equal_cost", "grpo_runs_above_base", "power"}
     for method in ("GRPO", "Share-GRPO"):
         assert len(meta["training"][method]["uniform_groups_start"]) == len(SMOKE.seeds)
     # the equal-wall-clock row is Share-GRPO's half-way checkpoint

@@ -59,12 +59,13 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 # Every metric a step logs, pinned: dashboards, the miniature and users' scripts read these names.
 METRIC_KEYS = {
     "step", "reward/mean", "reward/accuracy", "reward/format", "reward/judge_timeouts", "adv/zero_frac",
-    "adv/uniform_global_frac", "adv/uniform_local_frac", "adv/abs_mean", "data/dynamic_dropped",
+    "adv/uniform_global_frac", "adv/uniform_local_frac", "adv/rescued_frac", "adv/all_wrong_frac",
+    "adv/all_correct_frac", "adv/abs_mean", "data/dynamic_dropped",
     "data/image_transformed_frac", "data/short_variants", "prompt/length_mean", "response/length_mean",
     "response/truncated_frac",
     "train/rows", "train/rows_per_question", "train/updates", "actor/lr", "actor/grad_norm", "actor/pg_loss",
     "actor/clip_frac", "actor/dual_clip_frac", "actor/approx_kl", "actor/entropy", "perf/step_time",
-    "perf/tokens_per_s", "perf/expand_time", "perf/generate_time", "perf/reward_time", "perf/advantage_time",
+    "perf/tokens_per_s", "perf/generated_tokens", "perf/trained_tokens", "perf/expand_time", "perf/generate_time", "perf/reward_time", "perf/advantage_time",
     "perf/old_log_prob_time", "perf/update_time",
 }
 

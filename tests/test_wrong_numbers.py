@@ -81,20 +81,49 @@ def test_a_difference_within_two_standard_errors_is_not_a_verdict():
     assert verdict("A", "B", -4.1, 2.0) == "B is ahead of A by 4.1 ± 2.0 points"
 
 
+def _metrics_run(path: Path, steps: int, seconds: float, tokens: float) -> Path:
+    path.mkdir()
+    rows = [{"step": s, "reward/accuracy": s / 100, "adv/uniform_global_frac": 0.0, "adv/zero_frac": 0.0,
+             "adv/all_wrong_frac": 0.0, "adv/all_correct_frac": 0.0, "adv/rescued_frac": 0.0,
+             "perf/step_time": seconds, "perf/generated_tokens": tokens / 2, "perf/trained_tokens": tokens / 2}
+            for s in range(1, steps + 1)]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
 def test_the_training_summary_takes_the_last_fifth_of_the_steps(tmp_path):
     from reproduce.mini import training_summary
 
-    rl = {}
-    for name in ("GRPO-s1", "Share-GRPO-s1"):
-        run = tmp_path / name
-        run.mkdir()
-        rows = [{"step": s, "reward/accuracy": s / 100, "adv/uniform_global_frac": 0.0, "adv/zero_frac": 0.0,
-                 "perf/step_time": 1.0} for s in range(1, 101)]
-        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        rl[name] = run
+    rl = {name: _metrics_run(tmp_path / name, 100, 1.0, 100.0) for name in ("GRPO-s1", "Share-GRPO-s1")}
     summary = training_summary(rl)
     assert summary["GRPO"]["train_acc_equal_steps"] == [pytest.approx(sum(range(81, 101)) / 20 / 100)]
     assert summary["GRPO"]["train_acc_start"] == [pytest.approx(sum(range(1, 11)) / 10 / 100)]
+
+
+def test_equal_cost_and_time_windows_are_the_last_fifth_of_what_fits(tmp_path):
+    """Share-GRPO's steps cost twice GRPO's: within GRPO's budget it runs 50 of its 100 steps, and
+    its window is the last 10 of those 50 (steps 41-50), not the last 20 (steps 31-50: the last 20%
+    of the whole run's length, which mixes in earlier, lower-accuracy steps)."""
+    from reproduce.mini import training_summary
+
+    rl = {"GRPO-s1": _metrics_run(tmp_path / "GRPO-s1", 100, 1.0, 100.0),
+          "Share-GRPO-s1": _metrics_run(tmp_path / "Share-GRPO-s1", 100, 2.0, 200.0)}
+    summary = training_summary(rl)
+    assert summary["equal_cost_tokens"] == 100 * 100.0 and summary["equal_wall_clock_s"] == 100.0
+    last_ten = pytest.approx(sum(range(41, 51)) / 10 / 100)
+    assert summary["Share-GRPO"]["train_acc_equal_cost"] == [last_ten]
+    assert summary["Share-GRPO"]["train_acc_equal_time"] == [last_ten]
+    assert summary["GRPO"]["train_acc_equal_cost"] == summary["GRPO"]["train_acc_equal_steps"]
+    assert summary["Share-GRPO"]["tokens_per_step"] == [200.0]
+
+
+def test_power_hand_worked():
+    from reproduce.mini import power
+
+    p = power(se_diff=3.6, seeds=3, gap=3.0)
+    assert p["detectable"] == pytest.approx(7.2) and p["detected_80pct"] == pytest.approx(10.08)
+    assert p["seeds_to_show_gap"] == 18  # 3 * (7.2 / 3)^2 = 17.28
+    assert p["seeds_to_detect_gap_80pct"] == 34  # 3 * (10.08 / 3)^2 = 33.87
 
 
 def test_the_rl_stage_digest_covers_the_warm_up_code(tmp_path, monkeypatch):

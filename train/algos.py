@@ -275,10 +275,22 @@ def advantage_vanishing(rewards: Tensor, advantages: Tensor) -> dict[str, Tensor
 
     rewards: (B, Q, n) (GRPO: Q = 1); advantages: any shape (the training rows).
     Returns `zero_adv_frac` (rows whose advantage is exactly 0), `uniform_global_frac` (questions
-    whose Q*n rewards are all equal) and `uniform_local_frac` (variants whose n rewards are)."""
+    whose Q*n rewards are all equal), `uniform_local_frac` (variants whose n rewards are) and
+    `rescued_frac` (variants whose own n rewards are uniform while their question's Q*n pool is
+    not: groups whose advantage GRPO would lose and sharing keeps; 0 when Q = 1)."""
     B = rewards.shape[0]
+    local, pooled = _uniform(rewards), _uniform(rewards.reshape(B, -1))
     return {
         "zero_adv_frac": (advantages == 0).float().mean(),
-        "uniform_global_frac": _uniform(rewards.reshape(B, -1)).float().mean(),
-        "uniform_local_frac": _uniform(rewards).float().mean(),
+        "uniform_global_frac": pooled.float().mean(),
+        "uniform_local_frac": local.float().mean(),
+        "rescued_frac": (local & ~pooled.unsqueeze(-1)).float().mean(),
     }
+
+
+def uniform_outcomes(accuracy: Tensor) -> dict[str, Tensor]:
+    """Which uniform question groups there are: accuracy (B, Q, n) of 0/1 -> `all_wrong_frac` and
+    `all_correct_frac`, the fractions of questions whose Q*n responses are all wrong / all right
+    (the sparse-reward case Share-GRPO targets is the first)."""
+    flat = accuracy.reshape(accuracy.shape[0], -1)
+    return {"all_wrong_frac": (flat == 0).all(-1).float().mean(), "all_correct_frac": (flat == 1).all(-1).float().mean()}

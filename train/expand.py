@@ -150,15 +150,6 @@ for _t in [
 ]:
     IMAGE_TRANSFORMS.add(_t.name, _t)
 
-INVERSES = {
-    "rotate_90_clockwise": lambda im: im.rotate(90, expand=True),
-    "rotate_90_counterclockwise": lambda im: im.rotate(-90, expand=True),
-    "rotate_180": lambda im: im.rotate(180, expand=True),
-    "flip_vertical": lambda im: im.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
-    "flip_horizontal": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-    "transpose_180": lambda im: im.transpose(Image.Transpose.ROTATE_180),
-}
-
 
 @dataclass(frozen=True)
 class ImageVariant:

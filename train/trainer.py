@@ -250,7 +250,8 @@ def micro_batch_loss(log_probs: Tensor, old_log_probs: Tensor, ref_log_probs: Te
 def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
     """PPO epochs over the rows, one optimizer step per update group, micro-batches accumulated by
     hand with the weights of worker.actor.loss_normalization. Returns sums of the update
-    statistics (row-weighted `actor/*` values, `rows`, `updates`)."""
+    statistics (row-weighted `actor/*` values, `rows`, `trained_tokens` (prompt and response tokens
+    of every row trained, per epoch), `updates`)."""
     cfg, engine = run.cfg, run.policy
     actor = cfg.worker.actor
     unit = algos.LOSS_AGGREGATIONS.info(actor.loss_agg_mode)["unit"]
@@ -279,6 +280,7 @@ def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
                     stats[f"actor/{k}"] += float(v) * len(chunk)
                 stats["actor/entropy"] += float((ent * mask).sum() / mask.sum().clamp(min=1)) * len(chunk)
                 stats["rows"] += len(chunk)
+                stats["trained_tokens"] += sum(len(prompts.input_ids[rows.prompt[r]]) + len(rows.response[r]) for r in chunk)
             stats["grad_norm"] += float(engine.get_global_grad_norm() if norm is None else norm)
             stats["updates"] += 1
     return stats
@@ -300,6 +302,7 @@ def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor,
     d = run.cfg.data
     B, Q, _ = run.batch_shape
     vanish = algos.advantage_vanishing(rewards, adv)
+    outcomes = algos.uniform_outcomes(torch.tensor([g.accuracy for g in grades], dtype=torch.float32).reshape(B, Q, -1))
     lengths = [len(r) for r in batch.responses]
     truncated = [len(r) >= d.max_response_length and int(r[-1]) != run.rollout_engine.eos_id for r in batch.responses]
     rows = max(stats["rows"], 1)
@@ -312,6 +315,9 @@ def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor,
         "adv/zero_frac": vanish["zero_adv_frac"].item(),
         "adv/uniform_global_frac": vanish["uniform_global_frac"].item(),
         "adv/uniform_local_frac": vanish["uniform_local_frac"].item(),
+        "adv/rescued_frac": vanish["rescued_frac"].item(),
+        "adv/all_wrong_frac": outcomes["all_wrong_frac"].item(),
+        "adv/all_correct_frac": outcomes["all_correct_frac"].item(),
         "adv/abs_mean": adv.abs().mean().item(),
         "data/dynamic_dropped": float(B - int(keep.sum())),
         "data/image_transformed_frac": batch.expand_counts["image_transformed"] / (B * Q),
@@ -326,6 +332,9 @@ def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor,
         "actor/grad_norm": stats["grad_norm"] / max(stats["updates"], 1),
         **{k: stats[k] / rows for k in stats if k.startswith("actor/")},
         "perf/step_time": step_time,
+        # the step's cost as a count that replays exactly (the equal-cost comparisons use it)
+        "perf/generated_tokens": float(sum(lengths)),
+        "perf/trained_tokens": float(stats["trained_tokens"]),
         "perf/tokens_per_s": sum(lengths) / step_time,
         **{f"perf/{k}_time": v for k, v in seconds.items()},
     }

@@ -1,4 +1,6 @@
-"""The verifier regression table (tests/data/verifier_table.tsv) as (response, gold, expected) rows."""
+"""The verifier regression table (bench/verify/regression_table.tsv: category, gold, an equivalent
+answer, a near miss) as (response, gold, expected) rows; `python -m bench.verify --agreement`
+grades it and tests/test_verify.py pins it."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-DEFAULT_TABLE = Path(__file__).resolve().parents[2] / "tests" / "data" / "verifier_table.tsv"
+DEFAULT_TABLE = Path(__file__).resolve().with_name("regression_table.tsv")
 
 
 @dataclass(frozen=True)
