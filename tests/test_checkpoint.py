@@ -145,3 +145,60 @@ def test_load_restores_everything_and_returns_the_trainer_state(tmp_path):
     assert load_checkpoint(engine, final) == {"data_position": [20], "step": 5}
     assert engine.loads == [(str(final), {"tag": DS_TAG, "load_optimizer_states": True,
                                           "load_lr_scheduler_states": True})]
+
+
+def test_a_stale_tmp_folder_is_replaced_and_the_config_keeps_its_order(tmp_path):
+    root = checkpoint_root(tmp_path)
+    (root / "step_2.tmp" / "ds").mkdir(parents=True)
+    (root / "step_2.tmp" / "stale").write_text("from a killed save")
+    final = save_checkpoint(Engine(), tmp_path, 2, {}, {"worker": 1, "algorithm": 2, "data": 3}, 2)
+    assert not (final / "stale").exists() and not (root / "step_2.tmp").exists()
+    assert list(yaml.safe_load((final / "config.yaml").read_text())) == ["worker", "algorithm", "data"]
+
+
+def test_completed_never_counts_a_tmp_folder(tmp_path):
+    from train.checkpoint import completed
+
+    make(tmp_path, 3)
+    make(tmp_path, 5, suffix=".tmp")  # complete inside, but its rename never happened
+    make(tmp_path, 7, complete=False)
+    assert [p.name for p in completed(tmp_path)] == ["step_3"]
+
+
+@pytest.mark.parametrize(("exc", "free", "full"), [
+    (OSError(errno.ENOSPC, "No space left on device"), 10 * 2**30, True),  # by errno
+    (RuntimeError("[enforce fail] No space left on device"), 10 * 2**30, True),  # torch's writer: by message
+    (RuntimeError("unexpected pos 4096 vs 0"), 10 * 2**20, True),  # hidden ENOSPC: less than 64 MiB free
+    (RuntimeError("unexpected pos 4096 vs 0"), 64 * 2**20, False),  # exactly the bound: not full
+    (RuntimeError("unexpected pos 4096 vs 0"), 0, True),
+    (RuntimeError("unexpected pos 4096 vs 0"), None, False),  # free space unknown: the error as it is
+    (PermissionError(errno.EACCES, "Permission denied"), 10 * 2**30, False),
+])
+def test_a_failed_save_says_no_space_only_when_it_is(tmp_path, monkeypatch, exc, free, full):
+    from train.checkpoint import save_failure
+
+    seen = []
+
+    def disk_usage(path):
+        seen.append(path)
+        if free is None:
+            raise OSError("statvfs failed")
+        return type("Usage", (), {"free": free})()
+
+    monkeypatch.setattr("shutil.disk_usage", disk_usage)
+    root = tmp_path / "out" / "checkpoints"  # not created yet: its parent is asked
+    message = save_failure(root, 4, exc)
+    assert seen == [tmp_path / "out"]
+    assert ("No space left on device;" in message) == full
+    shown = 0.0 if free is None else free / 2**30
+    assert f"; {shown:.2f} GiB free there); its partial folder step_4.tmp was removed" in message
+    assert message.startswith(f"checkpoint step_4 could not be written under {root} (")
+
+
+def test_a_failure_message_is_one_bounded_line(tmp_path, monkeypatch):
+    from train.checkpoint import save_failure
+
+    monkeypatch.setattr("shutil.disk_usage", lambda path: type("Usage", (), {"free": 5 * 2**30})())
+    long = save_failure(tmp_path, 1, RuntimeError("x" * 150 + "\n  " + "y" * 150))
+    assert "\n" not in long and "x" * 150 + " " + "y" * 49 + ";" in long
+    assert "(RuntimeError; 5.00 GiB free" in save_failure(tmp_path, 1, RuntimeError(""))
