@@ -36,7 +36,7 @@ def run_ablations(force: bool = False, spec: MiniSpec | None = None, runs: Path 
     from reproduce.table1 import Row, render, write_outputs
 
     plan = yaml.safe_load(plan_file.read_text())
-    spec = spec or replace(MiniSpec(), rl_steps=plan["steps"], seeds=(plan["seed"],))
+    spec = spec or replace(MiniSpec(), rl_steps=plan["steps"], seeds=(plan["seed"],), rl_save_freq=plan["steps"] // 2)
     runs, out = runs or REPO / "runs" / "mini", out or REPO / "results" / "mini"
     lock = lock_runs(runs)  # noqa: F841 - held until the function returns
     out.mkdir(parents=True, exist_ok=True)

@@ -81,10 +81,21 @@ class MiniSpec:
     warmup_eval_every: int = 25
     warmup_window: int = 2
     rl_steps: int = 300
-    rl_save_freq: int = 150  # the half-way checkpoint is Share-GRPO's equal-wall-clock row
+    rl_save_freq: int = 50
+    curve_steps: tuple[int, ...] = (50, 100, 150, 300)
+    """Steps at which both methods' checkpoints are evaluated (held-out learning curves); half of
+    rl_steps among them is Share-GRPO's equal-cost row. Each is a multiple of rl_save_freq."""
     parallel: int = 2
     eval_max_new_tokens: int = 32
     extra_overrides: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        """curve_steps always holds rl_steps and its half, and only steps a checkpoint is saved at."""
+        if (self.rl_steps // 2) % self.rl_save_freq:
+            raise ValueError(f"rl_save_freq={self.rl_save_freq} must divide half of rl_steps={self.rl_steps} "
+                             "(Share-GRPO's equal-cost checkpoint)")
+        kept = {x for x in self.curve_steps if x % self.rl_save_freq == 0 and 0 < x <= self.rl_steps}
+        object.__setattr__(self, "curve_steps", tuple(sorted(kept | {self.rl_steps, self.rl_steps // 2})))
 
     def digest(self, stage: str, *parts: str) -> str:
         """What a stage's outputs depend on: its own fields and those of the stages before it
@@ -96,7 +107,7 @@ class MiniSpec:
         fields["warm"] = (*fields["data"], "model_size", "vision_steps", "warmup_max_steps", "warmup_target",
                           "warmup_eval_every", "warmup_window")
         fields["rl"] = (*fields["warm"], "rl_steps", "rl_save_freq", "extra_overrides")
-        fields["eval"] = (*fields["data"], "eval_max_new_tokens")
+        fields["eval"] = (*fields["data"], "eval_max_new_tokens", "curve_steps")
         spec = asdict(self)
         text = json.dumps([stage, {k: spec[k] for k in fields[stage]}, *parts], sort_keys=True)
         text += DATA_GENERATOR.read_text(encoding="utf-8")
@@ -110,7 +121,7 @@ class MiniSpec:
 
 # The smoke version run by `make test`: tiny sizes, one seed, a couple of steps.
 SMOKE = MiniSpec(seeds=(1,), bench_items=3, train_rows=32, warm_eval_items=4, side=56, model_size="tiny",
-                 vision_steps=2, warmup_max_steps=2, warmup_eval_every=2, rl_steps=2, rl_save_freq=1,
+                 vision_steps=2, warmup_max_steps=2, warmup_eval_every=2, rl_steps=2, rl_save_freq=1, curve_steps=(1, 2),
                  parallel=2, eval_max_new_tokens=8,
                  extra_overrides=("data.min_pixels=3136", "data.max_pixels=3136", "data.max_response_length=8"))
 
@@ -245,7 +256,8 @@ def stage_warm_start(spec: MiniSpec, runs: Path, data: Path, force: bool) -> Pat
 def rl_overrides(spec: MiniSpec, base: Path, data: Path, out: Path, seed: int) -> list[str]:
     return [f"worker.actor.model.model_path={base}", f"data.train_files={data / 'train_rl.parquet'}",
             f"trainer.output_dir={out}", f"trainer.seed={seed}", f"trainer.max_steps={spec.rl_steps}",
-            f"trainer.save_freq={spec.rl_save_freq}", "trainer.resume=auto", "trainer.progress_bar=false",
+            f"trainer.save_freq={spec.rl_save_freq}", f"trainer.save_limit={spec.rl_steps // spec.rl_save_freq + 1}",
+            "trainer.resume=auto", "trainer.progress_bar=false",
             *spec.extra_overrides]
 
 
@@ -319,22 +331,26 @@ def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
     return outs
 
 
-def half_name(name: str) -> str:
-    return f"{name}-half"
+def step_name(name: str, step: int) -> str:
+    """The model name of run `name`'s checkpoint at `step` (its last one is the run's own name)."""
+    return f"{name}-step{step}"
 
 
-def stage_export(runs: Path, rl: dict[str, Path], force: bool, halves: dict[str, int] | None = None) -> dict[str, Path]:
-    """Each run's last checkpoint as a Hugging Face folder, and for each run in `halves` also its
-    checkpoint at the given step (as `{name}-half`)."""
+def stage_export(runs: Path, rl: dict[str, Path], force: bool, steps: dict[str, list[int]] | None = None
+                 ) -> dict[str, Path]:
+    """Each run's last checkpoint as a Hugging Face folder, and for each run in `steps` also its
+    checkpoints at those steps (as `{name}-step{N}`)."""
     from train.checkpoint import find_resume
     from train.export import export
 
     wanted = {name: find_resume(out, "auto") for name, out in rl.items()}
-    for name, step in (halves or {}).items():
-        ckpt = rl[name] / "checkpoints" / f"step_{step}"
-        if not (ckpt / "trainer_state.json").exists():
-            raise RuntimeError(f"{ckpt}: missing (trainer.save_freq must divide the steps at {step})")
-        wanted[half_name(name)] = ckpt
+    for name, at in (steps or {}).items():
+        for step in at:
+            ckpt = rl[name] / "checkpoints" / f"step_{step}"
+            if not (ckpt / "trainer_state.json").exists():
+                raise RuntimeError(f"{ckpt}: missing (trainer.save_freq must divide {step}, and "
+                                   "trainer.save_limit keep it)")
+            wanted[step_name(name, step)] = ckpt
     models = {}
     for name, ckpt in wanted.items():
         target = runs / "models" / name
@@ -535,13 +551,73 @@ def compare(rows: dict, tasks: tuple[str, ...], items: int) -> dict:
     }
 
 
+def learning_curves(spec: MiniSpec, scores: dict, rl: dict[str, Path]) -> dict:
+    """Held-out average accuracy of each method's checkpoints at the same steps (step 0: the warm
+    start), per seed, with each point's cost (cumulative generated + trained tokens), and the area
+    under the accuracy-by-step curve over the whole run (trapezoids, divided by the run's length:
+    the mean held-out accuracy over training), with its standard error (the answers behind it and
+    the seeds, as the table's) and the difference Share-GRPO - GRPO."""
+    from reproduce.table1 import standard_error
+
+    tasks = list(spec.tasks)
+    steps = [0, *sorted(spec.curve_steps)]
+
+    def accuracy(model: str) -> float:
+        return statistics.fmean(scores[model][t]["accuracy"] for t in tasks)
+
+    out: dict = {"steps": steps}
+    for method in METHODS:
+        acc, cost, auc = [], [], []
+        for seed in spec.seeds:
+            name = f"{method}-s{seed}"
+            rows = load_metrics(rl[name])
+            points = [accuracy("Base")] + [accuracy(name if step == spec.rl_steps else step_name(name, step))
+                                           for step in steps[1:]]
+            acc.append(points)
+            cost.append([sum(map(step_cost, rows[:step])) for step in steps])
+            area = sum((b - a) * (y + z) / 2 for a, b, y, z in zip(steps, steps[1:], points, points[1:], strict=False))
+            auc.append(area / spec.rl_steps)
+        out[method] = {"accuracy": acc, "cost": cost, "auc": auc,
+                       "auc_se": standard_error(auc, spec.bench_items * len(steps), len(tasks))}
+    share, grpo = out["Share-GRPO"], out["GRPO"]
+    out["auc_diff"] = {"diff": statistics.fmean(share["auc"]) - statistics.fmean(grpo["auc"]),
+                       "se": math.hypot(share["auc_se"], grpo["auc_se"])}
+    return out
+
+
+def plot_heldout_curves(curves: dict, path: Path) -> None:
+    """Held-out accuracy against steps and against cost, mean over seeds with a min-max band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for method, colour in zip(METHODS, ("tab:blue", "tab:red"), strict=True):
+        acc, cost = np.array(curves[method]["accuracy"]), np.array(curves[method]["cost"])
+        for ax, x in ((axes[0], np.array(curves["steps"])), (axes[1], cost.mean(0))):
+            ax.plot(x, acc.mean(0), "o-", color=colour, label=f"{method} ({len(acc)} seeds)")
+            ax.fill_between(x, acc.min(0), acc.max(0), color=colour, alpha=0.2)
+    axes[0].set_xlabel("RL step")
+    axes[1].set_xlabel("cost: generated + trained tokens (mean over seeds)")
+    for ax in axes:
+        ax.set_ylabel("held-out accuracy, average over tasks")
+        ax.legend(fontsize=8)
+    fig.suptitle("CPU-scale miniature: held-out accuracy of checkpoints at the same steps (step 0: the warm start); "
+                 "bands: min-max over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, elapsed: float) -> list[Path]:
     from reproduce.table1 import Row, render, write_outputs
 
     tasks = list(spec.tasks)
     scores = {p.parent.name: json.loads(p.read_text())["datasets"] for p in work.glob("*/r1_scores.json")}
     names = {"Base (warm start)": ["Base"], **{m: [f"{m}-s{s}" for s in spec.seeds] for m in METHODS},
-             EQUAL_COST: [half_name(f"Share-GRPO-s{s}") for s in spec.seeds]}
+             EQUAL_COST: [step_name(f"Share-GRPO-s{s}", spec.rl_steps // 2) for s in spec.seeds]}
     rows = {label: Row(label, {t: [scores[n][t]["accuracy"] for n in ns] for t in tasks}, items=spec.bench_items)
             for label, ns in names.items()}
     summary = training_summary(rl)
@@ -597,10 +673,27 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
                      f"{pct(m['uniform_groups_end'])}% | {pct(m['all_wrong_groups'])}% | {pct(m['all_correct_groups'])}% | "
                      f"{pct(m['rescued_variants'])}% | {statistics.fmean(m['zero_adv_frac']):.2f} | "
                      f"{statistics.fmean(m['seconds_per_step']):.2f} | {statistics.fmean(m['tokens_per_step']):,.0f} |\n")
+    curves = learning_curves(spec, scores, rl)
+    a = curves["auc_diff"]
+    sentences.append(f"Learning speed (area under the held-out curve over {spec.rl_steps} steps, the mean held-out "
+                     f"accuracy over training): Share-GRPO {statistics.fmean(curves['Share-GRPO']['auc']):.1f} ± "
+                     f"{curves['Share-GRPO']['auc_se']:.1f}, GRPO {statistics.fmean(curves['GRPO']['auc']):.1f} ± "
+                     f"{curves['GRPO']['auc_se']:.1f}; " + ("Share-GRPO learns faster" if a["diff"] > 2 * a["se"] else
+                     "GRPO learns faster" if a["diff"] < -2 * a["se"] else "neither learns detectably faster")
+                     + f" ({a['diff']:+.1f} ± {a['se']:.1f} points).")
+    lines.append("\n**Held-out accuracy at the same steps** (average over tasks, mean over seeds; step 0 is the warm "
+                 "start; `heldout_curves.png` plots it against steps and against cost).\n\n"
+                 "| method | " + " | ".join(f"step {x}" for x in curves["steps"]) + " | area under the curve |\n"
+                 + "|---" * (len(curves["steps"]) + 2) + "|\n")
+    for method in METHODS:
+        c = curves[method]
+        cells = [f"{statistics.fmean(col):.1f}" for col in zip(*c["accuracy"], strict=True)]
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {statistics.fmean(c['auc']):.1f} ± {c['auc_se']:.1f} |\n")
     lines.append("\n**Conclusion.** " + " ".join(sentences) + "\n")
     rendered["md"] += "".join(lines)
     paths = write_outputs(rendered, out / "table1")
     plot_curves(rl, out / "curves.png")
+    plot_heldout_curves(curves, out / "heldout_curves.png")
     (out / "configs").mkdir(exist_ok=True)
     for name in ("mini_base.yaml", *METHODS.values()):
         shutil.copy(CONFIGS / name, out / "configs" / name)
@@ -611,13 +704,13 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
             "largest_child_process": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
     meta = {"scale": "mini", "spec": asdict(spec), "elapsed_s": elapsed, "peak_rss_mb": peak, "training": summary,
             "held_out": result, "share_step_time_ratio": ratio, "equal_time_fraction": half_time,
-            "equal_cost_fraction": half_cost,
+            "equal_cost_fraction": half_cost, "learning_curves": curves,
             "conclusion": sentences,
             "warm_start": json.loads((runs / "models" / "Base" / "done.json").read_text()),
             "versions": {p: version(p) for p in ("torch", "transformers", "deepspeed", "ms-vlmeval", "math-verify")},
             "commit": _commit()}
     write_json_atomic(out / "run.json", meta)
-    return [*paths, out / "curves.png", out / "run.json"]
+    return [*paths, out / "curves.png", out / "heldout_curves.png", out / "run.json"]
 
 
 def _commit() -> str:
@@ -642,8 +735,8 @@ def run_mini(force: bool = False, spec: MiniSpec | None = None, runs: Path | Non
     data = stage_data(spec, runs, force)
     base = stage_warm_start(spec, runs, data, force)
     rl = stage_rl(spec, runs, base, data, force)
-    halves = {f"Share-GRPO-s{seed}": spec.rl_steps // 2 for seed in spec.seeds}
-    models = [base, *stage_export(runs, rl, force, halves).values()]
+    early = [step for step in spec.curve_steps if step != spec.rl_steps]
+    models = [base, *stage_export(runs, rl, force, {name: early for name in rl}).values()]
     targets = [(data, "eval", out)]
     if bench_seed is not None:
         fresh = stage_fresh_benchmark(spec, runs, data, bench_seed, force)

@@ -21,15 +21,22 @@ def test_mini_pipeline_smoke(tmp_path, capsys):
     assert "uniform groups, first 10 steps" in md and "**Conclusion.** RL learns: GRPO is" in md
     assert "At equal generated responses per question" in md and "At about equal cost" in md
     assert "Power: with 1 seed and" in md and "SEEDS=N" in md and "rescued variants" in md and "all wrong" in md
-    with Image.open(out / "curves.png") as im:
-        assert im.size[0] > 500 and im.size[1] > 400
+    for png in ("curves.png", "heldout_curves.png"):
+        with Image.open(out / png) as im:
+            assert im.size[0] > 500 and im.size[1] > 400
+    # both methods evaluated at the same steps: held-out curves and their areas
+    assert "Held-out accuracy at the same steps" in md and "| step 0 | step 1 | step 2 |" in md
+    assert "Learning speed (area under the held-out curve over 2 steps" in md
     meta = json.loads((out / "run.json").read_text())
     assert meta["scale"] == "mini" and meta["versions"]["ms-vlmeval"] == "0.0.20" and meta["commit"]
     assert set(meta["held_out"]) >= {"grpo_vs_base", "equal_responses", "equal_cost", "grpo_runs_above_base", "power"}
     for method in ("GRPO", "Share-GRPO"):
         assert len(meta["training"][method]["uniform_groups_start"]) == len(SMOKE.seeds)
-    # the equal-wall-clock row is Share-GRPO's half-way checkpoint
-    checkpoint, digest = (runs / "models" / "Share-GRPO-s1-half" / "exported_from.txt").read_text().rsplit(" ", 1)
+        curve = meta["learning_curves"][method]
+        assert len(curve["accuracy"][0]) == 3 and curve["cost"][0][0] == 0 < curve["cost"][0][1] < curve["cost"][0][2]
+    assert meta["learning_curves"]["steps"] == [0, 1, 2]
+    # the equal-cost row is Share-GRPO's half-way checkpoint
+    checkpoint, digest = (runs / "models" / "Share-GRPO-s1-step1" / "exported_from.txt").read_text().rsplit(" ", 1)
     assert checkpoint.endswith(f"step_{SMOKE.rl_steps // 2}")
     assert digest == json.loads((runs / "rl" / "Share-GRPO-s1" / "done.json").read_text())["digest"]
     assert sorted(p.name for p in (out / "configs").iterdir()) == ["mini_base.yaml", "mini_grpo.yaml",

@@ -254,3 +254,24 @@ def test_the_mutation_report_counts_no_tests_against_a_module():
     assert set(counts) == {"train.plan", "bench.score"}
     assert kill_rates(counts["train.plan"]) == (pytest.approx(200 / 3), 50.0)
     assert kill_rates(counts["bench.score"]) == (None, None)
+
+
+def test_learning_curve_areas_hand_worked(tmp_path):
+    """Base 40, GRPO 50 at step 1 and 60 at step 2, Share-GRPO 60 at both: trapezoid areas over 2
+    steps are 50 and 55, and each point's cost is the tokens spent up to it."""
+    from dataclasses import replace
+
+    from reproduce.mini import SMOKE, learning_curves, step_name
+
+    spec = replace(SMOKE, seeds=(1,))
+    tasks = spec.tasks
+    at = {"Base": 40.0, step_name("GRPO-s1", 1): 50.0, "GRPO-s1": 60.0, step_name("Share-GRPO-s1", 1): 60.0,
+          "Share-GRPO-s1": 60.0}
+    scores = {model: {t: {"accuracy": v} for t in tasks} for model, v in at.items()}
+    rl = {"GRPO-s1": _metrics_run(tmp_path / "GRPO-s1", 2, 1.0, 100.0),
+          "Share-GRPO-s1": _metrics_run(tmp_path / "Share-GRPO-s1", 2, 2.0, 200.0)}
+    curves = learning_curves(spec, scores, rl)
+    assert curves["steps"] == [0, 1, 2]
+    assert curves["GRPO"]["accuracy"] == [[40.0, 50.0, 60.0]] and curves["GRPO"]["auc"] == [50.0]
+    assert curves["Share-GRPO"]["auc"] == [55.0] and curves["Share-GRPO"]["cost"] == [[0.0, 200.0, 400.0]]
+    assert curves["auc_diff"]["diff"] == pytest.approx(5.0) and curves["auc_diff"]["se"] > 0
