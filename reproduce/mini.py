@@ -4,24 +4,25 @@ Stages (each reused when its inputs are unchanged, redone with FORCE=1; an inter
 at the last finished stage, and RL runs resume from their last checkpoint):
 1. data: synthetic benchmarks (VLMEvalKit TSVs, `bench.data`) and a training split with no
    benchmark image; text variants come from paraphrase templates stored as `new_questions`.
-   The tasks span difficulty: one the warm start solves (SynthColour) and two it mostly fails
-   (SynthCount, SynthChart), which a pilot showed RL can learn at this size; tasks it could not
-   learn either way (SynthArith, SynthCompare) are left out, as they would only dilute the batch.
+   The tasks are `bench.data.MINIATURE_TASKS`: one the warm start solves and two it mostly fails,
+   which a pilot showed RL can learn at this size (`bench.data.Task.in_miniature` says why the
+   others are not used).
 2. warm start: a tiny Qwen2.5-VL (`train.tiny`, size "mini"); its vision tower pretrained without
    answer labels; a supervised warm-up on think/boxed traces, stopped when the mean sampled
    accuracy of the last two evaluations on held-out training questions reaches a target (the
    "Base" row).
 3. RL from the warm start, same steps and the same 8 generated responses per question:
-   GRPO (n = 8 samples of the original) and Share-GRPO (Q = 2 variants x n = 4), several seeds,
-   one learning rate for both (reproduce/configs/mini_base.yaml). Share-GRPO's checkpoint at half
-   its steps is kept too: a Share-GRPO step trains twice the rows and takes about twice as long,
-   so that checkpoint is the comparison at equal wall-clock.
-4. evaluation of Base and every RL checkpoint through `bench.run` (VLMEvalKit) and `bench.score`,
-   two evaluation processes at a time.
+   GRPO (n = 8 samples of the original) and Share-GRPO (Q = 2 variants x n = 4), several seeds
+   (SEEDS=N), one learning rate for both (reproduce/configs/mini_base.yaml), checkpoints kept at
+   the curve steps. A Share-GRPO step trains twice the rows, so its checkpoint at half the steps
+   is the comparison at about equal cost (generated + trained tokens, which replay exactly).
+4. evaluation of Base and every kept checkpoint through `bench.run` (VLMEvalKit) and
+   `bench.score`, two evaluation processes at a time.
 5. results/mini/: table1.md/.csv/.tex (mean ± standard error), the training statistics (training
-   accuracy, uniform question groups at the start and over training, at equal steps and equal
-   wall-clock), a closing sentence that follows from the numbers, curves.png, the configs,
-   versions and commit.
+   accuracy at equal steps, equal cost and equal wall-clock; uniform question groups, all wrong or
+   all right; variants rescued by sharing), the held-out accuracy of both methods at the same
+   steps with the area under each curve, the power of the design, closing sentences that follow
+   from the numbers, curves.png, heldout_curves.png, the configs, versions and commit.
 
 `python -m reproduce run --scale mini --bench-seed N` scores the same checkpoints on a fresh
 benchmark drawn with seed N (no training image in it) and writes results/mini/bench_seed_N/.
@@ -45,6 +46,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.data import MINIATURE_TASKS
 from bench.fileio import write_json_atomic
 
 from .children import run as run_child
@@ -59,7 +61,7 @@ STAGE_CODE = {  # code whose every change redoes a stage: the trainer and its re
     "rl": (*sorted((REPO / "train").glob("*.py")), *_REWARD_CODE, REPO / "bench" / "processing.py"),
     "eval": (*_REWARD_CODE, *(REPO / "bench" / f for f in ("adapter.py", "run.py", "score.py", "vlmeval_compat.py"))),
 }
-TASKS = ("SynthColour", "SynthCount", "SynthChart")
+TASKS = MINIATURE_TASKS  # bench.data.TASKS says which tasks the miniature uses, and why
 METHODS = {"GRPO": "mini_grpo.yaml", "Share-GRPO": "mini_sharegrpo.yaml"}
 EQUAL_COST = "Share-GRPO, half the steps"
 """The row of Share-GRPO's checkpoint at half its steps: about GRPO's cost (a Share-GRPO step trains
