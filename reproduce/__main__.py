@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--work-dir", type=Path, default=Path("runs/paper_eval"))
     r.add_argument("--out", type=Path, default=Path("results/paper_scale/table1"))
     r.add_argument("--force", action="store_true", help="redo finished stages (mini)")
+    r.add_argument("--curves", action="store_true", help="SCALE=mini: evaluate both methods at steps 50, 100, 150 "
+                   "and 300 (default 150 and 300)")
     r.add_argument("--seeds", type=int, help="SCALE=mini: RL seeds per method (default 3): more power, and about 4 minutes "
                    "more per seed on 2 cores")
     r.add_argument("--bench-seed", type=int, help="SCALE=mini: also score the checkpoints on a fresh benchmark "
@@ -90,12 +92,18 @@ def run_scale(args) -> int:
         from .paper_scale import run_paper_scale
 
         return run_paper_scale(args.ckpt, args.judge, args.work_dir, args.out, args.benchmarks)
-    from .mini import MiniSpec, run_mini
+    from dataclasses import replace
+
+    from .mini import FULL_CURVE, MiniSpec, run_mini
 
     if args.seeds is not None and args.seeds < 1:
         print(f"error: SEEDS={args.seeds}: must be >= 1", file=sys.stderr)
         return 2
-    spec = MiniSpec(seeds=tuple(range(1, args.seeds + 1))) if args.seeds else None
+    spec = MiniSpec()
+    if args.seeds:
+        spec = replace(spec, seeds=tuple(range(1, args.seeds + 1)))
+    if args.curves:
+        spec = replace(spec, curve_steps=FULL_CURVE)
     return run_mini(force=args.force, spec=spec, bench_seed=args.bench_seed)
 
 

@@ -84,9 +84,10 @@ class MiniSpec:
     warmup_window: int = 2
     rl_steps: int = 300
     rl_save_freq: int = 50
-    curve_steps: tuple[int, ...] = (50, 100, 150, 300)
+    curve_steps: tuple[int, ...] = (150, 300)
     """Steps at which both methods' checkpoints are evaluated (held-out learning curves); half of
-    rl_steps among them is Share-GRPO's equal-cost row. Each is a multiple of rl_save_freq."""
+    rl_steps among them is Share-GRPO's equal-cost row. Each is a multiple of rl_save_freq.
+    `make reproduce-table1 CURVES=1` evaluates FULL_CURVE (15 more models, about 6 minutes more)."""
     parallel: int = 2
     eval_max_new_tokens: int = 32
     extra_overrides: tuple[str, ...] = field(default_factory=tuple)
@@ -120,6 +121,9 @@ class MiniSpec:
         text += "".join(p.read_text(encoding="utf-8") for p in STAGE_CODE.get(stage, ()))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+
+FULL_CURVE = (50, 100, 150, 300)
+"""CURVES=1: the held-out curve's steps (results/mini/ was made with them)."""
 
 # The smoke version run by `make test`: tiny sizes, one seed, a couple of steps.
 SMOKE = MiniSpec(seeds=(1,), bench_items=3, train_rows=32, warm_eval_items=4, side=56, model_size="tiny",
@@ -710,9 +714,20 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
             "conclusion": sentences,
             "warm_start": json.loads((runs / "models" / "Base" / "done.json").read_text()),
             "versions": {p: version(p) for p in ("torch", "transformers", "deepspeed", "ms-vlmeval", "math-verify")},
+            "machine": machine(),
             "commit": _commit()}
     write_json_atomic(out / "run.json", meta)
     return [*paths, out / "curves.png", out / "heldout_curves.png", out / "run.json"]
+
+
+def machine() -> dict:
+    """The CPU the run used: results replay to the digit on the same kind of CPU only (another
+    kind's kernels round differently, and the warm start's trajectory follows)."""
+    import platform
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "platform": platform.platform()}
 
 
 def _commit() -> str:
