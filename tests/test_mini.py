@@ -4,6 +4,7 @@ every stage runs for real, every output file exists and is well formed, and a re
 import json
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from reproduce.mini import EQUAL_COST, SMOKE, TASKS, run_mini
@@ -133,3 +134,21 @@ def test_a_run_made_by_other_inputs_is_never_resumed(tmp_path):
     changed = Stage(tmp_path, "digest-2", force=False)
     assert not changed.done() and not changed.resumable()  # cleared and started over
     assert not Stage(tmp_path, "digest-1", force=True).resumable()
+
+
+def test_curve_steps_always_hold_the_end_and_its_half_and_seeds_must_be_positive():
+    from dataclasses import replace
+
+    from reproduce.mini import FULL_CURVE, MiniSpec
+
+    assert MiniSpec().curve_steps == (150, 300)
+    assert replace(MiniSpec(), curve_steps=FULL_CURVE).curve_steps == (50, 100, 150, 300)
+    assert replace(MiniSpec(), curve_steps=(30, 50), rl_steps=200, rl_save_freq=50).curve_steps == (50, 100, 200)
+    with pytest.raises(ValueError, match="must divide half of rl_steps"):
+        replace(MiniSpec(), rl_save_freq=40)
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "reproduce", "run", "--scale", "mini", "--seeds", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "SEEDS=0: must be >= 1" in out.stderr
