@@ -170,3 +170,17 @@ def test_both_engines_keep_the_rollout_engine_contract(tiny):
     for engine in (HFRollout, VLLMRollout):
         assert inspect.signature(engine.generate) == contract
     assert "self.eos_id, self.suppress =" in inspect.getsource(VLLMRollout.__init__)
+
+
+def test_sampling_settings_are_one_type_copied_by_name():
+    """worker.rollout's sampling keys and what an engine samples with are one definition
+    (train.sampling.SamplingConfig); the trainer copies them by name, never by position."""
+    from train.config import RolloutConfig
+    from train.sampling import SamplingConfig
+
+    assert issubclass(RolloutConfig, SamplingConfig) and issubclass(SamplingParams, SamplingConfig)
+    params = SamplingParams.of(RolloutConfig(n=5, temperature=0.7, top_p=0.8, top_k=12, min_tokens=3), 64)
+    assert (params.n, params.temperature, params.top_p, params.top_k, params.min_tokens, params.max_new_tokens) == (
+        5, 0.7, 0.8, 12, 3, 64)
+    with pytest.raises(TypeError):
+        SamplingParams(4, 64)  # the length is keyword-only: no positional copy can shift it

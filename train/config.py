@@ -36,6 +36,7 @@ from .algos import (
 )
 from .expand import IMAGE_TRANSFORMS, SHORT_POLICIES
 from .rollout import ROLLOUT_ENGINES
+from .sampling import SamplingConfig
 
 
 class ConfigError(UsageError, ValueError):
@@ -180,19 +181,10 @@ class ActorConfig:
 
 
 @dataclass
-class RolloutConfig:
+class RolloutConfig(SamplingConfig):
     name: str = "hf"
     """Generation engine (`rollout.ROLLOUT_ENGINES`): hf (a sampling loop over the training model)
     or vllm (GPU)."""
-    n: int = 6
-    """Responses per variant prompt. GRPO baselines use n*Q for the same budget."""
-    temperature: float = 1.0
-    top_p: float = 0.99
-    top_k: int = -1
-    """-1: off."""
-    min_tokens: int = 0
-    """Responses are at least this long (end-of-turn suppressed until then); benchmarks set it
-    equal to data.max_response_length for a fixed amount of work per step (vLLM's name)."""
     micro_batch_size: int = 64
     """Prompts per generate call (hf engine)."""
     cuda_graph: bool = True

@@ -12,7 +12,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -24,6 +24,7 @@ from bench.registry import Registry
 
 from .decode import DecodeStep
 from .encoding import Prompts, left_padded, model_device, prompt_embeds
+from .sampling import SamplingConfig
 
 
 @runtime_checkable
@@ -42,13 +43,15 @@ class RolloutEngine(Protocol):
 
 
 @dataclass
-class SamplingParams:
-    n: int
-    max_new_tokens: int
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = -1
-    min_tokens: int = 0
+class SamplingParams(SamplingConfig):
+    """The sampling settings (`train.config.SamplingConfig`, defined once) and the response length."""
+
+    max_new_tokens: int = field(kw_only=True)
+
+    @classmethod
+    def of(cls, sampling: SamplingConfig, max_new_tokens: int) -> SamplingParams:
+        """A config's sampling settings (e.g. worker.rollout), copied by name, with a length."""
+        return cls(**{f.name: getattr(sampling, f.name) for f in fields(SamplingConfig)}, max_new_tokens=max_new_tokens)
 
 
 class HFRollout:

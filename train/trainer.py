@@ -161,8 +161,7 @@ def expand(run: Run, rng: random.Random) -> Rollout:
 
 def generate(run: Run, prompts: Prompts) -> list[Tensor]:
     """n responses per variant prompt from the current policy: B*Q*n, [i, b, k] order."""
-    ro, d = run.cfg.worker.rollout, run.cfg.data
-    params = SamplingParams(ro.n, d.max_response_length, ro.temperature, ro.top_p, ro.top_k, ro.min_tokens)
+    params = SamplingParams.of(run.cfg.worker.rollout, max_new_tokens=run.cfg.data.max_response_length)
     return run.rollout_engine.generate(run.policy.module, prompts, params)
 
 
