@@ -81,7 +81,7 @@ lock: $(STAMP)
 # CKPT=dir adds a trained checkpoint (paper scale), JUDGE=name VLMEvalKit's judged scores, FORCE=1 redoes stages,
 # BENCH_SEED=N also scores the mini checkpoints on a fresh benchmark drawn with seed N.
 reproduce-table1: $(STAMP)
-	$(PY) -m reproduce run --scale $(SCALE) $(if $(CKPT),--ckpt $(CKPT)) $(if $(JUDGE),--judge $(JUDGE)) $(if $(FORCE),--force) $(if $(BENCH_SEED),--bench-seed $(BENCH_SEED)) $(if $(BENCHMARKS),--benchmarks $(BENCHMARKS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(CURVES),--curves)
+	$(PY) -m reproduce run --scale $(SCALE) $(if $(CKPT),--ckpt $(CKPT)) $(if $(JUDGE),--judge $(JUDGE)) $(if $(FORCE),--force) $(if $(BENCH_SEED),--bench-seed $(BENCH_SEED)) $(if $(BENCHMARKS),--benchmarks $(BENCHMARKS)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(CURVES),--curves) $(if $(REGIME),--regime $(REGIME))
 
 reproduce-ablations: $(STAMP)
 	$(PY) -m reproduce ablations $(if $(FORCE),--force)

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--work-dir", type=Path, default=Path("runs/paper_eval"))
     r.add_argument("--out", type=Path, default=Path("results/paper_scale/table1"))
     r.add_argument("--force", action="store_true", help="redo finished stages (mini)")
+    r.add_argument("--regime", default="main", help="SCALE=mini: main, or sparse (RL from an earlier warm start on "
+                   "the tasks it fails; results/mini/sparse/)")
     r.add_argument("--curves", action="store_true", help="SCALE=mini: evaluate both methods at steps 50, 100, 150 "
                    "and 300 (default 150 and 300)")
     r.add_argument("--seeds", type=int, help="SCALE=mini: RL seeds per method (default 3): more power, and about 4 minutes "
@@ -94,17 +96,21 @@ def run_scale(args) -> int:
         return run_paper_scale(args.ckpt, args.judge, args.work_dir, args.out, args.benchmarks)
     from dataclasses import replace
 
-    from .mini import FULL_CURVE, MiniSpec, run_mini
+    from .mini import FULL_CURVE, REGIMES, REPO, run_mini
 
     if args.seeds is not None and args.seeds < 1:
         print(f"error: SEEDS={args.seeds}: must be >= 1", file=sys.stderr)
         return 2
-    spec = MiniSpec()
+    if args.regime not in REGIMES:
+        print(f"error: REGIME={args.regime!r}: choose from {', '.join(REGIMES)}", file=sys.stderr)
+        return 2
+    spec, runs, out = REGIMES[args.regime]
     if args.seeds:
         spec = replace(spec, seeds=tuple(range(1, args.seeds + 1)))
     if args.curves:
         spec = replace(spec, curve_steps=FULL_CURVE)
-    return run_mini(force=args.force, spec=spec, bench_seed=args.bench_seed)
+    return run_mini(force=args.force, spec=spec, runs=REPO / "runs" / runs, out=REPO / "results" / out,
+                    bench_seed=args.bench_seed)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,15 @@ class MiniSpec:
 FULL_CURVE = (50, 100, 150, 300)
 """CURVES=1: the held-out curve's steps (results/mini/ was made with them)."""
 
+REGIMES = {
+    "main": (MiniSpec(), "mini", "mini"),
+    # Share-GRPO targets sparse rewards: groups whose every response is wrong. This regime starts RL
+    # from an earlier warm start (stopped at 25% sampled accuracy) on the two tasks the main warm
+    # start mostly fails, so more groups are all wrong.
+    "sparse": (MiniSpec(tasks=("SynthCount", "SynthChart"), warmup_target=0.25), "mini_sparse", "mini/sparse"),
+}
+"""REGIME= of `make reproduce-table1`: name -> (spec, runs/ folder, results/ folder)."""
+
 # The smoke version run by `make test`: tiny sizes, one seed, a couple of steps.
 SMOKE = MiniSpec(seeds=(1,), bench_items=3, train_rows=32, warm_eval_items=4, side=56, model_size="tiny",
                  vision_steps=2, warmup_max_steps=2, warmup_eval_every=2, rl_steps=2, rl_save_freq=1, curve_steps=(1, 2),

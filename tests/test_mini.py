@@ -152,3 +152,18 @@ def test_curve_steps_always_hold_the_end_and_its_half_and_seeds_must_be_positive
     out = subprocess.run([sys.executable, "-m", "reproduce", "run", "--scale", "mini", "--seeds", "0"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "SEEDS=0: must be >= 1" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "reproduce", "run", "--scale", "mini", "--regime", "dense"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "REGIME='dense': choose from main, sparse" in out.stderr
+
+
+def test_the_sparse_regime_starts_earlier_on_the_tasks_the_warm_start_fails():
+    """Its own data, warm start and runs (a lower warm-up target on SynthCount and SynthChart),
+    written beside the main results; the main regime's stages are untouched by it."""
+    from reproduce.mini import REGIMES
+
+    (main, main_runs, main_out), (sparse, runs, out) = REGIMES["main"], REGIMES["sparse"]
+    assert sparse.tasks == ("SynthCount", "SynthChart") and sparse.warmup_target < main.warmup_target
+    assert sparse.seeds == main.seeds and sparse.rl_steps == main.rl_steps
+    assert (runs, out) == ("mini_sparse", "mini/sparse") and (main_runs, main_out) == ("mini", "mini")
+    assert all(sparse.digest(stage) != main.digest(stage) for stage in ("data", "warm", "rl"))
