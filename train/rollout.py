@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Protocol, runtime_checkable
@@ -226,11 +227,25 @@ class FixedShapeDecoder:
         if self.graph is not None:
             self.graph.replay()
             return self.logits
-        logits = self._forward()
-        if self.use_graph:
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+        if not self.use_graph:
+            return self._forward()
+        # The first step runs for real on a side stream, which also warms up the kernels and
+        # library handles that the capture needs (as torch.cuda.graph's documentation asks).
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            logits = self._forward()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
                 self.logits = self._forward()  # recorded, not run: the next call replays it
+        except RuntimeError as exc:  # a kernel that cannot be captured: the same step, eagerly
+            print(f"hf rollout: CUDA graph capture failed ({' '.join(str(exc).split())[:160]}); decoding eagerly",
+                  file=sys.stderr)
+            self.use_graph = False
+            return logits
+        self.graph = graph
         return logits
 
 
