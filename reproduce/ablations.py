@@ -1,7 +1,9 @@
 """`make reproduce-ablations`: the paper's ablation tables in miniature (reproduce/configs/ablations.yaml):
 variant components and advantage terms, the number of variants at equal generated responses, and
-dynamic sampling. Reuses the data and warm start of `make reproduce-table1` (building them if
-needed); writes results/mini/ablations.md and .csv with the same caption rules."""
+dynamic sampling. Every row is run with each of the plan's seeds (at least 3: a row is only printed
+with its standard error, items and seeds combined); rows with the same configuration share their
+runs. Reuses the data and warm start of `make reproduce-table1` (building them if needed); writes
+results/mini/ablations.md and .csv with the same caption rules."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from .mini import (
     stage_warm_start,
 )
 
+MIN_SEEDS = 3
+
 
 def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
@@ -36,7 +40,12 @@ def run_ablations(force: bool = False, spec: MiniSpec | None = None, runs: Path 
     from reproduce.table1 import Row, render, write_outputs
 
     plan = yaml.safe_load(plan_file.read_text())
-    spec = spec or replace(MiniSpec(), rl_steps=plan["steps"], seeds=(plan["seed"],), rl_save_freq=plan["steps"] // 2)
+    seeds = tuple(plan["seeds"])
+    if len(seeds) < MIN_SEEDS:
+        raise ValueError(f"{plan_file}: seeds {list(seeds)}: at least {MIN_SEEDS}, so that every row has a standard "
+                         "error over seeds")
+    spec = spec or replace(MiniSpec(), rl_steps=plan["steps"], rl_save_freq=plan["steps"] // 2)
+    spec = replace(spec, seeds=seeds)
     runs, out = runs or REPO / "runs" / "mini", out or REPO / "results" / "mini"
     lock = lock_runs(runs)  # noqa: F841 - held until the function returns
     out.mkdir(parents=True, exist_ok=True)
@@ -44,12 +53,15 @@ def run_ablations(force: bool = False, spec: MiniSpec | None = None, runs: Path 
     say("SCALE=mini ablations (CPU miniature, not the paper's scale)")
     data = stage_data(spec, runs, force)
     base = stage_warm_start(spec, runs, data, force)
-    rl_plan, labels = [], {}
+    rl_plan, labels, runs_of = [], {}, {}
     for table, rows in plan["tables"].items():
         for row in rows:
-            name = f"abl-{slug(table)}-{slug(row['name'])}"
-            labels[name] = (table, row["name"])
-            rl_plan.append(RLRun(name, spec.seeds[0], ("mini_base.yaml", *row["configs"]), tuple(row.get("overrides", []))))
+            setting = (("mini_base.yaml", *row["configs"]), tuple(row.get("overrides", [])))
+            if setting not in runs_of:  # the same configuration in two tables: one set of runs
+                stem = f"abl-{slug(table)}-{slug(row['name'])}"
+                runs_of[setting] = [f"{stem}-s{seed}" for seed in seeds]
+                rl_plan += [RLRun(name, seed, *setting) for name, seed in zip(runs_of[setting], seeds, strict=True)]
+            labels[(table, row["name"])] = runs_of[setting]
     rl = stage_rl(spec, runs, base, data, force, rl_plan)
     models = stage_export(runs, rl, force)
     work = stage_eval(spec, runs, data, list(models.values()), force, name="eval_ablations")
@@ -58,12 +70,12 @@ def run_ablations(force: bool = False, spec: MiniSpec | None = None, runs: Path 
     scores = {p.parent.name: json.loads(p.read_text())["datasets"] for p in work.glob("*/r1_scores.json")}
     texts, csvs = [], []
     for table in plan["tables"]:
-        rows = [Row(label, {t: [scores[name][t]["accuracy"]] for t in spec.tasks}, items=spec.bench_items)
-                for name, (tab, label) in labels.items() if tab == table]
+        rows = [Row(label, {t: [scores[name][t]["accuracy"] for name in names] for t in spec.tasks},
+                    items=spec.bench_items) for (tab, label), names in labels.items() if tab == table]
         caption = (f"Ablation '{table}', SCALE=mini (CPU miniature, NOT the paper's scale): accuracy 0-100 on the "
-                   f"held-out synthetic benchmarks, {spec.rl_steps} RL steps, seed {spec.seeds[0]}, same warm start, "
-                   "data and learning rate for every row; one seed; ± is the standard error over the items, so "
-                   "differences under about three of them are noise.")
+                   f"held-out synthetic benchmarks, {spec.rl_steps} RL steps, seeds {list(seeds)}, same warm start, "
+                   "data and learning rate for every row; mean ± standard error (the items and the seeds), so a "
+                   "difference between two rows counts only beyond twice their combined error.")
         rendered = render(rows, list(spec.tasks), caption, with_paper=False)
         texts.append(rendered["md"])
         csvs.append(rendered["csv"] if not csvs else rendered["csv"].split("\n", 1)[1])

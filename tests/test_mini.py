@@ -71,7 +71,7 @@ def test_ablations_smoke(tmp_path):
 
     plan = tmp_path / "plan.yaml"
     plan.write_text(
-        "steps: 2\nseed: 1\ntables:\n"
+        "steps: 2\nseeds: [1, 2, 3]\ntables:\n"
         "  variants:\n"
         "    - {name: 'Q = 1', configs: [mini_grpo.yaml], overrides: [worker.rollout.n=4]}\n"
         "    - {name: 'Q = 2, image only', configs: [mini_sharegrpo.yaml],"
@@ -83,9 +83,13 @@ def test_ablations_smoke(tmp_path):
     assert set(table["model"]) == {"Q = 1", "Q = 2, image only"}
     md = (tmp_path / "out" / "ablations.md").read_text()
     assert "Ablation 'variants'" in md and "NOT the paper's scale" in md
+    assert (table["runs"] == 3).all() and table["measured_se"].notna().all()  # every row over its 3 seeds, with an SE
     rows = [json.loads(line) for line in
-            (tmp_path / "runs" / "rl" / "abl-variants-Q-2-image-only" / "metrics.jsonl").read_text().splitlines()]
+            (tmp_path / "runs" / "rl" / "abl-variants-Q-2-image-only-s2" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["train/rows_per_question"] == 2 * 2 * 2
+    plan.write_text(plan.read_text().replace("seeds: [1, 2, 3]", "seeds: [1, 2]"))
+    with pytest.raises(ValueError, match="at least 3"):
+        run_ablations(spec=spec, runs=tmp_path / "runs", out=tmp_path / "out", plan_file=plan)
 
 
 def test_stage_digests_cover_only_their_inputs():
