@@ -51,6 +51,7 @@ from bench.fileio import write_json_atomic
 
 from .children import run as run_child
 from .children import spawn
+from .machine import describe
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "reproduce" / "configs"
@@ -723,20 +724,10 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
             "conclusion": sentences,
             "warm_start": json.loads((runs / "models" / "Base" / "done.json").read_text()),
             "versions": {p: version(p) for p in ("torch", "transformers", "deepspeed", "ms-vlmeval", "math-verify")},
-            "machine": machine(),
+            "machine": describe(),
             "commit": _commit()}
     write_json_atomic(out / "run.json", meta)
     return [*paths, out / "curves.png", out / "heldout_curves.png", out / "run.json"]
-
-
-def machine() -> dict:
-    """The CPU the run used: results replay to the digit on the same kind of CPU only (another
-    kind's kernels round differently, and the warm start's trajectory follows)."""
-    import platform
-
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": model or platform.processor(), "cores": os.cpu_count(), "platform": platform.platform()}
 
 
 def _commit() -> str:

@@ -171,10 +171,11 @@ def test_gpu_suite_runs_through_and_reports_on_a_cpu(tmp_path):
 
 def test_gpu_suite_names_a_run_that_failed(tmp_path):
     """A trainer whose run fails keeps its place in the report, with its error."""
-    from reproduce.perf.gpu import markdown, run_child, workload_report
+    from reproduce.perf.compare import run_once
+    from reproduce.perf.gpu import markdown, workload_report
     from reproduce.perf.workload import Workload
 
-    failed = run_child("ours_grpo", sys.executable, tmp_path / "no_such_workload", timeout_s=300)
+    failed = run_once("ours_grpo", sys.executable, tmp_path / "no_such_workload", timeout_s=300)
     assert "workload.json" in failed["error"]
     wr = workload_report("16_rows", Workload(), {"ours_grpo": failed}, None, None)
     assert wr["trainers"] == {} and wr["ratios"] == {}

@@ -10,7 +10,8 @@ import argparse
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from reproduce.perf.compare import REPO, RUNS, machine, measure, point_key, target_text
+from reproduce.machine import describe
+from reproduce.perf.compare import REPO, RUNS, measure, point_key, target_text
 from reproduce.perf.workload import SPLIT, Workload
 
 
@@ -19,7 +20,7 @@ def report(summary: dict, ratios: dict, w: Workload) -> str:
         f"Workload: {w.model} Qwen2.5-VL (random weights), {w.prompts} prompts x {w.completions} completions per "
         f"step, exactly {w.new_tokens} new tokens, temperature {w.temperature}, no KL, {w.dtype}, fused AdamW; "
         f"{w.warmup_steps} warm-up + {w.measured_steps} measured steps per run, {summary['alternations']} alternations. "
-        f"Machine: {summary['machine']['cpus']} CPUs"
+        f"Machine: {summary['machine']['cores']} cores ({summary['machine']['cpu']})"
         + (f", GPU {summary['machine']['gpu']}." if summary["machine"].get("gpu") else ", no GPU."),
         "",
         "Time split in seconds per step (medians); update = training forward + backward + optimizer step.",
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--prompts must be >= 1 and --micro-batch must divide the {rows} rows of a step")
     w = Workload(model=args.model, dtype=args.dtype, new_tokens=args.new_tokens, completions=args.completions,
                  prompts=args.prompts, micro_batch=args.micro_batch, measured_steps=steps)
-    summary = {**measure(w, args.work_dir / f"{point_key(w.model, w.new_tokens, w.completions)}_{w.dtype}", alternations, args.peer_python), "machine": machine()}
+    summary = {**measure(w, args.work_dir / f"{point_key(w.model, w.new_tokens, w.completions)}_{w.dtype}", alternations, args.peer_python), "machine": describe()}
     text = report(summary, summary["ratios"], w)
     print("\n" + text)
     write_json_atomic(out.with_suffix(".json"), summary)

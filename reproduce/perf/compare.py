@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -50,17 +49,26 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def run_once(name: str, python: str, work_dir: Path) -> dict:
+def run_once(name: str, python: str, work_dir: Path, timeout_s: float | None = None, extra: tuple[str, ...] = ()) -> dict:
+    """One trainer's run (RUNS[name]). A run that fails or passes `timeout_s` returns what it wrote so
+    far (each trainer writes its result after every step), marked `cut_short`, or {"error": ...} if
+    it wrote nothing."""
     module, mode = RUNS[name]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else [])]
+        cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else []), *extra]
         # no MASTER_PORT: our trainer picks a free port of its own (train.setup.free_port)
-        proc = subprocess.run(cmd, cwd=REPO, env={k: v for k, v in child_env().items() if k != "MASTER_PORT"},
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"{name} failed ({' '.join(cmd)}):\n{proc.stderr[-3000:]}")
-        return json.loads(out.read_text())
+        env = {k: v for k, v in child_env().items() if k != "MASTER_PORT"}
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                                  timeout=None if timeout_s is None else max(timeout_s, 1))
+            error = None if proc.returncode == 0 else f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}"
+        except subprocess.TimeoutExpired:
+            error = f"cut short at its {timeout_s:.0f} s share of the budget"
+        result = json.loads(out.read_text()) if out.exists() else None
+    if result is None:
+        return {"error": error or "wrote no result"}
+    return result | ({"cut_short": error} if error else {})
 
 
 def summarize(runs: list[dict], w: Workload) -> dict:
@@ -90,6 +98,24 @@ def ratio(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def pair_ratios(results: dict[str, list[dict]]) -> dict[str, dict]:
+    """The side-by-side ratios of the trainers present, each taken within an alternation (run i of
+    one trainer against run i of the other), as median, min and max over the alternations."""
+    alt = range(min((len(rs) for rs in results.values()), default=0))
+    ratios = {}
+    if {"ours_grpo", "trl"} <= results.keys():
+        ours, peer = results["ours_grpo"], results["trl"]
+        ratios["tokens/s, ours GRPO / TRL"] = ratio([per_run(ours[i])[0] / per_run(peer[i])[0] for i in alt])
+        ratios["step time, ours GRPO / TRL"] = ratio([per_run(ours[i])[1] / per_run(peer[i])[1] for i in alt])
+        ratios["peak RSS, ours GRPO / TRL"] = ratio([ours[i]["peak_rss_mb"] / peer[i]["peak_rss_mb"] for i in alt])
+        if all(r.get("peak_gpu_mb") for r in ours + peer):
+            ratios["peak GPU memory, ours GRPO / TRL"] = ratio([ours[i]["peak_gpu_mb"] / peer[i]["peak_gpu_mb"] for i in alt])
+    if {"ours_grpo", "ours_share_grpo"} <= results.keys():
+        ratios["step time, ours Share-GRPO / ours GRPO"] = ratio(
+            [per_run(results["ours_share_grpo"][i])[1] / per_run(results["ours_grpo"][i])[1] for i in alt])
+    return ratios
+
+
 def measure(w: Workload, work_dir: Path, alternations: int, peer_python: str, label: str = "") -> dict:
     """Alternate the trainers on one workload; summary, ratios (within alternations) and raw runs."""
     prepare(work_dir, w)
@@ -99,28 +125,12 @@ def measure(w: Workload, work_dir: Path, alternations: int, peer_python: str, la
         for name in names:
             python = peer_python if name == "trl" else sys.executable
             r = run_once(name, python, work_dir)
+            if "error" in r or "cut_short" in r:
+                raise SystemExit(f"{name} failed: {r.get('error') or r['cut_short']}")
             results[name].append(r)
             tps, step = per_run(r)
             print(f"{label}alternation {i + 1}/{alternations} {name:16s} step {step:.3f} s  {tps:,.0f} tok/s  "
                   f"peak RSS {r['peak_rss_mb']:,.0f} MB", flush=True)
-    ratios = {}
-    alt = range(alternations)
-    if "trl" in results:
-        ours, peer = results["ours_grpo"], results["trl"]
-        ratios["tokens/s, ours GRPO / TRL"] = ratio([per_run(ours[i])[0] / per_run(peer[i])[0] for i in alt])
-        ratios["step time, ours GRPO / TRL"] = ratio([per_run(ours[i])[1] / per_run(peer[i])[1] for i in alt])
-        ratios["peak RSS, ours GRPO / TRL"] = ratio([ours[i]["peak_rss_mb"] / peer[i]["peak_rss_mb"] for i in alt])
-        if all(r.get("peak_gpu_mb") for r in ours + peer):
-            ratios["peak GPU memory, ours GRPO / TRL"] = ratio([ours[i]["peak_gpu_mb"] / peer[i]["peak_gpu_mb"] for i in alt])
-    ratios["step time, ours Share-GRPO / ours GRPO"] = ratio(
-        [per_run(results["ours_share_grpo"][i])[1] / per_run(results["ours_grpo"][i])[1] for i in alt])
+    ratios = pair_ratios(results)
     return {"workload": asdict(w), "alternations": alternations,
             "trainers": {n: summarize(rs, w) for n, rs in results.items()}, "ratios": ratios, "raw": results}
-
-
-def machine() -> dict:
-    """The machine, named: CPUs, platform, python, and the GPU where there is one."""
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(), "gpu": gpu}

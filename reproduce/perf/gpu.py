@@ -18,17 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from reproduce.perf.compare import REPO, RUNS, child_env, per_run, summarize, target_text
+from reproduce.machine import describe
+from reproduce.perf.compare import REPO, RUNS, child_env, pair_ratios, run_once, summarize, target_text
 from reproduce.perf.floors import ChipRates, StepShape, measure_rates, step_floor
 from reproduce.perf.workload import Workload, prepare
 
@@ -53,38 +52,7 @@ def versions() -> dict[str, str | None]:
 
 
 def device_info() -> dict:
-    import torch
-
-    info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "cuda": torch.version.cuda, "gpu": None, "versions": versions()}
-    if torch.cuda.is_available():
-        p = torch.cuda.get_device_properties(0)
-        info |= {"gpu": p.name, "gpu_memory_mb": p.total_memory / 2**20, "gpu_count": torch.cuda.device_count()}
-        try:
-            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                            capture_output=True, text=True, timeout=20).stdout.strip() or None
-        except (OSError, subprocess.TimeoutExpired):
-            info["driver"] = None
-    return info
-
-
-def run_child(name: str, python: str, work_dir: Path, timeout_s: float, extra: tuple[str, ...] = ()) -> dict:
-    """One trainer's run (RUNS[name]); on a timeout, what it wrote so far (it writes after every
-    step), marked cut_short; {"error": ...} if it wrote nothing."""
-    module, mode = RUNS[name]
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "result.json"
-        cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else []), *extra]
-        try:
-            proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True,
-                                  timeout=max(timeout_s, 1))
-            error = None if proc.returncode == 0 else proc.stderr[-2000:]
-        except subprocess.TimeoutExpired:
-            error = f"cut short at its {timeout_s:.0f} s share of the budget"
-        result = json.loads(out.read_text()) if out.exists() else None
-    if result is None:
-        return {"error": error or "wrote no result"}
-    return result | ({"cut_short": error} if error else {})
+    return describe() | {"versions": versions()}
 
 
 def workload_report(name: str, w: Workload, runs: dict[str, dict], rates: ChipRates | None, config) -> dict:
@@ -101,14 +69,8 @@ def workload_report(name: str, w: Workload, runs: dict[str, dict], rates: ChipRa
         out["floor"] = step_floor(shape, rates)
         for s in out["trainers"].values():
             s["step_over_floor"] = s["step_time_s"] / out["floor"]["step_s"]
-    ratios = {}
-    if {"ours_grpo", "trl"} <= done.keys():
-        ours, peer = done["ours_grpo"], done["trl"]
-        ratios["tokens/s, ours GRPO / TRL"] = per_run(ours)[0] / per_run(peer)[0]
-        if ours.get("peak_gpu_mb") and peer.get("peak_gpu_mb"):
-            ratios["peak GPU memory, ours GRPO / TRL"] = ours["peak_gpu_mb"] / peer["peak_gpu_mb"]
-    if {"ours_grpo", "ours_share_grpo"} <= done.keys():
-        ratios["step time, ours Share-GRPO / ours GRPO"] = per_run(done["ours_share_grpo"])[1] / per_run(done["ours_grpo"])[1]
+    # one run of each trainer: the median of one alternation is that run's ratio
+    ratios = {k: v["median"] for k, v in pair_ratios({k: [r] for k, r in done.items()}).items()}
     out["ratios"] = ratios
     return out
 
@@ -230,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                 break
             python = args.peer_python if key == "trl" else sys.executable
             profile = args.out.parent / f"{args.out.name}_profile_{name}.txt"  # ours GRPO: one more step, profiled
-            runs[key] = run_child(key, python, work, share, ("--profile", str(profile)) if key == "ours_grpo" else ())
+            runs[key] = run_once(key, python, work, share, ("--profile", str(profile)) if key == "ours_grpo" else ())
             if key == "ours_grpo" and profile.exists():
                 runs[key]["profile"] = {"file": profile.name, "head": profile.read_text().split("\n\n")[0]}
             result["workloads"][name] = workload_report(name, w, runs, rates, config)

@@ -16,7 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.fileio import write_json_atomic, write_text_atomic
-from reproduce.perf.compare import TARGETS, machine, measure, point_key
+from reproduce.machine import describe
+from reproduce.perf.compare import TARGETS, measure, point_key
 from reproduce.perf.workload import SPLIT, Workload
 
 GRID: tuple[tuple[str, int, int], ...] = (
@@ -143,7 +144,7 @@ def run_grid(points: list[tuple[str, int, int]], alternations: int, steps: int, 
     done = {point_key(*pt): done[point_key(*pt)] for pt in points}
     text = report(done, alternations, steps)
     print("\n" + text)
-    write_json_atomic(out.with_suffix(".json"), {"machine": machine(), "points": done, "left_out": {
+    write_json_atomic(out.with_suffix(".json"), {"machine": describe(), "points": done, "left_out": {
         point_key(*k): why for k, why in LEFT_OUT.items()}})
     write_text_atomic(out.with_suffix(".md"), text)
     plot(done, out.with_suffix(".png"))
