@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-fast lint lock mutation wheelhouse reproduce-table1 reproduce-ablations bench-perf bench-perf-grid bench-gpu clean
+.PHONY: setup test test-fast lint lock mutation wheelhouse reproduce-table1 reproduce-ablations bench-perf bench-perf-grid bench-gpu smoke-paper clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,11 @@ mutation: $(STAMP)
 GPU_PYTHON ?= python3
 bench-gpu:
 	$(GPU_PYTHON) -m reproduce.perf.gpu $(if $(OUT),--out $(OUT))
+
+# The paper-scale evaluation path once, in at most 4 minutes of one GPU (README: Paper-scale smoke):
+# a random 3B-shaped checkpoint, 2 items of each Table 1 benchmark, 64 new tokens. SHAPE=tiny runs it on a CPU.
+smoke-paper:
+	$(GPU_PYTHON) -m reproduce.paper_smoke --out $(or $(OUT),runs/paper_smoke) $(if $(SHAPE),--shape $(SHAPE))
 
 # Wheels of every locked package for a machine with no internet (README: Installing offline);
 # PYTHON_VERSION is the target's, PEER=1 adds TRL's.

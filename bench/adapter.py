@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import re
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -97,6 +98,62 @@ def _attention(implementation: str | None):
         PreTrainedModel.from_pretrained = original
 
 
+@dataclass
+class GenerationLog:
+    """Time spent in our models' `generate_inner`, per registered model name, in this process: what
+    a run's items/s and tokens/s are computed from (model loading and data handling excluded)."""
+
+    runs: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def record(self, name: str, seconds: float, tokens: int) -> None:
+        run = self.runs.setdefault(name, {"items": 0, "seconds": 0.0, "new_tokens": 0})
+        run["items"] += 1
+        run["seconds"] += seconds
+        run["new_tokens"] += tokens
+
+    def summary(self, name: str) -> dict[str, float] | None:
+        """items, seconds, new_tokens (generated, counted at `generate`; 0 for engines not counted), items_per_s,
+        tokens_per_s; None when the model generated nothing in this process."""
+        run = self.runs.get(name)
+        if not run:
+            return None
+        rate = (lambda x: round(x / run["seconds"], 3)) if run["seconds"] > 0 else (lambda x: None)
+        return {**run, "seconds": round(run["seconds"], 3), "items_per_s": rate(run["items"]),
+                "tokens_per_s": rate(run["new_tokens"]) if run["new_tokens"] else None}
+
+
+GENERATION = GenerationLog()
+
+
+def count_new_tokens(model) -> list[int]:
+    """Wrap a transformers model's `generate` so that the returned one-element list accumulates the
+    tokens it generates (output length less input length, per row). Engines that are not
+    transformers models (vLLM, LMDeploy) are left as they are: their tokens go uncounted."""
+    counter = [0]
+    if not hasattr(model, "generate") or not hasattr(model, "config"):
+        return counter
+    original = model.generate
+
+    def generate(*args, **kwargs):
+        out = original(*args, **kwargs)
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        sequences = getattr(out, "sequences", out)
+        if ids is not None and hasattr(sequences, "shape"):
+            counter[0] += (sequences.shape[-1] - ids.shape[-1]) * sequences.shape[0]
+        return out
+
+    model.generate = generate
+    return counter
+
+
+@contextlib.contextmanager
+def _timed(name: str, counter: list[int] | tuple[int]):
+    """Record one `generate_inner` call: its seconds and the tokens `counter` gained meanwhile."""
+    start, before = time.perf_counter(), counter[0]
+    yield
+    GENERATION.record(name, time.perf_counter() - start, counter[0] - before)
+
+
 def structured(response: str) -> dict:
     return {"prediction": response, "extra_records": {"full_response": response}}
 
@@ -110,15 +167,20 @@ def _classes():
         """Qwen2VLChat with the R1 prompt added (per `prompt_placement`), for every inference backend."""
 
         prompt_placement = DEFAULT_PLACEMENT
+        run_name = ""
+        new_tokens: list[int] | tuple[int] = (0,)  # replaced in __init__ by the counter of this model's generate
 
         def __init__(self, *args, prompt_placement: str = DEFAULT_PLACEMENT, attn_implementation: str | None = None,
-                     **kwargs) -> None:
+                     run_name: str = "", **kwargs) -> None:
             with _attention(attn_implementation):
                 super().__init__(*args, **kwargs)
-            self.prompt_placement = prompt_placement
+            self.prompt_placement, self.run_name = prompt_placement, run_name
+            self.new_tokens = count_new_tokens(getattr(self, "model", None))
 
         def generate_inner(self, message, dataset=None):
-            return structured(super().generate_inner(add_r1_prompt(message, self.prompt_placement), dataset=dataset))
+            with _timed(self.run_name, self.new_tokens):
+                response = super().generate_inner(add_r1_prompt(message, self.prompt_placement), dataset=dataset)
+            return structured(response)
 
     class LocalHFChat(BaseModel):
         """A local Qwen2.5-VL checkpoint through transformers `generate` (CPU or GPU)."""
@@ -126,7 +188,8 @@ def _classes():
         INTERLEAVE = True
 
         def __init__(self, model_path: str, max_new_tokens: int = 512, temperature: float = 0.0,
-                     append_r1_prompt: bool = True, prompt_placement: str = DEFAULT_PLACEMENT, **kwargs) -> None:
+                     append_r1_prompt: bool = True, prompt_placement: str = DEFAULT_PLACEMENT, run_name: str = "",
+                     **kwargs) -> None:
             import torch
             from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -136,9 +199,15 @@ def _classes():
             self.processor = load_processor(model_path)
             self.model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_path, dtype=torch.float32).eval()
             self.max_new_tokens, self.temperature, self.append_r1_prompt = max_new_tokens, temperature, append_r1_prompt
-            self.prompt_placement = prompt_placement
+            self.prompt_placement, self.run_name = prompt_placement, run_name
+            self.new_tokens = count_new_tokens(self.model)
 
         def generate_inner(self, message, dataset=None):
+            with _timed(self.run_name, self.new_tokens):
+                response = self._generate(message)
+            return structured(response)
+
+        def _generate(self, message: list[dict]) -> str:
             import torch
             from PIL import Image
 
@@ -160,8 +229,7 @@ def _classes():
                 out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens,
                                           eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
                                           pad_token_id=tok.pad_token_id, **sampling)
-            response = tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            return structured(response)
+            return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
     return vlmeval, R1Qwen2VLChat, LocalHFChat
 
@@ -192,16 +260,17 @@ def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None
     gpu_kwargs = {**QWEN_KWARGS, "use_vllm": use_vllm, "prompt_placement": prompt_placement, **tokens,
                   **({"attn_implementation": attn_implementation} if attn_implementation else {})}
     for name, paper_model in PAPER_MODELS.items():
-        supported[name] = partial(R1Qwen2VLChat, model_path=paper_model.hub_id, **gpu_kwargs)
+        supported[name] = partial(R1Qwen2VLChat, model_path=paper_model.hub_id, run_name=name, **gpu_kwargs)
     names = []
     for item in names_or_paths:
         name = model_name_for(item)
         if Path(item).exists():
             if cpu:
                 supported[name] = partial(LocalHFChat, model_path=str(Path(item).resolve()),
-                                          prompt_placement=prompt_placement, **tokens)
+                                          prompt_placement=prompt_placement, run_name=name, **tokens)
             else:
-                supported[name] = partial(R1Qwen2VLChat, model_path=str(Path(item).resolve()), **gpu_kwargs)
+                supported[name] = partial(R1Qwen2VLChat, model_path=str(Path(item).resolve()), run_name=name,
+                                          **gpu_kwargs)
         elif name not in supported:
             raise UsageError(f"unknown model {item!r}: not a folder and not a VLMEvalKit model name "
                              f"(e.g. {', '.join(PAPER_MODELS)}, or a checkpoint path)")

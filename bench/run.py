@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="reuse finished predictions in --work-dir")
     parser.add_argument("--prompt-placement", choices=list(PROMPT_PLACEMENTS), default=DEFAULT_PLACEMENT,
                         help="where the R1 prompt goes: after every text item (the released patch) or the last")
+    parser.add_argument("--trust-local-tsv", action="store_true",
+                        help="evaluate $LMUData TSVs whose md5 is not VLMEvalKit's (fixtures, an edited copy) as they are")
     parser.add_argument("--attn-implementation", choices=("flash_attention_2", "sdpa", "eager"),
                         help="GPU models' attention (VLMEvalKit asks for flash_attention_2, which needs flash-attn)")
     args = parser.parse_args(argv)
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     for item in args.model:  # VLMEvalKit names have no slash: anything with one is a folder
         if ("/" in item or os.sep in item) and not Path(item).is_dir():
             raise UsageError(f"unknown model {item!r}: no such checkpoint folder")
-    expected = preflight(args, tsvs)
+    expected, tsv_md5 = preflight(args, tsvs)
 
     names = [model_name_for(item) for item in args.model]
     rank0 = int(os.environ.get("RANK", "0")) == 0
@@ -79,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             prepare_model_dir(args.work_dir / name, name, args.data, args.reuse, settings[name])
 
-    from .adapter import register
+    from .adapter import GENERATION, register
+    from .vlmeval_compat import accept_local_tsv
+
+    if args.trust_local_tsv:
+        for dataset in tsvs:
+            accept_local_tsv(dataset)
 
     try:
         registered = register(args.model, use_vllm=args.use_vllm, max_new_tokens=args.max_new_tokens,
@@ -119,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(args.work_dir / name / "bench_run.json", {
             "model": source, "vlmeval_name": name, "datasets": args.data, "lmudata": lmu,
             "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
-            "prompt_placement": args.prompt_placement, "settings": settings[name],
+            "prompt_placement": args.prompt_placement, "settings": settings[name], "tsv_md5": tsv_md5,
+            "generation": GENERATION.summary(name), "cuda_max_memory_gib": cuda_max_memory_gib(),
             "status": "failed" if failed else "finished", "failed": failed,
             "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
         })
@@ -132,13 +141,25 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def preflight(args: argparse.Namespace, tsvs: dict[str, Path]) -> dict[str, list[str]]:
-    """Check every local TSV and model folder before any work; returns each TSV's indices to answer."""
-    problems, expected = [], {}
+def preflight(args: argparse.Namespace, tsvs: dict[str, Path]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Check every local TSV and model folder before any work; returns each TSV's indices to answer
+    and its md5. A TSV of a dataset VLMEvalKit knows must be VLMEvalKit's own file (its md5), since
+    VLMEvalKit would otherwise download its file over it, unless --trust-local-tsv."""
+    from .vlmeval_compat import official_md5
+
+    problems, expected, md5s = [], {}, {}
     for dataset, path in tsvs.items():
         check = check_tsv(path, args.limit)
         problems += check.problems
         expected[dataset] = check.expected
+        if check.problems:
+            continue
+        md5s[dataset] = file_md5(path)
+        official = official_md5(dataset)
+        if official and md5s[dataset] != official and not args.trust_local_tsv:
+            problems.append(f"{path}: md5 {md5s[dataset]} is not VLMEvalKit's {official} for {dataset}, so VLMEvalKit "
+                            "would download its own file over this one (offline: fail); use VLMEvalKit's TSV, or "
+                            "pass --trust-local-tsv to evaluate this file as it is")
         for note in check.notes:
             print(f"note: {note}", file=sys.stderr)
     for item in args.model:
@@ -146,7 +167,22 @@ def preflight(args: argparse.Namespace, tsvs: dict[str, Path]) -> dict[str, list
             problems += check_model_folder(Path(item))
     if problems:
         raise UsageError(*problems)
-    return expected
+    return expected, md5s
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cuda_max_memory_gib() -> float | None:
+    """This process's peak allocated GPU memory (GiB), None without CUDA."""
+    import torch
+
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
 
 
 def run_settings(args: argparse.Namespace, source: str) -> dict:

@@ -88,3 +88,26 @@ def import_vlmeval():
     finally:
         torch.set_grad_enabled(grad_enabled)
     return vlmeval
+
+
+def official_md5(dataset: str) -> str | None:
+    """The md5 VLMEvalKit holds for a dataset's TSV (its class's `DATASET_MD5`), or None for a
+    dataset it does not know or has no checksum for."""
+    vlmeval = import_vlmeval()
+    for cls in vlmeval.dataset.DATASET_CLASSES:
+        if dataset in getattr(cls, "DATASET_MD5", {}) and dataset in cls.supported_datasets():
+            return cls.DATASET_MD5[dataset]
+    return None
+
+
+def accept_local_tsv(dataset: str) -> None:
+    """Make VLMEvalKit use `$LMUData/{dataset}.tsv` as it is, in this process.
+
+    `ImageBaseDataset.prepare_tsv` (vlmeval/dataset/image_base.py) re-downloads a local TSV whose
+    md5 differs from the class's `DATASET_MD5` entry, over the local file; without an entry it
+    takes the file as it is. So the entry is dropped from the class that serves `dataset` (a new
+    dict, so no other class sees the change)."""
+    vlmeval = import_vlmeval()
+    for cls in vlmeval.dataset.DATASET_CLASSES:
+        if dataset in getattr(cls, "DATASET_MD5", {}) and dataset in cls.supported_datasets():
+            cls.DATASET_MD5 = {k: v for k, v in cls.DATASET_MD5.items() if k != dataset}

@@ -52,15 +52,17 @@ def _hub_available(repo_id: str) -> bool:
         return False
 
 
-def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None, benchmarks: str = "all") -> list[str]:
-    """Everything missing for the paper-scale run, as readable lines (empty: ready)."""
+def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None, benchmarks: str = "all",
+              paper_models: bool = True) -> list[str]:
+    """Everything missing for the paper-scale run, as readable lines (empty: ready).
+    `paper_models=False`: only the CKPT folders are evaluated (the smoke, `reproduce.paper_smoke`)."""
     import torch
 
     problems = []
     cuda = torch.cuda.is_available() if cuda is None else cuda
     if not cuda:
         problems.append("no CUDA GPU: the 7B evaluation needs one (SCALE=mini runs on CPU)")
-    for name, model in PAPER_MODELS.items():
+    for name, model in PAPER_MODELS.items() if paper_models else ():
         if not _hub_available(model.hub_id):
             problems.append(f"checkpoint {model.hub_id} ({name}) is not in the Hugging Face cache and HF_HUB_OFFLINE=1")
     for ckpt in ckpts:
@@ -83,6 +85,26 @@ def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None, ben
     return problems
 
 
+def evaluation_steps(models: list[str], datasets: list[str], work_dir: Path, out: Path, judge: str | None = None,
+                     bench_args: tuple[str, ...] = ()) -> list[list[str]]:
+    """The commands of a paper-scale evaluation: `bench.run` data-parallel over every GPU (torchrun),
+    `bench.score`, and Table 1 when its six datasets are among `datasets`. `bench_args` go to
+    `bench.run` (the smoke's --max-new-tokens and --trust-local-tsv)."""
+    import torch
+
+    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={max(1, torch.cuda.device_count())}"]
+    cmd = [*launcher, "-m", "bench.run", "--model", *models, "--data", *datasets, "--work-dir", str(work_dir), "--reuse",
+           *bench_args]
+    if os.environ.get("ATTN_IMPLEMENTATION"):
+        cmd += ["--attn-implementation", os.environ["ATTN_IMPLEMENTATION"]]
+    if judge:
+        cmd += ["--judge", judge] + (["--judge-base-url", os.environ["JUDGE_BASE_URL"]] if os.environ.get("JUDGE_BASE_URL") else [])
+    steps = [cmd, [sys.executable, "-m", "bench.score", "--work-dir", str(work_dir)]]
+    if set(paper_scale_datasets("table1")) <= set(datasets):
+        steps.append([sys.executable, "-m", "reproduce", "table1", "--work-dir", str(work_dir), "--out", str(out)])
+    return steps
+
+
 def run_paper_scale(ckpts: list[str], judge: str | None, work_dir: Path, out: Path, benchmarks: str = "all") -> int:
     try:
         datasets = paper_scale_datasets(benchmarks)
@@ -93,18 +115,7 @@ def run_paper_scale(ckpts: list[str], judge: str | None, work_dir: Path, out: Pa
     if problems:
         print("make reproduce-table1 SCALE=paper cannot start; missing:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 2
-    import torch
-
-    models = [*PAPER_MODELS, *ckpts]
-    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={torch.cuda.device_count()}"]
-    cmd = [*launcher, "-m", "bench.run", "--model", *models, "--data", *datasets, "--work-dir", str(work_dir), "--reuse"]
-    if os.environ.get("ATTN_IMPLEMENTATION"):
-        cmd += ["--attn-implementation", os.environ["ATTN_IMPLEMENTATION"]]
-    if judge:
-        cmd += ["--judge", judge] + (["--judge-base-url", os.environ["JUDGE_BASE_URL"]] if os.environ.get("JUDGE_BASE_URL") else [])
-    steps = [cmd, [sys.executable, "-m", "bench.score", "--work-dir", str(work_dir)]]
-    if set(paper_scale_datasets("table1")) <= set(datasets):
-        steps.append([sys.executable, "-m", "reproduce", "table1", "--work-dir", str(work_dir), "--out", str(out)])
+    steps = evaluation_steps([*PAPER_MODELS, *ckpts], datasets, work_dir, out, judge)
     for step in steps:
         print("+", " ".join(step), flush=True)
         rc = spawn(step).wait()

@@ -182,7 +182,8 @@ def build_paper_table1(work_dirs: list[Path], out: Path, allow_partial: bool = F
             problems.append(f"{model}: no score for {', '.join(missing)} "
                             f"(VLMEvalKit datasets {', '.join(paper['vlmeval_datasets'][b] for b in missing)})")
         paper_row = PAPER_MODELS[model].paper_row if model in PAPER_MODELS else model
-        rows.append(Row(model, cells, {b: paper_cell(paper, paper_row, b) for b in [*columns, "Average"]}))
+        in_paper = paper_row in paper["rows"]  # a CKPT row has no paper value, rather than an unrecovered one
+        rows.append(Row(model, cells, {b: paper_cell(paper, paper_row, b) for b in [*columns, "Average"]} if in_paper else {}))
     if problems and not allow_partial:
         raise TableError("incomplete inputs (pass --allow-partial to build the table anyway):\n  " + "\n  ".join(problems))
     exact = [f"{model} " + ", ".join(f"{b} {datasets[d]['exact_match']:.1f}" for b, d in paper["vlmeval_datasets"].items()
