@@ -461,7 +461,7 @@ TRAINING_FIELDS = (
     "rescued_variants", "zero_adv_frac", "seconds_per_step", "tokens_per_step")
 
 
-def training_summary(rl: dict[str, Path], start_steps: int = 10) -> dict:
+def training_summary(runs: dict[str, list[dict]], start_steps: int = 10) -> dict:
     """Per method, one value per seed: training accuracy (sampled, the rollouts' own) over the
     first `start_steps` steps and over the last 20% of the steps run, at equal steps, at equal cost
     (generated + trained tokens, `step_cost`: the cheapest run's total) and at equal wall-clock (the
@@ -469,8 +469,7 @@ def training_summary(rl: dict[str, Path], start_steps: int = 10) -> dict:
     fit the budget; question groups whose 8 rewards are all equal (nothing to learn from) at the
     start, over the run and at the end, split into all wrong and all right; variants rescued by
     sharing (uniform on their own, not in their question's pool); zero-advantage rows; seconds and
-    tokens per step."""
-    runs = {key: load_metrics(path) for key, path in rl.items()}
+    tokens per step. `runs`: each RL run's metrics rows (`load_metrics`), by run name."""
     time_of = {key: sum(r["perf/step_time"] for r in rows) for key, rows in runs.items()}
     cost_of = {key: sum(map(step_cost, rows)) for key, rows in runs.items()}
     out: dict = {"equal_wall_clock_s": min(time_of.values()), "equal_cost_tokens": min(cost_of.values())}
@@ -511,7 +510,7 @@ def power(se_diff: float, seeds: int, gap: float = 3.0) -> dict:
     }
 
 
-def plot_curves(rl: dict[str, Path], path: Path, window: int = 10) -> None:
+def plot_curves(runs: dict[str, list[dict]], path: Path, window: int = 10) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -523,7 +522,7 @@ def plot_curves(rl: dict[str, Path], path: Path, window: int = 10) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for ax, (key, title) in zip(axes.flat, panels, strict=True):
         for method, colour in zip(METHODS, ("tab:blue", "tab:red"), strict=True):
-            series = [np.array([r[key] for r in load_metrics(p)]) for name, p in rl.items() if _method_of(name) == method]
+            series = [np.array([r[key] for r in rows]) for name, rows in runs.items() if _method_of(name) == method]
             n = min(len(s) for s in series)
             kernel = np.ones(window) / window
             smooth = np.array([np.convolve(s[:n], kernel, mode="valid") for s in series])
@@ -569,7 +568,7 @@ def compare(rows: dict, tasks: tuple[str, ...], items: int) -> dict:
     }
 
 
-def learning_curves(spec: MiniSpec, scores: dict, rl: dict[str, Path]) -> dict:
+def learning_curves(spec: MiniSpec, scores: dict, runs: dict[str, list[dict]]) -> dict:
     """Held-out average accuracy of each method's checkpoints at the same steps (step 0: the warm
     start), per seed, with each point's cost (cumulative generated + trained tokens), and the area
     under the accuracy-by-step curve over the whole run (trapezoids, divided by the run's length:
@@ -588,7 +587,7 @@ def learning_curves(spec: MiniSpec, scores: dict, rl: dict[str, Path]) -> dict:
         acc, cost, auc = [], [], []
         for seed in spec.seeds:
             name = f"{method}-s{seed}"
-            rows = load_metrics(rl[name])
+            rows = runs[name]
             points = [accuracy("Base")] + [accuracy(name if step == spec.rl_steps else step_name(name, step))
                                            for step in steps[1:]]
             acc.append(points)
@@ -638,14 +637,18 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
              EQUAL_COST: [step_name(f"Share-GRPO-s{s}", spec.rl_steps // 2) for s in spec.seeds]}
     rows = {label: Row(label, {t: [scores[n][t]["accuracy"] for n in ns] for t in tasks}, items=spec.bench_items)
             for label, ns in names.items()}
-    summary = training_summary(rl)
+    metrics = {name: load_metrics(path) for name, path in rl.items()}
+    summary = training_summary(metrics)
+    curves = learning_curves(spec, scores, metrics)
     ratio = statistics.fmean(summary["Share-GRPO"]["seconds_per_step"]) / statistics.fmean(
         summary["GRPO"]["seconds_per_step"])
     half = spec.rl_steps // 2
     half_time = ratio * half / spec.rl_steps  # the half-way checkpoint's share of GRPO's wall-clock
-    cost = {m: statistics.fmean(sum(map(step_cost, load_metrics(path)[: half if m == "Share-GRPO" else None]))
-                                for name, path in rl.items() if _method_of(name) == m) for m in METHODS}
-    half_cost = cost["Share-GRPO"] / cost["GRPO"]  # ... of GRPO's generated + trained tokens
+
+    def cost_at(method: str, step: int) -> float:  # mean over seeds of the tokens spent up to `step`
+        return statistics.fmean(seed[curves["steps"].index(step)] for seed in curves[method]["cost"])
+
+    half_cost = cost_at("Share-GRPO", half) / cost_at("GRPO", spec.rl_steps)  # ... of GRPO's tokens
     result = compare(rows, spec.tasks, spec.bench_items)
     result["power"] = power(result["equal_responses"]["se"], len(spec.seeds))
     base_cfg = (CONFIGS / "mini_base.yaml").read_text()
@@ -691,7 +694,6 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
                      f"{pct(m['uniform_groups_end'])}% | {pct(m['all_wrong_groups'])}% | {pct(m['all_correct_groups'])}% | "
                      f"{pct(m['rescued_variants'])}% | {statistics.fmean(m['zero_adv_frac']):.2f} | "
                      f"{statistics.fmean(m['seconds_per_step']):.2f} | {statistics.fmean(m['tokens_per_step']):,.0f} |\n")
-    curves = learning_curves(spec, scores, rl)
     a = curves["auc_diff"]
     sentences.append(f"Learning speed (area under the held-out curve over {spec.rl_steps} steps, the mean held-out "
                      f"accuracy over training): Share-GRPO {statistics.fmean(curves['Share-GRPO']['auc']):.1f} ± "
@@ -710,7 +712,7 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
     lines.append("\n**Conclusion.** " + " ".join(sentences) + "\n")
     rendered["md"] += "".join(lines)
     paths = write_outputs(rendered, out / "table1")
-    plot_curves(rl, out / "curves.png")
+    plot_curves(metrics, out / "curves.png")
     plot_heldout_curves(curves, out / "heldout_curves.png")
     (out / "configs").mkdir(exist_ok=True)
     for name in ("mini_base.yaml", *METHODS.values()):

@@ -92,10 +92,10 @@ def _metrics_run(path: Path, steps: int, seconds: float, tokens: float) -> Path:
 
 
 def test_the_training_summary_takes_the_last_fifth_of_the_steps(tmp_path):
-    from reproduce.mini import training_summary
+    from reproduce.mini import load_metrics, training_summary
 
     rl = {name: _metrics_run(tmp_path / name, 100, 1.0, 100.0) for name in ("GRPO-s1", "Share-GRPO-s1")}
-    summary = training_summary(rl)
+    summary = training_summary({name: load_metrics(path) for name, path in rl.items()})
     assert summary["GRPO"]["train_acc_equal_steps"] == [pytest.approx(sum(range(81, 101)) / 20 / 100)]
     assert summary["GRPO"]["train_acc_start"] == [pytest.approx(sum(range(1, 11)) / 10 / 100)]
 
@@ -104,11 +104,11 @@ def test_equal_cost_and_time_windows_are_the_last_fifth_of_what_fits(tmp_path):
     """Share-GRPO's steps cost twice GRPO's: within GRPO's budget it runs 50 of its 100 steps, and
     its window is the last 10 of those 50 (steps 41-50), not the last 20 (steps 31-50: the last 20%
     of the whole run's length, which mixes in earlier, lower-accuracy steps)."""
-    from reproduce.mini import training_summary
+    from reproduce.mini import load_metrics, training_summary
 
     rl = {"GRPO-s1": _metrics_run(tmp_path / "GRPO-s1", 100, 1.0, 100.0),
           "Share-GRPO-s1": _metrics_run(tmp_path / "Share-GRPO-s1", 100, 2.0, 200.0)}
-    summary = training_summary(rl)
+    summary = training_summary({name: load_metrics(path) for name, path in rl.items()})
     assert summary["equal_cost_tokens"] == 100 * 100.0 and summary["equal_wall_clock_s"] == 100.0
     last_ten = pytest.approx(sum(range(41, 51)) / 10 / 100)
     assert summary["Share-GRPO"]["train_acc_equal_cost"] == [last_ten]
@@ -261,7 +261,7 @@ def test_learning_curve_areas_hand_worked(tmp_path):
     steps are 50 and 55, and each point's cost is the tokens spent up to it."""
     from dataclasses import replace
 
-    from reproduce.mini import SMOKE, learning_curves, step_name
+    from reproduce.mini import SMOKE, learning_curves, load_metrics, step_name
 
     spec = replace(SMOKE, seeds=(1,))
     tasks = spec.tasks
@@ -270,7 +270,7 @@ def test_learning_curve_areas_hand_worked(tmp_path):
     scores = {model: {t: {"accuracy": v} for t in tasks} for model, v in at.items()}
     rl = {"GRPO-s1": _metrics_run(tmp_path / "GRPO-s1", 2, 1.0, 100.0),
           "Share-GRPO-s1": _metrics_run(tmp_path / "Share-GRPO-s1", 2, 2.0, 200.0)}
-    curves = learning_curves(spec, scores, rl)
+    curves = learning_curves(spec, scores, {name: load_metrics(path) for name, path in rl.items()})
     assert curves["steps"] == [0, 1, 2]
     assert curves["GRPO"]["accuracy"] == [[40.0, 50.0, 60.0]] and curves["GRPO"]["auc"] == [50.0]
     assert curves["Share-GRPO"]["auc"] == [55.0] and curves["Share-GRPO"]["cost"] == [[0.0, 200.0, 400.0]]
