@@ -55,7 +55,7 @@ bench-perf-grid: $(STAMP) $(PEER_STAMP)
 mutation: $(STAMP)
 	$(PIP) install -q --disable-pip-version-check -c requirements/constraints.txt mutmut==3.8.1
 	rm -rf mutants
-	$(VENV)/bin/mutmut run $(MUTANTS) || true
+	$(PY) tests/helpers/mutation_watchdog.py $$$$ & $(VENV)/bin/mutmut run $(MUTANTS) || true
 	$(PY) tests/helpers/mutation_report.py
 
 # The GPU suite in one command of at most 8 minutes (README: GPU). It runs on the GPU machine's own

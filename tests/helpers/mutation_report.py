@@ -1,6 +1,7 @@
 """`make mutation`'s summary: mutmut's outcome per module, and the kill rate over the mutants that
 ran (killed, or timed out, of those not skipped) and over all of them ("no tests": no in-process
-test reaches the mutated function, which counts against the module)."""
+test reaches the mutated function, which counts against the module). "hung": ended by
+`mutation_watchdog.py` (mutmut reports it as a segfault), counted as not killed."""
 
 from __future__ import annotations
 
@@ -31,12 +32,12 @@ def kill_rates(c: Counter) -> tuple[float | None, float | None]:
 def main() -> int:
     mutmut = Path(sys.executable).with_name("mutmut")
     out = subprocess.run([str(mutmut), "results", "--all", "true"], capture_output=True, text=True, check=True).stdout
-    print(f"{'module':28} {'mutants':>8} {'killed':>7} {'survived':>9} {'no tests':>9} {'not run':>8} {'kill rate (ran)':>16} "
+    print(f"{'module':28} {'mutants':>8} {'killed':>7} {'survived':>9} {'no tests':>9} {'not run':>8} {'hung':>5} {'kill rate (ran)':>16} "
           f"{'kill rate (all)':>16}")
     for module, c in sorted(summarise(out).items()):
         rates = [f"{r:.0f}%" if r is not None else "-" for r in kill_rates(c)]
         print(f"{module:28} {sum(c.values()):8} {c['killed'] + c['timeout']:7} {c['survived']:9} {c['no tests']:9} "
-              f"{c['not checked']:8} {rates[0]:>16} {rates[1]:>16}")
+              f"{c['not checked']:8} {c['segfault']:5} {rates[0]:>16} {rates[1]:>16}")
     return 0
 
 
