@@ -79,25 +79,28 @@ def run(args: argparse.Namespace) -> int:
     locks = []
     if rank0:  # one run per model folder: parallel runs over disjoint models may share a work dir
         locks = [hold_folder_lock(args.work_dir / name, "--work-dir", f"bench.run of {name}") for name in names]
-        for name in names:
-            prepare_model_dir(args.work_dir / name, name, args.data, args.reuse, settings[name])
 
     from .adapter import GENERATION, register
     from .vlmeval_compat import accept_local_tsv
 
-    if args.trust_local_tsv:
-        for dataset in tsvs:
-            accept_local_tsv(dataset)
-
-    try:
+    try:  # checks that need VLMEvalKit imported; nothing is removed before they pass
+        problems = official_tsv_problems(tsvs, tsv_md5, args.trust_local_tsv)
+        if problems:
+            raise UsageError(*problems)
         registered = register(args.model, use_vllm=args.use_vllm, max_new_tokens=args.max_new_tokens,
                               prompt_placement=args.prompt_placement, attn_implementation=args.attn_implementation)
-    except UsageError:  # an unknown model name: leave no folder behind for it
+    except UsageError:  # leave no folder behind that holds nothing but this run's lock
         for name, lock in zip(names, locks, strict=False):
             if [p.name for p in (args.work_dir / name).iterdir()] == [".lock"]:
                 lock.close()
                 shutil.rmtree(args.work_dir / name)
         raise
+    if args.trust_local_tsv:
+        for dataset in tsvs:
+            accept_local_tsv(dataset)
+    if rank0:
+        for name in names:
+            prepare_model_dir(args.work_dir / name, name, args.data, args.reuse, settings[name])
     assert registered == names, (registered, names)
     vl_argv = ["vlmeval", "--data", *args.data, "--model", *names, "--work-dir", str(args.work_dir),
                "--mode", "all" if args.judge else "infer"]
@@ -143,31 +146,37 @@ def run(args: argparse.Namespace) -> int:
 
 def preflight(args: argparse.Namespace, tsvs: dict[str, Path]) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Check every local TSV and model folder before any work; returns each TSV's indices to answer
-    and its md5. A TSV of a dataset VLMEvalKit knows must be VLMEvalKit's own file (its md5), since
-    VLMEvalKit would otherwise download its file over it, unless --trust-local-tsv."""
-    from .vlmeval_compat import official_md5
-
+    and its md5."""
     problems, expected, md5s = [], {}, {}
     for dataset, path in tsvs.items():
         check = check_tsv(path, args.limit)
         problems += check.problems
         expected[dataset] = check.expected
-        if check.problems:
-            continue
-        md5s[dataset] = file_md5(path)
-        official = official_md5(dataset)
-        if official and md5s[dataset] != official and not args.trust_local_tsv:
-            problems.append(f"{path}: md5 {md5s[dataset]} is not VLMEvalKit's {official} for {dataset}, so VLMEvalKit "
-                            "would download its own file over this one (offline: fail); use VLMEvalKit's TSV, or "
-                            "pass --trust-local-tsv to evaluate this file as it is")
         for note in check.notes:
             print(f"note: {note}", file=sys.stderr)
+        if not check.problems:
+            md5s[dataset] = file_md5(path)
     for item in args.model:
         if Path(item).is_dir():
             problems += check_model_folder(Path(item))
     if problems:
         raise UsageError(*problems)
     return expected, md5s
+
+
+def official_tsv_problems(tsvs: dict[str, Path], md5s: dict[str, str], trusted: bool) -> list[str]:
+    """A TSV of a dataset VLMEvalKit knows must be VLMEvalKit's own file (its md5): VLMEvalKit would
+    otherwise download its file over it (`prepare_tsv`), unless --trust-local-tsv."""
+    from .vlmeval_compat import official_md5
+
+    problems = []
+    for dataset, path in tsvs.items():
+        official = None if trusted else official_md5(dataset)
+        if official and md5s[dataset] != official:
+            problems.append(f"{path}: md5 {md5s[dataset]} is not VLMEvalKit's {official} for {dataset}, so VLMEvalKit "
+                            "would download its own file over this one (offline: fail); use VLMEvalKit's TSV, or "
+                            "pass --trust-local-tsv to evaluate this file as it is")
+    return problems
 
 
 def file_md5(path: Path) -> str:

@@ -61,7 +61,7 @@ def test_bench_run_stops_on_a_tsv_vlmevalkit_would_download_over(tmp_path, capsy
                "--lmudata", str(tmp_path / "lmu")])
     err = capsys.readouterr().err
     assert rc == 2 and "MMStar.tsv: md5" in err and "--trust-local-tsv" in err
-    assert not (tmp_path / "work").exists()
+    assert not (tmp_path / "work" / "model").exists()  # only its lock was there, and it is gone
 
 
 def test_new_tokens_are_counted_at_generate():
