@@ -97,9 +97,23 @@ def gold_answer(row: pd.Series) -> str:
     return "" if pd.isna(row["answer"]) else str(row["answer"]).strip()
 
 
+def _option_text(value) -> str:
+    """A cell of an option column as text: a number read back from a spreadsheet (2, or 2.0 in a
+    column with gaps) is the option "2"; an empty cell is ""."""
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, (int, float)):
+        if value != value:  # NaN: no option in this column
+            return ""
+        return str(int(value)) if float(value).is_integer() else str(value)
+    return str(value).strip() if isinstance(value, str) else ""
+
+
 def column_options(row: pd.Series) -> dict[str, str]:
-    """Option letter -> text from columns A-I (MMMU, MMStar, AI2D); {} when there are none."""
-    return {c: str(row[c]).strip() for c in OPTION_LETTERS if c in row and isinstance(row[c], str) and row[c].strip()}
+    """Option letter -> text from columns A-I (MMMU, MMStar, AI2D), numbers included; {} when there
+    are none."""
+    found = {c: _option_text(row[c]) for c in OPTION_LETTERS if c in row}
+    return {c: text for c, text in found.items() if text}
 
 
 def options(row: pd.Series) -> dict[str, str]:

@@ -1,0 +1,99 @@
+"""`bench.score` over a whole work dir, in process: which files it scores and which it leaves alone,
+what it writes, VLMEvalKit's own scores beside ours, and each broken input named."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from bench.score import ResultsError, main, score_file, score_work_dir, vlmeval_scores
+
+OPTIONS = {"A": 1, "B": 2, "C": 3, "D": 4}  # numbers, as a spreadsheet reads them back
+
+
+def boxed(answer: str) -> str:
+    return f"<think>w</think> \\boxed{{{answer}}}"
+
+
+def mmstar_rows() -> list[dict]:
+    """Right by letter, right by option text, wrong, and unboxed: accuracy 2 of 4."""
+    predictions = [boxed("B"), boxed("2"), boxed("C"), "The answer is B"]
+    return [{"index": i, "question": "How many?", **OPTIONS, "answer": "B", "prediction": p,
+             "category": "c1" if i < 2 else "c2"} for i, p in enumerate(predictions)]
+
+
+@pytest.fixture
+def work(tmp_path):
+    model = tmp_path / "work" / "m"
+    model.mkdir(parents=True)
+    pd.DataFrame(mmstar_rows()).to_excel(model / "m_MMStar.xlsx", index=False)
+    pd.DataFrame([{"x": 1}]).to_csv(model / "m_MMStar_acc.csv", index=False)  # VLMEvalKit's own output
+    pd.DataFrame([{"x": 1}]).to_csv(model / "other_MMStar.csv", index=False)  # not this model's
+    pd.DataFrame([{"index": 0, "question": "q"}]).to_csv(model / "m_Broken.tsv", sep="\t", index=False)
+    (model / "status.json").write_text(json.dumps({"datasets": {"MMStar": {"primary_metric_value": 0.6}}}))
+    (tmp_path / "work" / "n").mkdir()  # a model with nothing to score
+    (tmp_path / "work" / "logs").mkdir()
+    return tmp_path / "work"
+
+
+def test_numeric_option_cells_are_options():
+    """A spreadsheet gives option "2" back as the number 2: it still counts as option B's text."""
+    from bench.score import column_options
+
+    row = pd.Series({"A": 1, "B": 2.0, "C": 2.5, "D": float("nan"), "E": "", "answer": "B"})
+    assert column_options(row) == {"A": "1", "B": "2", "C": "2.5"}
+
+
+def test_a_work_dir_is_scored_file_by_file(work, capsys):
+    frame = score_work_dir(work)
+    assert frame.attrs["problems"] == 1 and "m_Broken.tsv: missing column(s) answer, prediction" in capsys.readouterr().err
+    assert frame[["model", "dataset", "n", "accuracy", "vlmeval_score"]].to_dict("records") == [
+        {"model": "m", "dataset": "MMStar", "n": 4, "accuracy": 50.0, "vlmeval_score": 60.0}]
+    assert frame["exact_match"].iloc[0] is not None
+    scores = json.loads((work / "m" / "r1_scores.json").read_text())
+    assert scores["model"] == "m" and scores["scale"] == "0-100" and list(scores["datasets"]) == ["MMStar"]
+    assert scores["datasets"]["MMStar"]["categories"] == {"c1": 100.0, "c2": 0.0}
+    assert scores["datasets"]["MMStar"]["vlmeval_score"] == 60.0
+    one = pd.read_csv(work / "m" / "m_MMStar_r1_score.csv")
+    assert one["accuracy"].tolist() == [50.0] and "categories" not in one.columns
+    assert pd.read_csv(work / "scores.csv")["dataset"].tolist() == ["MMStar"]
+    assert not (work / "n" / "r1_scores.json").exists()
+    assert score_file(work / "m" / "m_MMStar.xlsx", dataset="MMStar")["accuracy"] == 50.0
+
+
+def test_the_command_prints_the_table_and_names_what_it_skipped(work, capsys):
+    assert main(["--work-dir", str(work)]) == 0
+    out, err = capsys.readouterr()
+    assert "MMStar" in out and f"wrote {work / 'scores.csv'}" in out
+    assert "1 prediction file(s) skipped (see messages above)" in err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p, "no such folder"),
+    (lambda p: (p.write_text("x"), p)[1], "not a folder"),
+    (lambda p: (p.mkdir(), p)[1], "no prediction file could be scored (0 unreadable)"),
+])
+def test_a_work_dir_that_cannot_be_scored_is_one_line(tmp_path, capsys, make, message):
+    path = make(tmp_path / "w")
+    with pytest.raises(ResultsError, match=re.escape(message)):
+        score_work_dir(path)
+    assert main(["--work-dir", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("error: ") and not (path / "scores.csv").exists()
+
+
+@pytest.mark.parametrize("content, expected, message", [
+    ('{"datasets": {"A": {"primary_metric_value": 0.5}, "B": {"primary_metric_value": 75}, '
+     '"C": {"primary_metric_value": "x"}, "D": 3}}', {"A": 50.0, "B": 75.0}, ""),
+    ("[1]", {}, "no 'datasets' object; VLMEvalKit's own scores are ignored"),
+    ('{"datasets": [1]}', {}, "no 'datasets' object"),
+    ("{", {}, "not readable JSON (JSONDecodeError); VLMEvalKit's own scores are ignored"),
+])
+def test_vlmevalkits_own_scores(tmp_path, capsys, content, expected, message):
+    (tmp_path / "status.json").write_text(content)
+    assert vlmeval_scores(tmp_path) == expected
+    err = capsys.readouterr().err
+    assert (message in err and str(tmp_path / "status.json") in err) if message else err == ""
+    assert vlmeval_scores(tmp_path / "none") == {}
