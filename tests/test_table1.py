@@ -153,3 +153,51 @@ def test_scores_are_read_by_model_with_their_protocols(tmp_path):
     other = scores_dir(tmp_path / "o", "a", {"X": 1.0})
     with pytest.raises(TableError, match="model a is scored in both"):
         collect_scores([work, other])
+
+
+def test_paper_rows_captions_and_messages_in_full(tmp_path):
+    """The base row is filed as Qwen2.5-VL-7B-Instruct-R1 and compared with the paper's
+    Qwen2.5-VL-7B-Instruct row; the caption names the protocols, the work dirs and VLMEvalKit's
+    exact matching per model; the refusals list every problem, one per line."""
+    work = scores_dir(tmp_path, "Qwen2.5-VL-7B-Instruct-R1", PAPER_MODEL)
+    scores_dir(tmp_path, "mine", CKPT)
+    for name in ("Qwen2.5-VL-7B-Instruct-R1", "mine"):
+        f = work / name / "r1_scores.json"
+        data = json.loads(f.read_text())
+        data["datasets"]["MMStar"]["exact_match"] = 70.0
+        data["datasets"]["AI2D_TEST"]["exact_match"] = 80.25
+        f.write_text(json.dumps(data))
+    md = build_paper_table1([work], tmp_path / "t")[0].read_text()
+    base_row = next(line for line in md.splitlines() if line.startswith("| Qwen2.5-VL-7B-Instruct-R1 |"))
+    assert base_row.count("[paper") == 7
+    assert md.splitlines()[0] == (
+        f"**Table 1 (paper scale), accuracy 0-100, scored by bench.score (verifier mode: default) from {work}: the "
+        "boxed answer against the gold, so an answer without a box scores 0. VLMEvalKit's own exact matching of "
+        "multiple-choice answers (judge-free, no box needed): Qwen2.5-VL-7B-Instruct-R1 MMStar 70.0, AI2D 80.2; "
+        "mine MMStar 70.0, AI2D 80.2. Paper values with their sources are in results/paper/table1.json; "
+        "'not recovered' means unknown.**")
+    plain = build_paper_table1([scores_dir(tmp_path / "p", "mine", CKPT)], tmp_path / "u")[0].read_text()
+    assert "exact matching" not in plain and "scores 0. Paper values" in plain
+    other = scores_dir(tmp_path / "o", "x", {"MMStar": 1.0}, mode="paper")
+    scores_dir(tmp_path / "o", "y", {"MathVision": 1.0}, mode="paper")
+    with pytest.raises(TableError) as err:
+        build_paper_table1([work, other], tmp_path / "v")
+    assert str(err.value) == ("scores come from different protocols (default, paper); re-score with one --mode, "
+                              "or pass --allow-partial")
+    with pytest.raises(TableError) as err:
+        build_paper_table1([other], tmp_path / "v")
+    assert str(err.value) == (
+        "incomplete inputs (pass --allow-partial to build the table anyway):\n"
+        "  x: no score for MathVista, MMMU, MathVerse, MathVision, AI2D (VLMEvalKit datasets MathVista_MINI, "
+        "MMMU_DEV_VAL, MathVerse_MINI, MathVision, AI2D_TEST)\n"
+        "  y: no score for MathVista, MMStar, MMMU, MathVerse, AI2D (VLMEvalKit datasets MathVista_MINI, MMStar, "
+        "MMMU_DEV_VAL, MathVerse_MINI, AI2D_TEST)")
+    two = scores_dir(tmp_path / "two", "z", {"X": 1.0})
+    scores_dir(tmp_path / "two2", "w", {"X": 2.0}, mode="paper")
+    with pytest.raises(TableError) as err:
+        build_dataset_table([two, tmp_path / "two2" / "work"], tmp_path / "d", ["X"])
+    assert str(err.value).startswith("scores come from different protocols (default, paper); re-score")
+    caption = build_dataset_table([two, tmp_path / "two2" / "work"], tmp_path / "d", ["X", "Y"], allow_partial=True)
+    assert caption[0].read_text().splitlines()[0] == (
+        f"**Accuracy 0-100 on X, Y, scored by bench.score (verifier mode: default, paper) from {two}, "
+        f"{tmp_path / 'two2' / 'work'}.**")

@@ -275,3 +275,27 @@ def test_learning_curve_areas_hand_worked(tmp_path):
     assert curves["GRPO"]["accuracy"] == [[40.0, 50.0, 60.0]] and curves["GRPO"]["auc"] == [50.0]
     assert curves["Share-GRPO"]["auc"] == [55.0] and curves["Share-GRPO"]["cost"] == [[0.0, 200.0, 400.0]]
     assert curves["auc_diff"]["diff"] == pytest.approx(5.0) and curves["auc_diff"]["se"] > 0
+
+
+def test_the_comparisons_the_conclusions_rest_on_hand_worked():
+    """One task, 100 items. Base 50 (one run), GRPO 60 and 70, Share-GRPO 55 and 65, Share-GRPO at
+    half the steps 40 and 60: differences 15, 10, -5 and -15, each with the two rows' errors combined."""
+    import math
+
+    from reproduce.mini import EQUAL_COST, compare
+    from reproduce.table1 import Row, standard_error
+
+    values = {"Base (warm start)": [50.0], "GRPO": [60.0, 70.0], "Share-GRPO": [55.0, 65.0], EQUAL_COST: [40.0, 60.0]}
+    result = compare({label: Row(label, {"X": v}, items=100) for label, v in values.items()}, ("X",), 100)
+    se = {label: standard_error(v, 100) for label, v in values.items()}
+    assert se["Base (warm start)"] == pytest.approx(5.0)
+    assert result["average"] == {"Base (warm start)": 50.0, "GRPO": 65.0, "Share-GRPO": 60.0, EQUAL_COST: 50.0}
+    assert result["average_se"] == pytest.approx(se)
+    assert result["per_run_average"]["GRPO"] == [60.0, 70.0]
+    for key, (a, b, diff) in {"grpo_vs_base": ("GRPO", "Base (warm start)", 15.0),
+                              "share_vs_base": ("Share-GRPO", "Base (warm start)", 10.0),
+                              "equal_responses": ("Share-GRPO", "GRPO", -5.0),
+                              "equal_cost": (EQUAL_COST, "GRPO", -15.0)}.items():
+        assert result[key]["diff"] == pytest.approx(diff), key
+        assert result[key]["se"] == pytest.approx(math.hypot(se[a], se[b])), key
+    assert result["grpo_runs_above_base"] == 2

@@ -1,0 +1,171 @@
+"""`reproduce submit`'s pieces against hand-written expectations: the pull-request text, the
+`supported_VLM` entry run as Python, the score blocks and their checks, and what `submit` writes
+and refuses."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import pytest
+
+from bench.prompts import R1_PROMPT
+from reproduce.submit import (
+    LEADERBOARDS,
+    SubmissionError,
+    benchmark_block,
+    check_scores,
+    mmbench_blocks,
+    pull_request_text,
+    submit,
+    supported_vlm_entry,
+)
+from tests.helpers.scores import scores_dir
+
+
+def test_pull_request_text_by_hand():
+    run = {"datasets": ["A", "B"], "prompt_placement": "last_text", "model": "/ckpt", "argv": ["vlmeval", "--data", "A"],
+           "versions": {"vlmeval": "1", "torch": "2"}}
+    text = pull_request_text("My-Model", "org/my-model", run, {"B": 50.04, "A": 60.0}, ["default", "paper"])
+    assert text == "\n".join([
+        "## Add My-Model (R1-ShareVL: Qwen2.5-VL with the R1 thinking prompt)",
+        "",
+        "Adds `Qwen2VLChatR1`, `Qwen2VLChat` with R1-ShareVL's thinking prompt after the question, and the "
+        "`My-Model` entry (weights: `org/my-model`).",
+        "",
+        "Scores we measured (0-100, judge-free: the last \\boxed{} answer against the gold; verifier mode default, paper):",
+        "",
+        "| dataset | score |",
+        "|---|---|",
+        "| A | 60.0 |",
+        "| B | 50.0 |",
+        "",
+        "Commands (r1-sharevl harness):",
+        "",
+        "```bash",
+        "python -m bench.run --model /ckpt --data A B --prompt-placement last_text",
+        "python -m bench.score --work-dir WORK_DIR",
+        "```",
+        "",
+        "VLMEvalKit command line run by bench.run: `vlmeval --data A`",
+        "",
+        "Versions: torch 2, vlmeval 1",
+    ]) + "\n"
+    bare = pull_request_text("M", "p", {}, {"B": 1.0, "A": 2.0}, ["default"])
+    assert "python -m bench.run --model M --data A B\n" in bare and "command line run by bench.run: ``" in bare
+    assert bare.endswith("Versions: \n")
+
+
+@pytest.mark.parametrize("placement, prompted", [("every_text", [True, True]), ("last_text", [False, True])])
+def test_the_supported_vlm_entry_runs_and_places_the_prompt(placement, prompted):
+    """The generated code, run with a stand-in Qwen2VLChat, appends the R1 prompt where the
+    evaluation did; names with quotes stay one string literal."""
+
+    class Qwen2VLChat:
+        def __init__(self, **kwargs):
+            self.kwargs = kwargs
+
+        def generate_inner(self, message, dataset=None):
+            return message
+
+    code = supported_vlm_entry('My "R1" model', "org/it's", placement)
+    classes, entry = code.split("# 2. vlmeval/config.py, in the Qwen2.5-VL series dict:\n")
+    namespace = {"Qwen2VLChat": Qwen2VLChat, "partial": partial}
+    exec(classes, namespace)  # noqa: S102 - the generated code itself is under test
+    config = eval("{" + entry.rstrip().rstrip(",") + "}", namespace)  # noqa: S307
+    (name, factory), = config.items()
+    assert name == 'My "R1" model'
+    model = factory()
+    assert model.kwargs == {"model_path": "org/it's", "min_pixels": 1280 * 28 * 28, "max_pixels": 16384 * 28 * 28,
+                            "use_custom_prompt": False}
+    message = [{"type": "text", "value": "Q1"}, {"type": "image", "value": "x.png"}, {"type": "text", "value": "Q2"}]
+    out = model.generate_inner(message)
+    texts = [m["value"] for m in out if m["type"] == "text"]
+    assert [t.endswith(" " + R1_PROMPT) for t in texts] == prompted
+    assert message[0]["value"] == "Q1"  # the caller's message is not changed
+    assert ("every text item" in code) == (placement == "every_text")
+
+
+def test_benchmark_blocks_round_and_keep_categories():
+    assert benchmark_block({"accuracy": 61.26, "categories": {"math": 50.04, "Overall": 1.0}}, "MMStar") == \
+        {"Overall": 61.3, "math": 50.0}
+    assert benchmark_block({"accuracy": 61.0}, "MMStar") == {"Overall": 61.0}
+    with pytest.raises(SubmissionError, match="MMStar: 'categories' is not an object of scores"):
+        benchmark_block({"accuracy": 61.0, "categories": [1]}, "MMStar")
+    with pytest.raises(SubmissionError, match="non-numeric scores"):
+        benchmark_block({"accuracy": 61.0, "categories": {"math": "x"}}, "MMStar")
+
+
+def test_mmbench_scores_from_the_server():
+    assert mmbench_blocks(None) == {}
+    assert mmbench_blocks({"MMBench_TEST_EN_V11": 82.14, "MMBench_TEST_CN_V11": {"Overall": 80.0, "CP": 70.06}}) == \
+        {"MMBench_TEST_EN_V11": {"Overall": 82.1}, "MMBench_TEST_CN_V11": {"Overall": 80.0, "CP": 70.1}}
+    with pytest.raises(SubmissionError, match="--mmbench-scores: give a JSON object"):
+        mmbench_blocks([82.0])
+    with pytest.raises(SubmissionError, match="--mmbench-scores: MMBench_X, MMBench_Y \\(expected "):
+        mmbench_blocks({"MMBench_Y": 1.0, "MMBench_X": 1.0})
+
+
+@pytest.mark.parametrize("scores, ok", [
+    ({"a": 1.0, "b": 0.0}, False),  # all within 0-1: the 0-1 scale
+    ({"a": 0.0, "b": 0.0}, True),  # zeros are zeros on either scale
+    ({"a": 1.0, "b": 50.0}, True),  # 1.0 next to 50: a 1-point score
+    ({"a": 0.5, "b": 50.0}, False),  # 0.5 next to 50: mixed scales
+    ({"a": True}, False),
+    ({"a": float("inf")}, False),
+    ({"a": 100}, True),
+])
+def test_score_scale_checks(scores, ok):
+    if ok:
+        assert check_scores(scores) == {k: float(v) for k, v in scores.items()}
+    else:
+        with pytest.raises(SubmissionError):
+            check_scores(scores)
+    assert check_scores({"a": 0.5, "b": 50.0}, scale_check=False) == {"a": 0.5, "b": 50.0}
+
+
+REASONING = {d: 40.0 for d in LEADERBOARDS["reasoning"]}
+
+
+def test_submit_writes_the_record_the_entry_and_the_pull_request(tmp_path):
+    work = scores_dir(tmp_path, "mine", REASONING)
+    (work / "mine" / "bench_run.json").write_text(json.dumps({"model": "/ckpts/mine", "status": "finished",
+                                                              "prompt_placement": "last_text"}))
+    paths = submit(work, "mine", tmp_path / "sub.json", meta_overrides={"OpenSource": "Yes", "Parameters": "8.3B",
+                                                                          "Language Model": "l", "Vision Model": "v"},
+                   boards=("reasoning",))
+    assert [p.name for p in paths] == ["sub.reasoning.json", "sub.supported_vlm.py", "sub.pull_request.md"]
+    record = json.loads(paths[0].read_text())
+    meta = record["results"]["mine"]["META"]
+    assert meta["Verified"] == "Yes" and meta["Method"] == ["mine", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"]
+    assert record["results"]["mine"]["MathVision"] == {"Overall": 40.0} and len(record["time"]) == 14
+    assert 'model_path="/ckpts/mine"' in paths[1].read_text() and "texts[-1:]" in paths[1].read_text()
+    assert "--model /ckpts/mine" in paths[2].read_text()
+    paths = submit(work, "mine", tmp_path / "b.json", meta_overrides={"OpenSource": "Yes", "Parameters": "8.3B",
+                                                                        "Language Model": "l", "Vision Model": "v"},
+                   model_path="org/mine", boards=("reasoning",))
+    assert 'model_path="org/mine"' in paths[1].read_text()
+
+
+@pytest.mark.parametrize("setup, kwargs, message", [
+    (lambda w: None, {"model": "nobody"}, "r1_scores.json: not found (run python -m bench.score --work-dir"),
+    (lambda w: (w / "mine" / "r1_scores.json").write_text('{"datasets": [1]}'), {},
+     "no 'datasets' object of per-dataset metrics"),
+    (lambda w: (w / "mine" / "bench_run.json").write_text('{"status": "failed", "failed": {"MathVision": "3 rows"}}'),
+     {}, "that evaluation failed (MathVision: 3 rows)"),
+    (lambda w: (w / "mine" / "bench_run.json").write_text("[]"), {}, "bench_run.json: not a JSON object"),
+    (lambda w: None, {"meta_overrides": [1]}, "--meta [1]: give a JSON object of META fields"),
+    (lambda w: None, {"boards": ("nope",)}, "--boards nope: choose from openvlm, reasoning"),
+    (lambda w: None, {"boards": ()}, "--boards : choose from"),
+    (lambda w: None, {}, "mine: no bench_run.json in"),
+])
+def test_submit_refuses_with_the_reason_and_writes_nothing(tmp_path, setup, kwargs, message):
+    work = scores_dir(tmp_path, "mine", REASONING)
+    setup(work)
+    kwargs = {"model": "mine", "boards": ("reasoning",),
+              "meta_overrides": {"OpenSource": "Yes", "Parameters": "8.3B", "Language Model": "l", "Vision Model": "v"},
+              **kwargs}
+    with pytest.raises(SubmissionError) as err:
+        submit(work, kwargs.pop("model"), tmp_path / "sub.json", **kwargs)
+    assert message in str(err.value)
+    assert not list(tmp_path.glob("sub.*"))
