@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import statistics
 
 import pytest
 
@@ -201,3 +202,23 @@ def test_paper_rows_captions_and_messages_in_full(tmp_path):
     assert caption[0].read_text().splitlines()[0] == (
         f"**Accuracy 0-100 on X, Y, scored by bench.score (verifier mode: default, paper) from {two}, "
         f"{tmp_path / 'two2' / 'work'}.**")
+
+
+def test_latex_and_csv_of_a_small_table_in_full():
+    rows = [Row("a_b", {"X": [60.0, 70.0]}), Row("c", {"X": [50.0, 50.0, 53.0]}, {"X": PaperCell(55.0, "src")})]
+    out = render(rows, ["X"], "50% of a_b", with_paper=True)
+    assert out["tex"] == "\n".join([
+        r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{lcc}", r"\toprule",
+        r"Model & X & Average \\", r"\midrule",
+        r"a_b & 65.0 $\pm$ 7.1 & 65.0 $\pm$ 7.1 \\",
+        r"c & 51.0 $\pm$ 1.7 (55.0 ($\Delta$ -4.0)) & 51.0 $\pm$ 1.7 \\",
+        r"\bottomrule", r"\end{tabular}", r"\caption{50\% of a\_b}", r"\end{table}"]) + "\n"
+    assert out["md"].splitlines()[:2] == ["**50% of a_b**", ""]
+    rows_csv = list(csv.reader(io.StringIO(out["csv"])))
+    assert rows_csv[1] == ["a_b", "X", "65.0", str(statistics.stdev([60.0, 70.0])), "2", "", "", "", ""]
+    assert rows_csv[3][:7] == ["c", "X", "51.0", str(statistics.stdev([50.0, 50.0, 53.0])), "3", "55.0", "src"]
+    assert float(rows_csv[3][7]) == pytest.approx(-4.0)
+    one = list(csv.reader(io.StringIO(render([Row("d", {"X": [50.0]})], ["X"], "c", False)["csv"])))
+    assert one[1] == ["d", "X", "50.0", "", "1", "", "", "", ""]
+    hidden = render([Row("e", {"X": [50.0]}, {"X": PaperCell(55.0, "src")})], ["X"], "c", with_paper=False)
+    assert "paper" not in hidden["md"].split("\n", 2)[2] and "55.0" not in hidden["csv"]
