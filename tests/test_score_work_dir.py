@@ -97,3 +97,64 @@ def test_vlmevalkits_own_scores(tmp_path, capsys, content, expected, message):
     err = capsys.readouterr().err
     assert (message in err and str(tmp_path / "status.json") in err) if message else err == ""
     assert vlmeval_scores(tmp_path / "none") == {}
+
+
+def test_one_file_every_metric_and_every_format(tmp_path):
+    """4 rows: right, right by option text, wrong, unboxed; an empty gold row on top. In every file
+    format the reader takes, the same figures: n 5, accuracy 40, format 80 (four boxed), no box 20, 1 empty gold."""
+    rows = mmstar_rows() + [{"index": 9, "question": "q", **OPTIONS, "answer": "", "prediction": boxed("A"),
+                             "category": "c2"}]
+    frame = pd.DataFrame(rows)
+    expected = None
+    for suffix, write in ((".xlsx", lambda p: frame.to_excel(p, index=False)),
+                          (".tsv", lambda p: frame.to_csv(p, sep="\t", index=False)),
+                          (".csv", lambda p: frame.to_csv(p, index=False)),
+                          (".json", lambda p: frame.to_json(p, orient="records"))):
+        path = tmp_path / f"m_MMStar{suffix}"
+        write(path)
+        metrics = score_file(path, dataset="MMStar")
+        got = {k: metrics[k] for k in ("n", "accuracy", "format", "no_box", "empty_gold", "judge_timeouts", "verifier_mode")}
+        assert got == {"n": 5, "accuracy": 40.0, "format": 80.0, "no_box": 20.0, "empty_gold": 1, "judge_timeouts": 0,
+                       "verifier_mode": "default"}, suffix
+        assert "split" not in metrics
+        expected = expected or metrics
+        assert metrics == expected, suffix
+    assert score_file(tmp_path / "m_MMStar.csv", mode="paper", dataset="MMStar")["verifier_mode"] == "paper"
+
+
+def test_the_full_response_comes_from_extra_records_then_thinking(tmp_path):
+    """VLMEvalKit's SPLIT_THINK leaves the text after </think> in `prediction`: the boxed answer in
+    the thinking part is only seen through extra_records (our adapters) or the thinking column."""
+    base = {"question": "q", **OPTIONS, "answer": "B", "prediction": "so it is that"}
+    rows = [{**base, "extra_records": str({"full_response": boxed("B")}), "thinking": None},
+            {**base, "extra_records": None, "thinking": "\\boxed{B}"},
+            {**base, "extra_records": "{'other': 1}", "thinking": None},
+            {**base, "extra_records": "{" + "[" * 200_000, "thinking": None}]
+    path = tmp_path / "m_MMStar.json"
+    pd.DataFrame(rows).to_json(path, orient="records")
+    assert score_file(path, dataset="MMStar")["accuracy"] == 50.0
+
+
+def test_unreadable_and_empty_files_are_named(tmp_path):
+    bad = tmp_path / "m_X.xlsx"
+    bad.write_text("not a spreadsheet")
+    with pytest.raises(ResultsError, match=re.escape(f"{bad}: cannot be read (")):
+        score_file(bad, dataset="X")
+    mmmu = tmp_path / "m_MMMU_DEV_VAL.csv"
+    pd.DataFrame([{"question": "q", **OPTIONS, "answer": "B", "split": "dev", "prediction": boxed("B")}]).to_csv(mmmu)
+    with pytest.raises(ResultsError, match=re.escape(f"{mmmu}: no rows in the validation split")):
+        score_file(mmmu, dataset="MMMU_DEV_VAL")
+    empty = tmp_path / "m_Y.csv"
+    pd.DataFrame(columns=["answer", "prediction"]).to_csv(empty, index=False)
+    with pytest.raises(ResultsError, match=re.escape(f"{empty}: no rows") + "$"):
+        score_file(empty, dataset="Y")
+
+
+def test_the_command_line(work, capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m bench.score") and "Judge-free scoring of VLMEvalKit prediction files" in out
+    assert "{default,paper}" in out and "verifier mode" in out
+    assert main(["--work-dir", str(work), "--mode", "paper"]) == 0
+    assert json.loads((work / "m" / "r1_scores.json").read_text())["datasets"]["MMStar"]["verifier_mode"] == "paper"
