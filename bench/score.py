@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
+import numbers
 import re
 import sys
 from pathlib import Path
@@ -100,13 +102,14 @@ def gold_answer(row: pd.Series) -> str:
 def _option_text(value) -> str:
     """A cell of an option column as text: a number read back from a spreadsheet (2, or 2.0 in a
     column with gaps) is the option "2"; an empty cell is ""."""
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, (int, float)):
-        if value != value:  # NaN: no option in this column
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):  # numpy's scalars too
+        value = float(value)
+        if math.isnan(value):  # no option in this column
             return ""
-        return str(int(value)) if float(value).is_integer() else str(value)
-    return str(value).strip() if isinstance(value, str) else ""
+        return str(int(value)) if value.is_integer() else str(value)
+    return ""
 
 
 def column_options(row: pd.Series) -> dict[str, str]:

@@ -45,6 +45,8 @@ def test_numeric_option_cells_are_options():
 
     row = pd.Series({"A": 1, "B": 2.0, "C": 2.5, "D": float("nan"), "E": "", "answer": "B"})
     assert column_options(row) == {"A": "1", "B": "2", "C": "2.5"}
+    frame = pd.DataFrame({"A": [1], "B": [2.0], "C": [True], "answer": ["B"]})  # numpy scalars in each row
+    assert column_options(frame.iloc[0]) == {"A": "1", "B": "2"}
 
 
 def test_a_work_dir_is_scored_file_by_file(work, capsys):
