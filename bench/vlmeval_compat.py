@@ -90,14 +90,19 @@ def import_vlmeval():
     return vlmeval
 
 
+def _classes_serving(dataset: str) -> list[type]:
+    """The VLMEvalKit dataset classes that serve `dataset` with a checksum for its TSV, in the order
+    `build_dataset` tries them."""
+    vlmeval = import_vlmeval()
+    return [cls for cls in vlmeval.dataset.DATASET_CLASSES
+            if dataset in getattr(cls, "DATASET_MD5", {}) and dataset in cls.supported_datasets()]
+
+
 def official_md5(dataset: str) -> str | None:
     """The md5 VLMEvalKit holds for a dataset's TSV (its class's `DATASET_MD5`), or None for a
     dataset it does not know or has no checksum for."""
-    vlmeval = import_vlmeval()
-    for cls in vlmeval.dataset.DATASET_CLASSES:
-        if dataset in getattr(cls, "DATASET_MD5", {}) and dataset in cls.supported_datasets():
-            return cls.DATASET_MD5[dataset]
-    return None
+    serving = _classes_serving(dataset)
+    return serving[0].DATASET_MD5[dataset] if serving else None
 
 
 def accept_local_tsv(dataset: str) -> None:
@@ -105,9 +110,7 @@ def accept_local_tsv(dataset: str) -> None:
 
     `ImageBaseDataset.prepare_tsv` (vlmeval/dataset/image_base.py) re-downloads a local TSV whose
     md5 differs from the class's `DATASET_MD5` entry, over the local file; without an entry it
-    takes the file as it is. So the entry is dropped from the class that serves `dataset` (a new
+    takes the file as it is. So the entry is dropped from each class that serves `dataset` (a new
     dict, so no other class sees the change)."""
-    vlmeval = import_vlmeval()
-    for cls in vlmeval.dataset.DATASET_CLASSES:
-        if dataset in getattr(cls, "DATASET_MD5", {}) and dataset in cls.supported_datasets():
-            cls.DATASET_MD5 = {k: v for k, v in cls.DATASET_MD5.items() if k != dataset}
+    for cls in _classes_serving(dataset):
+        cls.DATASET_MD5 = {k: v for k, v in cls.DATASET_MD5.items() if k != dataset}

@@ -45,7 +45,7 @@ class RolloutEngine(Protocol):
 
 @dataclass
 class SamplingParams(SamplingConfig):
-    """The sampling settings (`train.config.SamplingConfig`, defined once) and the response length."""
+    """The sampling settings (`train.sampling.SamplingConfig`, defined once) and the response length."""
 
     max_new_tokens: int = field(kw_only=True)
 
