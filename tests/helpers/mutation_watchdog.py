@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,10 +43,18 @@ def mutant_processes() -> dict[int, int]:
     return totals
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def main() -> int:
     parent = int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid()
     last: dict[int, tuple[int, float]] = {}  # pid -> (ticks, when they last moved)
-    while subprocess.run(["kill", "-0", str(parent)], capture_output=True).returncode == 0:
+    while _alive(parent):
         now = time.monotonic()
         current = mutant_processes()
         for pid, ticks in current.items():
