@@ -36,10 +36,11 @@ class BatchPlan:
         actor = cfg.worker.actor
         plan = cls(cfg.data.rollout_batch_size, q * q * n, actor.global_batch_size * n * q, actor.global_batch_size // q,
                    world, actor.micro_batch_size_per_device_for_update)
-        if plan.questions_per_update % world or plan.questions_per_step % world:
-            raise ConfigError(f"data.rollout_batch_size={plan.questions_per_step} and the questions per update "
-                             f"(worker.actor.global_batch_size/num_variants={plan.questions_per_update}) must be "
-                             f"multiples of the {world} processes")
+        # data.rollout_batch_size is a multiple of the questions per update (checked at load), so
+        # the questions of a step split over the processes whenever those of an update do.
+        if plan.questions_per_update % world:
+            raise ConfigError(f"the questions per update (worker.actor.global_batch_size/num_variants="
+                             f"{plan.questions_per_update}) must be a multiple of the {world} processes")
         return plan
 
     @property
