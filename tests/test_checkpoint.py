@@ -166,8 +166,8 @@ def test_completed_never_counts_a_tmp_folder(tmp_path):
 
 
 @pytest.mark.parametrize(("exc", "free", "full"), [
-    (OSError(errno.ENOSPC, "No space left on device"), 10 * 2**30, True),  # by errno
-    (RuntimeError("[enforce fail] No space left on device"), 10 * 2**30, True),  # torch's writer: by message
+    (OSError(errno.ENOSPC, "write failed"), 10 * 2**30, True),  # by errno alone
+    (RuntimeError("[enforce fail] write: No space left on device (28) at 4096"), 10 * 2**30, True),  # by message alone
     (RuntimeError("unexpected pos 4096 vs 0"), 10 * 2**20, True),  # hidden ENOSPC: less than 64 MiB free
     (RuntimeError("unexpected pos 4096 vs 0"), 64 * 2**20, False),  # exactly the bound: not full
     (RuntimeError("unexpected pos 4096 vs 0"), 0, True),
@@ -202,3 +202,30 @@ def test_a_failure_message_is_one_bounded_line(tmp_path, monkeypatch):
     long = save_failure(tmp_path, 1, RuntimeError("x" * 150 + "\n  " + "y" * 150))
     assert "\n" not in long and "x" * 150 + " " + "y" * 49 + ";" in long
     assert "(RuntimeError; 5.00 GiB free" in save_failure(tmp_path, 1, RuntimeError(""))
+
+
+def test_a_save_failure_asks_the_disk_of_the_checkpoints_folder_once_it_exists(tmp_path, monkeypatch):
+    from train.checkpoint import save_failure
+
+    seen = []
+    monkeypatch.setattr("shutil.disk_usage", lambda path: seen.append(path) or type("U", (), {"free": 2**30})())
+    root = checkpoint_root(tmp_path)
+    root.mkdir()
+    save_failure(root, 1, RuntimeError("x"))
+    assert seen == [root]
+
+
+def test_a_leftover_tmp_folder_is_neither_resumed_nor_reported(tmp_path, capsys):
+    root = checkpoint_root(tmp_path)
+    make(root, 3)
+    make(root, 8, suffix=".tmp", complete=False)  # a save killed before DeepSpeed wrote anything
+    assert find_resume(tmp_path, "auto") == root / "step_3"
+    assert capsys.readouterr().err == ""
+
+
+def test_an_unreadable_latest_file_falls_back_to_the_newest_complete_checkpoint(tmp_path, capsys):
+    root = checkpoint_root(tmp_path)
+    make(root, 3)
+    make(root, 5)
+    (root / "latest").write_bytes(b"step_\xff\xfe3\n")  # not UTF-8: names nothing, and no UnicodeDecodeError
+    assert find_resume(tmp_path, "auto") == root / "step_5"

@@ -94,7 +94,8 @@ def is_complete(path: Path) -> bool:
 
 
 def completed(root: Path) -> list[Path]:
-    return [p for p in root.glob("step_*") if not p.name.endswith(".tmp") and p.name[5:].isdigit() and is_complete(p)]
+    """Complete checkpoints under `root` (none if it is missing); `step_N.tmp` never counts."""
+    return [p for p in root.glob("step_*") if p.name[5:].isdigit() and is_complete(p)]
 
 
 def find_resume(output_dir: str | Path, resume: str) -> Path | None:
@@ -110,15 +111,14 @@ def find_resume(output_dir: str | Path, resume: str) -> Path | None:
         return path
     root = checkpoint_root(output_dir)
     latest = root / "latest"
-    named = None
     if latest.is_file():
         named = root / latest.read_text(encoding="utf-8", errors="replace").strip()
         if is_complete(named):
             return named
-    done = completed(root) if root.is_dir() else []
+    done = completed(root)
     newest = max(done, key=_step_of) if done else None
     incomplete = [p for p in root.glob("step_*") if p.is_dir() and not p.name.endswith(".tmp") and not is_complete(p)
-                  and (newest is None or not p.name[5:].isdigit() or _step_of(p) > _step_of(newest))] if root.is_dir() else []
+                  and (newest is None or not p.name[5:].isdigit() or _step_of(p) > _step_of(newest))]
     for path in sorted(incomplete):
         print(f"{path}: incomplete checkpoint (no trainer_state.json or {DS_TAG}/), passed over; resuming from "
               f"{newest.name if newest else 'the start'}", file=sys.stderr)
