@@ -96,3 +96,34 @@ def test_workers_die_with_their_parent(sig):
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_forked_child_starts_its_own_pool_and_leaves_the_parents_alone():
+    """A process forked after the pool started (mutmut's runner, a fork-based data loader) must not
+    talk to the parent's workers over the shared pipes: it gets its own, which are its children."""
+    import json
+
+    from bench.verify.judge import get_judge
+
+    parent_pool = get_judge(1)
+    assert parent_pool.run("math_verify", [("\\frac{1}{2}", "0.5")], 5.0) == [(True, "ok")]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's atexit hooks
+        try:
+            pool = get_judge(1)
+            decided = pool.run("math_verify", [("2", "3")], 5.0)
+            report = {"new": pool is not parent_pool, "ppid": pool.workers[0].handle.ppid(), "me": os.getpid(),
+                      "decided": decided}
+        except BaseException as exc:  # noqa: BLE001 - whatever happens goes back to the parent
+            report = {"error": repr(exc)}
+        os.write(write, json.dumps(report).encode())
+        pool = None
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        report = json.loads(pipe.read())
+    assert report["new"] and report["ppid"] == report["me"] and report["decided"] == [[False, "ok"]], report
+    assert all(w.proc.poll() is None for w in parent_pool.workers)  # the child killed none of them
+    assert parent_pool.run("math_verify", [("0.25", "\\frac{1}{4}")], 5.0) == [(True, "ok")]

@@ -222,6 +222,19 @@ _lock = threading.Lock()
 _judges: dict[int, BoundedJudge] = {}
 
 
+def _forget_inherited_pools() -> None:
+    """In a forked child: the inherited pools' workers are the parent's children, and their pipes
+    are shared with the parent, so the child starts its own pools on first use (and never kills the
+    parent's workers at exit)."""
+    global _lock
+    _lock = threading.Lock()  # a thread of the parent may have held it at the fork
+    _judges.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited_pools)
+
+
 def get_judge(workers: int | None = None) -> BoundedJudge:
     """One pool per worker count in this process, started on first use, stopped at exit."""
     key = max(1, workers or os.cpu_count() or 1)
