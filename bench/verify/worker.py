@@ -56,6 +56,27 @@ def _limit_cpu(bound_s: float) -> None:
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
+def _reply(stdout, obj) -> None:
+    payload = pickle.dumps(obj)
+    stdout.write(struct.pack("<I", len(payload)) + payload)
+    stdout.flush()
+
+
+def serve(stdin, stdout, limit_cpu=_limit_cpu) -> None:
+    """Say "ready", then answer each request in order until stdin closes. A judge that raises is a
+    non-match with status judge_error:<exception>, never a dead worker."""
+    from bench.verify.judge import JUDGES
+
+    _reply(stdout, "ready")
+    while header := stdin.read(4):
+        judge, pred, gold, bound_s = pickle.loads(stdin.read(struct.unpack("<I", header)[0]))
+        limit_cpu(bound_s)
+        try:
+            _reply(stdout, JUDGES[judge](pred, gold))
+        except Exception as exc:  # noqa: BLE001
+            _reply(stdout, (False, f"judge_error:{type(exc).__name__}"))
+
+
 def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # stray prints from the judges must not corrupt the protocol
@@ -66,25 +87,12 @@ def main() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a CPU-limit kill leaves no core file
     except (ImportError, ValueError, OSError):
         pass
-    from bench.verify.judge import JUDGES, warm_up
+    from bench.verify.judge import warm_up
 
     # math-verify's signal timeouts are off on purpose (the parent bounds us); it warns each call.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     warm_up()
-
-    def reply(obj) -> None:
-        payload = pickle.dumps(obj)
-        stdout.write(struct.pack("<I", len(payload)) + payload)
-        stdout.flush()
-
-    reply("ready")
-    while header := stdin.read(4):
-        judge, pred, gold, bound_s = pickle.loads(stdin.read(struct.unpack("<I", header)[0]))
-        _limit_cpu(bound_s)
-        try:
-            reply(JUDGES[judge](pred, gold))
-        except Exception as exc:  # a judge crash is a non-match, never a dead worker
-            reply((False, f"judge_error:{type(exc).__name__}"))
+    serve(stdin, stdout)
     os._exit(0)
 
 
