@@ -7,8 +7,15 @@ from __future__ import annotations
 import pytest
 
 from train.config import ConfigError, load_config
-from train.plan import (BatchPlan, ParamCounts, count_parameters, model_config, model_state_memory, published_config,
-                        report)
+from train.plan import (
+    BatchPlan,
+    ParamCounts,
+    count_parameters,
+    model_config,
+    model_state_memory,
+    published_config,
+    report,
+)
 
 SEVEN_B, THREE_B = "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct"
 
