@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--jsonl", type=Path, help='file of {"response": ..., "answer": ...} rows')
     what.add_argument("--agreement", action="store_true", help="judges against the regression table")
     parser.add_argument("--answer", help="gold answer for --response")
-    parser.add_argument("--mode", choices=MODES, default="default")
+    parser.add_argument("--mode", choices=MODES, default="default",
+                        help="default: exact rules, then math-verify; paper: the released grader (mathruler)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per answer")
     parser.add_argument("--out", type=Path, help="with --jsonl: write each row's grade here (JSONL)")
-    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="with --agreement")
+    parser.add_argument("--table", type=Path, default=DEFAULT_TABLE, help="with --agreement (default: the packaged regression table)")
     args = parser.parse_args(argv)
     return exit_on_usage_error(lambda: run(args))
 

@@ -1,0 +1,121 @@
+"""The symbolic judges in process, the worker process they run in, the pool's size, and the
+decision cache: each worked by hand, so that a judge that returns the wrong status, a worker
+started wrongly or a cache that evicts the wrong entry fails here. (Load and faults:
+test_judge_reliability.py.)"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import psutil
+import pytest
+
+from bench.verify.grade import _LRU, answers_match, clear_cache
+from bench.verify.judge import (
+    BoundedJudge,
+    _for_math_verify,
+    _trig_degrees,
+    _Worker,
+    math_verify_judge,
+    mathruler_judge,
+    plain_math_verify_judge,
+)
+
+
+@pytest.mark.parametrize(
+    "latex, rewritten",
+    [
+        ("\\sin 30^\\circ", "\\sin \\frac{30\\pi}{180}"),
+        ("\\cos(45.5^{\\circ})", "\\cos(\\frac{45.5\\pi}{180})"),
+        ("30^\\circ", "30^\\circ"),  # a bare angle keeps its mark: math-verify drops it, rightly
+        ("\\tan x", "\\tan x"),
+    ],
+)
+def test_trig_arguments_in_degrees_become_radians(latex, rewritten):
+    assert _trig_degrees(latex) == rewritten
+
+
+@pytest.mark.parametrize(
+    "latex, rewritten",
+    [("7\\mathrm{e}^2", "7e^2"), ("\\text{ e }", "e"), ("\\mathrm e^x", "e^x"), ("\\mathrm{E}", "\\mathrm{E}"),
+     ("\\cos 60^\\circ + \\mathrm{e}", "\\cos \\frac{60\\pi}{180}+ e")],  # the space after the mark goes with it
+)
+def test_what_math_verify_misreads_is_rewritten(latex, rewritten):
+    assert _for_math_verify(latex) == rewritten
+
+
+JUDGE_CASES = [
+    (math_verify_judge, "\\frac{1}{2}", "0.5", (True, "ok")),
+    (math_verify_judge, "\\sin 30^\\circ", "\\frac{1}{2}", (True, "ok")),
+    (math_verify_judge, "7\\mathrm{e}^2", "7e^2", (True, "ok")),
+    (math_verify_judge, "3", "4", (False, "ok")),
+    (math_verify_judge, "", "4", (False, "ok")),  # an answer that does not parse is wrong, not an error
+    (math_verify_judge, "4", "\\\\", (False, "gold_unparseable")),
+    (plain_math_verify_judge, "so the answer is $\\frac{1}{2}$", "0.5", (True, "ok")),
+    (plain_math_verify_judge, "so the answer is $3$", "4", (False, "ok")),
+    (plain_math_verify_judge, "4", "\\\\", (False, "gold_unparseable")),
+    (mathruler_judge, "\\frac{1}{2}", "\\dfrac{1}{2}", (True, "ok")),
+    (mathruler_judge, "3", "4", (False, "ok")),
+]
+
+
+@pytest.mark.parametrize("judge, pred, gold, expected", JUDGE_CASES)
+def test_each_judge_off_the_main_thread(judge, pred, gold, expected):
+    """The worker bounds each decision itself, so the judges run with math-verify's own timeouts
+    off: they use signal.alarm, which fails anywhere but the main thread. Run here on another one."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(judge(pred, gold)))
+    thread.start()
+    thread.join()
+    assert result == [expected]
+
+
+def test_a_worker_is_started_as_a_module_with_its_parent_named_and_warnings_off():
+    worker = _Worker()
+    try:
+        assert worker.ready is False and worker.task is None
+        env = psutil.Process(worker.proc.pid).environ()
+        assert env["BENCH_VERIFY_PARENT"] == str(os.getpid()) and env["PYTHONWARNINGS"] == "ignore"
+        assert env["PATH"] == os.environ["PATH"]  # the rest of the caller's environment is kept
+        assert worker.receive() == "ready"
+    finally:
+        worker.kill()
+
+
+def test_the_pool_size_is_the_workers_asked_for_else_the_cores():
+    cores = os.cpu_count() or 1
+    for workers, size in ((1, 1), (cores + 1, cores + 1), (None, cores), (0, cores)):
+        judge = BoundedJudge(workers)
+        try:
+            assert judge.size == len(judge.workers) == size
+        finally:
+            judge.close()
+
+
+def test_a_bound_shorter_than_the_start_up_still_decides():
+    """Start-up (~1 s of CPU: sympy, math-verify, a first call of each judge) happens before the
+    worker says ready and is outside the bound, so a fresh pool decides within 0.3 s of CPU."""
+    judge = BoundedJudge(1)
+    try:
+        assert judge.run("math_verify", [("\\sqrt{2}/2", "\\frac{1}{\\sqrt{2}}")], 0.3) == [(True, "ok")]
+        assert judge.workers[0].cpu_seconds() > 0.3  # the start-up did cost more than the bound
+    finally:
+        judge.close()
+
+
+def test_answers_match_reaches_the_symbolic_judge_with_its_bound():
+    clear_cache()
+    assert answers_match("\\frac{\\sqrt{8}}{2}", "\\sqrt{2}")  # no cheap rule decides this pair
+    assert not answers_match("\\frac{\\sqrt{8}}{3}", "\\sqrt{2}")
+
+
+def test_the_cache_evicts_the_least_recently_used_entry():
+    cache = _LRU(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1  # "a" is now the most recent
+    cache.put("c", 3)  # over the size: "b" goes
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
+    cache.put("d", 4)  # "a" was used before "c"
+    assert (cache.get("a"), cache.get("c"), cache.get("d")) == (None, 3, 4) and len(cache.data) == 2
