@@ -75,10 +75,10 @@ def test_a_worker_is_started_as_a_module_with_its_parent_named_and_warnings_off(
     worker = _Worker()
     try:
         assert worker.ready is False and worker.task is None
+        assert worker.receive() == "ready"  # the module ran (and the process has exec'd: its environment is its own)
         env = psutil.Process(worker.proc.pid).environ()
         assert env["BENCH_VERIFY_PARENT"] == str(os.getpid()) and env["PYTHONWARNINGS"] == "ignore"
         assert env["PATH"] == os.environ["PATH"]  # the rest of the caller's environment is kept
-        assert worker.receive() == "ready"
     finally:
         worker.kill()
 
