@@ -16,3 +16,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_runtest_setup(item):
+    """Each test starts with an empty verifier decision cache, so that a decision cached by an
+    earlier test (or by the process a mutation run forks from) cannot stand in for a broken rule."""
+    import sys
+
+    grade = sys.modules.get("bench.verify.grade")
+    if grade is not None:
+        grade.clear_cache()

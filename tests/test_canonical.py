@@ -63,6 +63,7 @@ def test_clean(raw, cleaned):
         ("5 cm", ("5", False)),
         ("5 cm.", ("5", False)),  # a unit word ending the sentence
         ("5 square cm", ("5", False)),
+        ("5 big cm", ("5 big", False)),  # unit words come off the end only
         ("cm", ("cm", False)),  # a unit alone is the answer, not a unit
         ("50% people", ("50", True)),  # the percent sign found after the unit word goes
         ("5 apples%", ("5", True)),
@@ -141,6 +142,8 @@ def test_rounds_to_is_half_a_unit_in_the_last_place_inclusive():
     [
         ("50%", "0.5", True),
         ("0.5", "50%", True),
+        ("50%", "0.500", True),  # exact, not within a rounding allowance
+        ("49.5%", "0.500", False),
         ("50%", "50", True),  # same digits: the percent sign is presentation
         ("1/3", "0.33", True),  # gold rounded: an exact repeating answer matches it
         ("1/4", "0.3", False),  # but 1/4 is not repeating, so no allowance

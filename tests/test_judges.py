@@ -5,6 +5,7 @@ test_judge_reliability.py.)"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 
@@ -119,3 +120,67 @@ def test_the_cache_evicts_the_least_recently_used_entry():
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (1, None, 3)
     cache.put("d", 4)  # "a" was used before "c"
     assert (cache.get("a"), cache.get("c"), cache.get("d")) == (None, 3, 4) and len(cache.data) == 2
+
+
+def test_get_judge_keeps_one_pool_per_worker_count():
+    from bench.verify.judge import get_judge
+
+    cores = os.cpu_count() or 1
+    one, more = get_judge(1), get_judge(cores + 1)
+    assert (one.size, more.size, get_judge(None).size, get_judge(0).size) == (1, cores + 1, cores, cores)
+    assert get_judge(1) is one and get_judge(cores + 1) is more and get_judge(None) is get_judge(cores)
+
+
+def test_grade_many_runs_the_symbolic_judge_in_the_pool_it_asks_for(monkeypatch):
+    grading = importlib.import_module("bench.verify.grade")  # the module: the package exports a function of its name
+
+    asked = []
+    real = grading.get_judge
+    monkeypatch.setattr(grading, "get_judge", lambda workers=None: asked.append(workers) or real(workers))
+    g = grading.grade_many(["<think>a</think>\\boxed{\\sqrt{2}/2}"], ["\\frac{1}{\\sqrt{2}}"], workers=1)
+    assert g[0].accuracy == 1.0 and asked == [1]
+
+
+def test_settled_decisions_are_cached_and_reused(monkeypatch):
+    grading = importlib.import_module("bench.verify.grade")  # the module: the package exports a function of its name
+
+    right = grading.grade("<think>a</think>\\boxed{\\sqrt{2}/2}", "\\frac{1}{\\sqrt{2}}")
+    bad_gold = grading.grade("<think>a</think>\\boxed{5}", "\\\\")
+    assert grading._cache.get(("default", "5", "\\\\")) == (False, "gold_unparseable")
+
+    def no_judge(workers=None):
+        raise AssertionError("the judge was asked again")
+
+    monkeypatch.setattr(grading, "get_judge", no_judge)
+    assert grading.grade("<think>b</think> \\boxed{\\sqrt{2}/2}", "\\frac{1}{\\sqrt{2}}") == right
+    assert grading.grade("<think>b</think>\\boxed{5}", "\\\\") == bad_gold
+
+
+def test_the_cheap_rules_decide_before_math_verify():
+    """Counting answers written out: math-verify alone says no, the cheap rules say yes."""
+    from bench.verify.grade import grade
+
+    assert math_verify_judge("six", "6") == (False, "ok")
+    g = grade("<think>a</think>\\boxed{six}", "6")
+    assert (g.accuracy, g.status) == (1.0, "ok")
+
+
+def test_answers_longer_than_the_judge_takes_are_refused_at_the_bound():
+    from bench.verify.grade import grade
+    from bench.verify.judge import MAX_JUDGE_LEN
+
+    at_bound = "1" * MAX_JUDGE_LEN
+    assert grade(f"<think>a</think>\\boxed{{{at_bound}}}", at_bound).status == "ok"
+    over = "1" * (MAX_JUDGE_LEN + 1)
+    for pred, gold in ((over, "1"), ("1", over)):
+        g = grade(f"<think>a</think>\\boxed{{{pred}}}", gold)
+        assert (g.accuracy, g.status) == (0.0, "too_long")
+
+
+def test_paper_mode_reads_a_literal_boxed_none_as_an_answer():
+    """mathruler returns the string "None" for an unfinished box; a box that holds None is an answer."""
+    from bench.verify.grade import grade
+
+    g = grade("<think>a</think>\\boxed{None}", "None", mode="paper")
+    assert (g.extracted, g.status) == ("None", "ok")
+    assert grade("<think>a</think>\\boxed{None", "None", mode="paper").status == "no_box"

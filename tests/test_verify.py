@@ -59,6 +59,7 @@ def test_r1_prompt_is_the_released_text():
         (r"\boxed{a}} stray", "a"),
         (r"\boxed{}", ""),
         ("no box here", None),
+        ("{x} and {y}", None),  # plain braces are not a box
         (r"\boxed{unclosed", None),
         ("", None),
     ],
@@ -93,6 +94,9 @@ def test_format_rule_equals_released_regex(text):
         ("<think>a \\boxed{5}</think>", False),  # the box must come after </think>
         ("prefix <think>a</think>\\boxed{5}", False),  # fullmatch: nothing before <think>
         ("<think>a</think>\\boxed{5", False),
+        ("<think>a</think>\\boxed{1}\\boxed{", True),  # the first box after </think> that closes counts
+        ("<think>}</think>\\boxed{5", False),  # a brace before the box does not close it
+        ("<think>a</think>}\\boxed{5", False),
     ],
 )
 def test_format_cases(response, ok):
