@@ -184,3 +184,15 @@ def test_paper_mode_reads_a_literal_boxed_none_as_an_answer():
     g = grade("<think>a</think>\\boxed{None}", "None", mode="paper")
     assert (g.extracted, g.status) == ("None", "ok")
     assert grade("<think>a</think>\\boxed{None", "None", mode="paper").status == "no_box"
+
+
+def test_warm_up_runs_every_judge_on_every_shape(monkeypatch):
+    """What a worker does before it says ready (so that no decision pays for the first imports)."""
+    from bench.verify import judge
+
+    seen = []
+    monkeypatch.setattr(judge, "JUDGES", {name: (lambda p, g, name=name: seen.append((name, p, g)))
+                                          for name in ("a", "b")})
+    judge.warm_up()
+    assert seen == [(name, p, g) for name in ("a", "b") for p, g in judge.WARM_UP]
+    assert len(judge.WARM_UP) == 4 and ("\\sin 30^\\circ", "\\frac{1}{2}") in judge.WARM_UP
