@@ -52,10 +52,12 @@ bench-perf-grid: $(STAMP) $(PEER_STAMP)
 # Mutation testing (mutmut, configured in pyproject.toml) over the modules whose bugs give wrong
 # numbers, against their in-process tests; outside CI (it takes hours on 2 cores). MUTANTS="train.plan*"
 # narrows it to matching mutant names. Prints the kill rate per module.
+# PYTEST_TIMEOUT=60 (over pyproject's 1200 s): no test of the selection takes 8 s, so a mutant that
+# hangs a test fails it within a minute, as CI's limit would fail it later, instead of holding a core.
 mutation: $(STAMP)
 	$(PIP) install -q --disable-pip-version-check -c requirements/constraints.txt mutmut==3.8.1
 	rm -rf mutants
-	$(PY) tests/helpers/mutation_watchdog.py $$$$ & $(VENV)/bin/mutmut run $(MUTANTS) || true
+	$(PY) tests/helpers/mutation_watchdog.py $$$$ & PYTEST_TIMEOUT=60 $(VENV)/bin/mutmut run $(MUTANTS) || true
 	$(PY) tests/helpers/mutation_report.py
 
 # The GPU suite in one command of at most 8 minutes (README: GPU). It runs on the GPU machine's own
