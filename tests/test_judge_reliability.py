@@ -127,3 +127,46 @@ def test_a_forked_child_starts_its_own_pool_and_leaves_the_parents_alone():
     assert report["new"] and report["ppid"] == report["me"] and report["decided"] == [[False, "ok"]], report
     assert all(w.proc.poll() is None for w in parent_pool.workers)  # the child killed none of them
     assert parent_pool.run("math_verify", [("0.25", "\\frac{1}{4}")], 5.0) == [(True, "ok")]
+
+
+def test_a_worker_that_dies_mid_decision_is_replaced_and_the_decision_retried_once():
+    """The worker holding the long decision is killed twice (as the kernel's OOM killer might):
+    the first death sends the decision to a fresh worker, the second ends it as a non-match named
+    WorkerDied. The other decision in the batch is unaffected."""
+    import threading
+
+    judge = BoundedJudge(1)
+    killed = []
+
+    def kill_the_busy_worker_twice():
+        while len(killed) < 2:
+            worker = judge.workers[0]
+            if worker.task == 0 and worker.proc.pid not in killed:
+                killed.append(worker.proc.pid)
+                worker.proc.kill()
+            time.sleep(0.01)
+
+    try:
+        assert judge.run("math_verify", [("1", "1")], 60.0) == [(True, "ok")]  # ready
+        killer = threading.Thread(target=kill_the_busy_worker_twice, daemon=True)
+        killer.start()
+        results = judge.run("math_verify", [("10^{10^{10^{10}}}", "7"), ("\\frac{1}{2}", "0.5")], 60.0)
+        killer.join(timeout=60)
+        assert results == [(False, "judge_error:WorkerDied"), (True, "ok")] and len(set(killed)) == 2
+        assert judge.workers[0].proc.pid not in killed and judge.run("math_verify", [("2", "2")], 60.0) == [(True, "ok")]
+    finally:
+        judge.close()
+
+
+def test_a_worker_that_died_while_idle_costs_its_next_decision_nothing():
+    """The request cannot be written to a dead worker: the worker is replaced and the decision runs
+    in the new one, with its retry unspent."""
+    judge = BoundedJudge(1)
+    try:
+        assert judge.run("math_verify", [("1", "1")], 60.0) == [(True, "ok")]
+        dead = judge.workers[0]
+        dead.kill()
+        assert judge.run("math_verify", [("\\frac{1}{2}", "0.5")], 60.0) == [(True, "ok")]
+        assert judge.workers[0] is not dead
+    finally:
+        judge.close()
