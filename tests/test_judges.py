@@ -12,7 +12,7 @@ import threading
 import psutil
 import pytest
 
-from bench.verify.grade import _LRU, answers_match, clear_cache
+from bench.verify.grade import _LRU, answers_match
 from bench.verify.judge import (
     BoundedJudge,
     _for_math_verify,
@@ -106,7 +106,6 @@ def test_a_bound_shorter_than_the_start_up_still_decides():
 
 
 def test_answers_match_reaches_the_symbolic_judge_with_its_bound():
-    clear_cache()
     assert answers_match("\\frac{\\sqrt{8}}{2}", "\\sqrt{2}")  # no cheap rule decides this pair
     assert not answers_match("\\frac{\\sqrt{8}}{3}", "\\sqrt{2}")
 
