@@ -97,6 +97,7 @@ def test_format_rule_equals_released_regex(text):
         ("<think>a</think>\\boxed{1}\\boxed{", True),  # the first box after </think> that closes counts
         ("<think>}</think>\\boxed{5", False),  # a brace before the box does not close it
         ("<think>a</think>}\\boxed{5", False),
+        ("<think>a</think>\\boxed{5}</think>", True),  # the first </think> counts, not the last
     ],
 )
 def test_format_cases(response, ok):

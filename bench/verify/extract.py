@@ -27,16 +27,13 @@ def normalize_tag_spacing(text: str) -> str:
 
 def format_matches(normalized: str) -> bool:
     """The released rule ``re.fullmatch(r"<think>.*</think>.*\\\\boxed\\{.*\\}.*", s, re.DOTALL)``
-    on an already normalised response, decided with three `find`s instead of a backtracking regex.
-    Taking the earliest `</think>` and then the earliest `\\boxed{` after it is optimal, so the
-    answer is the same."""
-    if not normalized.startswith("<think>"):
-        return False
-    end_think = normalized.find("</think>", len("<think>"))
-    if end_think < 0:
-        return False
-    box = normalized.find("\\boxed{", end_think + len("</think>"))
-    return box >= 0 and normalized.find("}", box + len("\\boxed{")) >= 0
+    on an already normalised response, decided with two `partition`s instead of a backtracking
+    regex. Taking the earliest `</think>` and then the earliest `\\boxed{` after it is optimal, so
+    the answer is the same. (A `</think>` cannot overlap the leading `<think>`, so the text before
+    the first `</think>` starts with `<think>` exactly when the response does.)"""
+    thought, _, after = normalized.partition("</think>")
+    _, _, answer = after.partition("\\boxed{")  # a missing separator leaves `answer` empty
+    return thought.startswith("<think>") and "}" in answer
 
 
 def format_ok(response: str) -> bool:
@@ -50,18 +47,21 @@ def extract_boxed(text: str) -> str | None:
 
     "Last" means the box whose opening comes last, so `\\boxed{\\boxed{5}}` gives `5`, and an
     unfinished box at the end does not hide a complete one before it."""
-    open_stack: list[int] = []  # per open brace: content start if it opened a \boxed, else -1
-    best_start, best_end = -1, -1
+    open_stack: list[int | None] = []  # per open brace: content start if it opened a \boxed
+    boxes: list[tuple[int, int]] = []  # (content start, content end) of each complete \boxed
     for m in _BRACE_TOKENS.finditer(text):
         token = m.group()
         if token == "}":
             if open_stack:
                 start = open_stack.pop()
-                if start > best_start:
-                    best_start, best_end = start, m.start()
+                if start is not None:
+                    boxes.append((start, m.start()))
         elif token == "{":
-            open_stack.append(-1)
+            open_stack.append(None)
         elif token[1] == "b":  # \boxed{
             open_stack.append(m.end())
         # else: an escaped brace, literal text
-    return text[best_start:best_end] if best_start >= 0 else None
+    if not boxes:
+        return None
+    start, end = max(boxes)  # the box whose opening comes last
+    return text[start:end]
