@@ -288,9 +288,12 @@ class RLRun:
 
 
 def method_runs(spec: MiniSpec) -> list[RLRun]:
-    """Share-GRPO runs first: they take about twice as long, so two workers finish together."""
-    return [RLRun(f"{m}-s{seed}", seed, ("mini_base.yaml", cfg)) for m, cfg in reversed(METHODS.items())
-            for seed in spec.seeds]
+    """Seed by seed, Share-GRPO before GRPO, so that a Share-GRPO run mostly shares the cores with a
+    GRPO run. Two Share-GRPO runs side by side slow each other: 1.75 s a step against 1.30 beside
+    GRPO (`REGIME=sparse`, 2 cores), while GRPO's 0.71 s hardly moves. A model of those step
+    times puts this order at 1,054 s for the six runs, against 1,123 s for Share-GRPO runs first."""
+    return [RLRun(f"{m}-s{seed}", seed, ("mini_base.yaml", cfg)) for seed in spec.seeds
+            for m, cfg in reversed(METHODS.items())]
 
 
 def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
