@@ -17,6 +17,7 @@ import yaml
 from .mini import (
     CONFIGS,
     REPO,
+    EvalHead,
     MiniSpec,
     RLRun,
     lock_runs,
@@ -62,9 +63,12 @@ def run_ablations(force: bool = False, spec: MiniSpec | None = None, runs: Path 
                 runs_of[setting] = [f"{stem}-s{seed}" for seed in seeds]
                 rl_plan += [RLRun(name, seed, *setting) for name, seed in zip(runs_of[setting], seeds, strict=True)]
             labels[(table, row["name"])] = runs_of[setting]
-    rl = stage_rl(spec, runs, base, data, force, rl_plan)
-    models = stage_export(runs, rl, force)
-    work = stage_eval(spec, runs, data, list(models.values()), force, name="eval_ablations")
+    head = EvalHead(spec, runs, data, "eval_ablations", len(rl_plan))
+    exported: set[str] = set()
+    rl = stage_rl(spec, runs, base, data, force, rl_plan,
+                  on_idle=lambda done: head.start(list(stage_export(runs, done, force, fresh=exported).values())))
+    models = stage_export(runs, rl, force, fresh=exported)
+    work = stage_eval(spec, runs, data, list(models.values()), force, name="eval_ablations", head=head)
     import json
 
     scores = {p.parent.name: json.loads(p.read_text())["datasets"] for p in work.glob("*/r1_scores.json")}

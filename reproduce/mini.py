@@ -43,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -297,8 +298,10 @@ def method_runs(spec: MiniSpec) -> list[RLRun]:
 
 
 def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
-             plan: list[RLRun] | None = None) -> dict[str, Path]:
-    """RL runs, `spec.parallel` at a time (one thread each); returns the run dir per run name."""
+             plan: list[RLRun] | None = None, on_idle: Callable[[dict[str, Path]], None] | None = None
+             ) -> dict[str, Path]:
+    """RL runs, `spec.parallel` at a time (one thread each); returns the run dir per run name. The
+    first time a core is free with no run left to start, `on_idle` gets the finished runs' dirs."""
     from tqdm import tqdm
 
     jobs, outs = [], {}
@@ -345,6 +348,10 @@ def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
                     stage.finish({"run": asdict(run)})
                 else:
                     failed.append(f"{run.name} (exit {proc.returncode}; see {out / 'train.log'})")
+        if on_idle is not None and not pending and running and len(running) < spec.parallel and not failed:
+            busy = {jobs[i][0].name for i, _, _ in running}
+            on_idle({name: out for name, out in outs.items() if name not in busy})
+            on_idle = None
     for bar in bars:
         bar.close()
     if failed:
@@ -357,10 +364,11 @@ def step_name(name: str, step: int) -> str:
     return f"{name}-step{step}"
 
 
-def stage_export(runs: Path, rl: dict[str, Path], force: bool, steps: dict[str, list[int]] | None = None
-                 ) -> dict[str, Path]:
+def stage_export(runs: Path, rl: dict[str, Path], force: bool, steps: dict[str, list[int]] | None = None,
+                 fresh: set[str] | None = None) -> dict[str, Path]:
     """Each run's last checkpoint as a Hugging Face folder, and for each run in `steps` also its
-    checkpoints at those steps (as `{name}-step{N}`)."""
+    checkpoints at those steps (as `{name}-step{N}`). Models named in `fresh` were exported earlier
+    in this run (and may be in use): `force` does not redo them; the names exported are added."""
     from train.checkpoint import find_resume
     from train.export import export
 
@@ -378,47 +386,134 @@ def stage_export(runs: Path, rl: dict[str, Path], force: bool, steps: dict[str, 
         marker = target / "exported_from.txt"
         done = ckpt.parent.parent / "done.json"  # the RL run's: its digest names what trained it
         source = f"{ckpt} {json.loads(done.read_text())['digest'] if done.exists() else 'unfinished'}"
-        if force or not marker.exists() or marker.read_text() != source:
+        if (force and name not in (fresh or ())) or not marker.exists() or marker.read_text() != source:
             export(ckpt, target)
             marker.write_text(source)
+        if fresh is not None:
+            fresh.add(name)
         models[name] = target
     return models
 
 
-def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force: bool, name: str = "eval") -> Path:
+EVALUATED = "evaluated.json"
+"""Written in a model's folder of an evaluation work dir once its predictions are complete: the
+`eval_key` they were made for."""
+
+
+def eval_key(spec: MiniSpec, data: Path, model: Path) -> str:
+    """What one model's predictions depend on: the benchmark, the evaluation's settings and code,
+    and the checkpoint the model was exported from (the evaluation stage's digest is over all)."""
+    exported = model / "exported_from.txt"
+    return spec.digest("eval", str(data), str(model) + (exported.read_text() if exported.exists() else ""))
+
+
+@dataclass
+class Runner:
+    """One `bench.run` process over some of an evaluation's models; runners share the work dir
+    (bench.run locks each model's folder), each with its own copy of the TSVs, since VLMEvalKit
+    unpacks images next to them."""
+
+    tag: str
+    models: list[Path]
+    keys: dict[str, str]
+    proc: subprocess.Popen
+    log: io.TextIOWrapper
+
+    @classmethod
+    def start(cls, spec: MiniSpec, work: Path, data: Path, models: list[Path], tag: str) -> Runner:
+        lmu = work / f".lmudata_{tag}"
+        shutil.rmtree(lmu, ignore_errors=True)
+        lmu.mkdir(parents=True)
+        for task in spec.tasks:
+            shutil.copy(data / f"{task}.tsv", lmu / f"{task}.tsv")
+        for model in models:
+            (work / model.name / EVALUATED).unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "bench.run", "--model", *map(str, models), "--data", *spec.tasks,
+               "--work-dir", str(work), "--lmudata", str(lmu), "--max-new-tokens", str(spec.eval_max_new_tokens)]
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        log = (work / f"runner_{tag}.log").open("w")
+        proc = spawn(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return cls(tag, models, {m.name: eval_key(spec, data, m) for m in models}, proc, log)
+
+    def wait(self, work: Path) -> str | None:
+        """None once every model's predictions are complete (each folder then holds its key), else
+        what failed."""
+        self.proc.wait()
+        self.log.close()
+        if self.proc.returncode:
+            return f"runner {self.tag} exit {self.proc.returncode} (see {work / f'runner_{self.tag}.log'})"
+        for model in self.models:
+            write_json_atomic(work / model.name / EVALUATED, {"key": self.keys[model.name]})
+        return None
+
+
+def _evaluated(model_dir: Path) -> str | None:
+    try:
+        return json.loads((model_dir / EVALUATED).read_text())["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _clear_work(work: Path) -> None:
+    """Empty an evaluation work dir but for models' complete predictions (kept only while their key
+    still matches: `stage_eval` decides)."""
+    work.mkdir(parents=True, exist_ok=True)
+    for path in work.iterdir():
+        if not (path.is_dir() and _evaluated(path)):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+class EvalHead:
+    """Evaluation begun while the RL stage's last runs finish: the core that no RL run is left to
+    take evaluates the warm start and the finished runs' checkpoints. It takes at most a
+    (parallel + 1)-th of all models, so that its runner ends about when the others do;
+    `stage_eval` evaluates the rest and waits for it."""
+
+    def __init__(self, spec: MiniSpec, runs: Path, data: Path, name: str, total: int) -> None:
+        self.spec, self.work, self.data = spec, runs / name, data
+        self.most = max(1, total // (spec.parallel + 1))
+        self.runner: Runner | None = None
+
+    def start(self, models: list[Path]) -> None:
+        if not models:
+            return
+        _clear_work(self.work)
+        chunk = models[: self.most]
+        say(f"evaluation: {len(chunk)} models begun while RL finishes")
+        self.runner = Runner.start(self.spec, self.work, self.data, chunk, "head")
+
+
+def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force: bool, name: str = "eval",
+               head: EvalHead | None = None) -> Path:
     """Every model on every task through VLMEvalKit (`bench.run`, greedy), `spec.parallel` runner
-    processes at a time over disjoint sets of models, then `bench.score` over the work dir."""
+    processes at a time over disjoint sets of models, then `bench.score` over the work dir. A
+    model's complete predictions are kept while its `eval_key` matches (and without `force`, or
+    when `head` made them in this run)."""
     work = runs / name
     digest = spec.digest("eval", str(data), *[str(m) + (m / "exported_from.txt").read_text()
                                               if (m / "exported_from.txt").exists() else str(m) for m in models])
     stage = Stage(work, digest, force)
-    if stage.done():
+    early = [head.runner] if head is not None and head.runner is not None else []
+    if stage.done() and not early:
         say(f"evaluation: reusing {work}")
         return work
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    say(f"evaluation: {len(models)} models x {len(spec.tasks)} benchmarks x {spec.bench_items} items through VLMEvalKit")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    procs = []
-    for k in range(min(spec.parallel, len(models))):
-        # each runner gets its own copy of the TSVs: VLMEvalKit unpacks images next to them
-        lmu = work / f".lmudata_{k}"
-        lmu.mkdir()
-        for task in spec.tasks:
-            shutil.copy(data / f"{task}.tsv", lmu / f"{task}.tsv")
-        cmd = [sys.executable, "-m", "bench.run", "--model", *map(str, models[k :: spec.parallel]), "--data",
-               *spec.tasks, "--work-dir", str(work), "--lmudata", str(lmu), "--max-new-tokens",
-               str(spec.eval_max_new_tokens)]
-        log = (work / f"runner_{k}.log").open("w")
-        procs.append((spawn(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-    failed = []
-    for k, (proc, log) in enumerate(procs):
-        proc.wait()
-        log.close()
-        if proc.returncode:
-            failed.append(f"runner {k} exit {proc.returncode} (see {work / f'runner_{k}.log'})")
+    if not early:
+        _clear_work(work)
+    begun = {m.name for runner in early for m in runner.models}
+    kept = {m.name for m in models
+            if m.name in begun or (not force and _evaluated(work / m.name) == eval_key(spec, data, m))}
+    for path in work.iterdir():  # complete predictions of other models or inputs
+        if path.is_dir() and _evaluated(path) and path.name not in kept:
+            shutil.rmtree(path)
+    todo = [m for m in models if m.name not in kept]
+    say(f"evaluation: {len(todo)} models x {len(spec.tasks)} benchmarks x {spec.bench_items} items through "
+        f"VLMEvalKit" + (f" ({len(kept)} more begun or done before)" if kept else ""))
+    runners = early + [Runner.start(spec, work, data, todo[k :: spec.parallel], str(k))
+                       for k in range(min(spec.parallel, len(todo)))]
+    failed = [why for runner in runners if (why := runner.wait(work))]
     if failed:
         raise RuntimeError("evaluation failed: " + "; ".join(failed))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     run_child([sys.executable, "-m", "bench.score", "--work-dir", str(work)], env=env)
     stage.finish()
     return work
@@ -758,16 +853,19 @@ def run_mini(force: bool = False, spec: MiniSpec | None = None, runs: Path | Non
     say(f"SCALE=mini: a CPU miniature of Table 1 (not the paper's scale); work in {runs}")
     data = stage_data(spec, runs, force)
     base = stage_warm_start(spec, runs, data, force)
-    rl = stage_rl(spec, runs, base, data, force)
     early = [step for step in spec.curve_steps if step != spec.rl_steps]
-    models = [base, *stage_export(runs, rl, force, {name: early for name in rl}).values()]
+    head = EvalHead(spec, runs, data, "eval", 1 + len(method_runs(spec)) * len(spec.curve_steps))
+    exported: set[str] = set()
+    rl = stage_rl(spec, runs, base, data, force, on_idle=lambda done: head.start(
+        [base, *stage_export(runs, done, force, {name: early for name in done}, exported).values()]))
+    models = [base, *stage_export(runs, rl, force, {name: early for name in rl}, exported).values()]
     targets = [(data, "eval", out)]
     if bench_seed is not None:
         fresh = stage_fresh_benchmark(spec, runs, data, bench_seed, force)
         targets.append((fresh, f"eval_bench_seed_{bench_seed}", out / f"bench_seed_{bench_seed}"))
     paths = []
     for bench, name, target in targets:
-        work = stage_eval(spec, runs, bench, models, force, name=name)
+        work = stage_eval(spec, runs, bench, models, force, name=name, head=head if name == "eval" else None)
         target.mkdir(parents=True, exist_ok=True)
         paths += write_results(spec, runs, work, rl, target, time.time() - t0)
     say(f"done in {time.time() - t0:.0f} s. SCALE=mini outputs:")
