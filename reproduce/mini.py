@@ -400,11 +400,20 @@ EVALUATED = "evaluated.json"
 `eval_key` they were made for."""
 
 
+def _model_source(model: Path) -> str:
+    """A model folder and, for an exported one, the checkpoint and RL digest it came from."""
+    exported = model / "exported_from.txt"
+    return str(model) + (exported.read_text() if exported.exists() else "")
+
+
+def _eval_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def eval_key(spec: MiniSpec, data: Path, model: Path) -> str:
     """What one model's predictions depend on: the benchmark, the evaluation's settings and code,
     and the checkpoint the model was exported from (the evaluation stage's digest is over all)."""
-    exported = model / "exported_from.txt"
-    return spec.digest("eval", str(data), str(model) + (exported.read_text() if exported.exists() else ""))
+    return spec.digest("eval", str(data), _model_source(model))
 
 
 @dataclass
@@ -430,9 +439,8 @@ class Runner:
             (work / model.name / EVALUATED).unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "bench.run", "--model", *map(str, models), "--data", *spec.tasks,
                "--work-dir", str(work), "--lmudata", str(lmu), "--max-new-tokens", str(spec.eval_max_new_tokens)]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         log = (work / f"runner_{tag}.log").open("w")
-        proc = spawn(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = spawn(cmd, env=_eval_env(), stdout=log, stderr=subprocess.STDOUT)
         return cls(tag, models, {m.name: eval_key(spec, data, m) for m in models}, proc, log)
 
     def wait(self, work: Path) -> str | None:
@@ -490,8 +498,7 @@ def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force
     model's complete predictions are kept while its `eval_key` matches (and without `force`, or
     when `head` made them in this run)."""
     work = runs / name
-    digest = spec.digest("eval", str(data), *[str(m) + (m / "exported_from.txt").read_text()
-                                              if (m / "exported_from.txt").exists() else str(m) for m in models])
+    digest = spec.digest("eval", str(data), *map(_model_source, models))
     stage = Stage(work, digest, force)
     early = [head.runner] if head is not None and head.runner is not None else []
     if stage.done() and not early:
@@ -513,8 +520,7 @@ def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force
     failed = [why for runner in runners if (why := runner.wait(work))]
     if failed:
         raise RuntimeError("evaluation failed: " + "; ".join(failed))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    run_child([sys.executable, "-m", "bench.score", "--work-dir", str(work)], env=env)
+    run_child([sys.executable, "-m", "bench.score", "--work-dir", str(work)], env=_eval_env())
     stage.finish()
     return work
 
