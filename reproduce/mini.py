@@ -407,6 +407,8 @@ def _model_source(model: Path) -> str:
 
 
 def _eval_env() -> dict[str, str]:
+    """The evaluation children's environment: the repository importable, one thread each (runners run
+    side by side, one per core)."""
     return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
