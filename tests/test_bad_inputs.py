@@ -404,7 +404,7 @@ def test_python_m_train_rewrite_is_the_rewriter():
 def test_the_trainer_picks_a_free_port():
     import socket
 
-    from train.setup import free_port
+    from train.launcher import free_port
 
     port = free_port()
     with socket.socket() as sock:

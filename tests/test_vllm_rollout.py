@@ -76,38 +76,69 @@ def test_vllm_engine_without_vllm_or_cuda_says_what_to_use(tiny):
         make_rollout("sglang", proc, cfg)
 
 
-def test_weight_refresh_uses_only_the_pinned_public_api(tiny):
-    """The refresh reaches vLLM only through the `LLM` methods of the pinned release's public API
-    (VLLM_API), with their parameters; it hands the engine's loader every parameter under its
-    Hugging Face name, as the training tensors themselves (no copy), then drops the prefix cache.
-    The extra pins that release."""
-    from transformers import Qwen2_5_VLForConditionalGeneration
+class _StrictEngine:
+    """LLM.llm_engine: only VLLM_API's engine methods."""
 
-    calls = []
+    def __init__(self, calls):
+        self.calls = calls
 
-    class EngineModel:
-        def load_weights(self, weights):
-            self.weights = dict(weights)
-            return set(self.weights)
+    def reset_encoder_cache(self):
+        self.calls.append("reset_encoder_cache")
 
-    engine_model = EngineModel()
+    def __getattr__(self, name):
+        raise AssertionError(f"the engine used vllm LLMEngine.{name}, outside VLLM_API")
+
+
+def _strict_llm(engine_model, calls):
+    """A stand-in for vllm.LLM with VLLM_API's methods alone, their parameters as in the pinned
+    release; any other attribute fails the test."""
 
     class StrictLLM:
+        def __init__(self):
+            self.llm_engine = _StrictEngine(calls)
+
         def apply_model(self, func):
             calls.append("apply_model")
             return [func(engine_model)]
 
-        def reset_prefix_cache(self, device=None):
+        def reset_prefix_cache(self, reset_running_requests=False, reset_connector=False):
             calls.append("reset_prefix_cache")
             return True
 
-        def __getattr__(self, name):
-            raise AssertionError(f"the refresh used vllm.LLM.{name}, outside the pinned public API")
+        def sleep(self, level=1, mode="abort"):
+            calls.append(f"sleep({level})")
 
-    assert {n: tuple(inspect.signature(getattr(StrictLLM, n)).parameters) for n in VLLM_API} == VLLM_API
+        def wake_up(self, tags=None):
+            calls.append(f"wake_up({','.join(tags)})")
+
+        def __getattr__(self, name):
+            raise AssertionError(f"the engine used vllm.LLM.{name}, outside VLLM_API")
+
+    owners = {"LLM": StrictLLM, "LLMEngine": _StrictEngine}
+    assert {key: tuple(inspect.signature(getattr(owners[key.split(".")[0]], key.split(".")[1])).parameters)
+            for key in VLLM_API} == VLLM_API
+    return StrictLLM()
+
+
+class _EngineModel:
+    def load_weights(self, weights):
+        self.weights, self.whole = {}, []
+        for name, tensor in weights:  # as vLLM's loader: each copied before the next is asked for
+            self.weights[name] = tensor
+            self.whole.append(tensor.numel())
+        return set(self.weights)
+
+
+def test_weight_refresh_uses_only_the_pinned_public_api(tiny):
+    """The refresh reaches vLLM only through VLLM_API, with the pinned release's parameters; it
+    hands the engine's loader every parameter under its Hugging Face name, as the training tensors
+    themselves (no copy), then drops the prefix and encoder caches. The extra pins that release."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    calls, engine_model = [], _EngineModel()
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny[0])
-    refresh_engine_weights(StrictLLM(), model, zero3=False)
-    assert calls == ["apply_model", "reset_prefix_cache"]
+    refresh_engine_weights(_strict_llm(engine_model, calls), model, zero3=False)
+    assert calls == ["apply_model", "reset_prefix_cache", "reset_encoder_cache"]
     params = dict(model.named_parameters())
     assert engine_model.weights.keys() == params.keys()
     assert all(engine_model.weights[k].data_ptr() == p.data_ptr() for k, p in params.items())
@@ -115,14 +146,57 @@ def test_weight_refresh_uses_only_the_pinned_public_api(tiny):
     assert f'vllm = ["vllm=={VLLM_VERSION}"]' in pyproject
 
 
-@pytest.mark.gpu
-def test_installed_vllm_has_the_api_the_refresh_uses():
-    """Where vLLM is installed: its release is the pinned one and `LLM` has VLLM_API's methods with
-    those parameters (this project's GPU machines cannot install it; see the README)."""
-    vllm = pytest.importorskip("vllm")
-    assert vllm.__version__ == VLLM_VERSION
-    for name, parameters in VLLM_API.items():
-        assert tuple(inspect.signature(getattr(vllm.LLM, name)).parameters) == parameters
+def test_the_engine_sleeps_outside_rollouts_and_wakes_weights_before_the_cache(tiny, monkeypatch):
+    """Around every generation: the weights wake, the refresh, then the KV cache wakes (the gathered
+    parameters and the cache never together); after it (even a failed one), the engine sleeps."""
+    from train.rollout import VLLMRollout
+
+    calls, engine_model = [], _EngineModel()
+    engine = object.__new__(VLLMRollout)
+    engine.llm, engine.zero3 = _strict_llm(engine_model, calls), False
+    engine.eos_id, engine.suppress = 7, []
+
+    class Completion:
+        token_ids, finish_reason = [3, 4], "stop"
+
+    class Output:
+        outputs = [Completion()]
+
+    class FakeVllm:
+        SamplingParams = dict
+
+    def generate(inputs, sampling, use_tqdm):
+        calls.append("generate")
+        return [Output()]
+
+    engine.llm.generate = generate
+    engine._vllm = FakeVllm
+    monkeypatch.setattr("train.rollout.vllm_inputs", lambda prompts: [])
+    model = torch.nn.Linear(2, 2)
+    out = engine.generate(model, None, SamplingParams(n=1, max_new_tokens=4))
+    assert [t.tolist() for t in out] == [[3, 4, 7]]
+    assert calls == ["wake_up(weights)", "apply_model", "reset_prefix_cache", "reset_encoder_cache",
+                     "wake_up(kv_cache)", "generate", "sleep(1)"]
+    calls.clear()
+    engine.llm.generate = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("out of memory"))
+    with pytest.raises(RuntimeError):
+        engine.generate(model, None, SamplingParams(n=1, max_new_tokens=4))
+    assert calls[-1] == "sleep(1)"
+
+
+def test_the_engine_gets_the_launcher_variables_vllm_reads(monkeypatch):
+    """vLLM's external launcher reads RANK and LOCAL_RANK with os.environ[...]: a process started
+    alone gets rank 0 of 1 (and a free port), a launcher's values are kept."""
+    from train.launcher import launcher_env_defaults
+
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    launcher_env_defaults()
+    import os
+
+    assert (os.environ["RANK"], os.environ["LOCAL_RANK"], os.environ["WORLD_SIZE"]) == ("0", "3", "1")
+    assert int(os.environ["MASTER_PORT"]) > 0 and os.environ["MASTER_ADDR"] == "127.0.0.1"
 
 
 @pytest.mark.gpu

@@ -25,6 +25,7 @@ from bench.registry import Registry
 
 from .decode import DecodeStep
 from .encoding import Prompts, left_padded, model_device, prompt_embeds
+from .launcher import launcher_env_defaults
 from .sampling import SamplingConfig
 
 
@@ -291,29 +292,48 @@ def reserve(cache, extra: int) -> None:
     cache.layers = [_ReservedLayer(layer.keys, layer.values, extra) for layer in cache.layers]
 
 
-VLLM_VERSION = "0.11.0"
-"""The vLLM release the `vllm` extra pins, whose public `LLM` API the engine uses (below)."""
+VLLM_VERSION = "0.28.0"
+"""The vLLM release the `vllm` extra pins: the newest whose own requirements (torch==2.13.0,
+transformers>=5.5.3, in its wheel's METADATA) agree with requirements/lock.txt, which
+tests/test_pins.py checks against the metadata recorded in requirements/vllm-requires.txt."""
 
-VLLM_API = {"apply_model": ("self", "func"), "reset_prefix_cache": ("self", "device")}
-"""The methods of `vllm.LLM` the weight refresh calls, with their parameters in VLLM_VERSION
-(vllm/entrypoints/llm.py; https://docs.vllm.ai/en/v0.11.0/api/vllm/entrypoints/llm.html):
-`apply_model(func)` runs func(model) on the model in each worker and returns the results, and
-`reset_prefix_cache()` drops cached prefixes. tests/test_vllm_rollout.py holds the refresh to
-these alone, and on a machine with vLLM, checks them against the installed release."""
-
+VLLM_API = {
+    "LLM.apply_model": ("self", "func"),
+    "LLM.reset_prefix_cache": ("self", "reset_running_requests", "reset_connector"),
+    "LLM.sleep": ("self", "level", "mode"),
+    "LLM.wake_up": ("self", "tags"),
+    "LLMEngine.reset_encoder_cache": ("self",),
+}
+"""What the engine calls in vLLM, with the parameters each has in VLLM_VERSION, read from that
+release's wheel (vllm/entrypoints/llm.py: `apply_model` line 599, `reset_prefix_cache` 796, `sleep`
+803, `wake_up` 828; vllm/v1/engine/llm_engine.py: `reset_encoder_cache` 355, reached as
+`LLM.llm_engine`):
+- `apply_model(func)` runs func(model) on the model in each worker (the weight refresh);
+- `sleep(level=1)` offloads the weights to host memory and frees the KV cache (the training step
+  gets the card); `wake_up(tags)` brings back the "weights", then the "kv_cache" (partial wakes
+  keep the rest asleep, vllm/v1/engine/core.py:905-921);
+- `reset_prefix_cache()` drops cached prefixes and `reset_encoder_cache()` cached vision
+  embeddings, both computed with the old weights (the vision tower is trained: an image seen again
+  would otherwise be encoded by the old tower).
+tests/test_vllm_rollout.py holds the engine to these alone, and on a machine with vLLM, checks them
+against the installed release."""
 
 class VLLMRollout:
     """vLLM on the training GPU (colocated, GPU only, imported lazily). Before every generation
-    the training model's current weights are copied into the engine (ZeRO-3 shards are gathered
-    first), so rollouts are always on-policy; the engine runs in bf16 with its own KV cache.
-    Prompts go in as the same token ids (image placeholders already expanded) plus their images.
+    the engine wakes, the training model's current weights are copied into it tensor by tensor
+    (ZeRO-3 shards gathered one parameter at a time), so rollouts are always on-policy; after it,
+    the engine sleeps (weights to host memory, KV cache freed) so the training step has the card.
+    The engine runs in bf16. Prompts go in as the same token ids (image placeholders already
+    expanded) plus their images.
 
     Not yet run by this project: vLLM's wheel is too large for the GPU machines it is tested on."""
 
     def __init__(self, processor, cfg) -> None:
         # The engine core in this process (vLLM's V1 engine otherwise runs it in a child process):
-        # `apply_model` then hands the weight loader the training tensors themselves, not a pickle.
+        # `apply_model` then hands the weight loader the training tensors themselves, not a pickle;
+        # the external launcher asserts it (uniproc_executor.py:179-182).
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        launcher_env_defaults()
         try:
             import vllm
         except ImportError as e:
@@ -325,23 +345,30 @@ class VLLMRollout:
         self.eos_id, self.suppress = stop_and_suppressed_ids(processor.tokenizer)
         self.zero3 = cfg.worker.actor.zero_stage == 3
         self.llm = vllm.LLM(
-            model=cfg.worker.actor.model.model_path, dtype="bfloat16", seed=cfg.trainer.seed + int(os.environ.get("RANK", 0)),
+            model=cfg.worker.actor.model.model_path, dtype="bfloat16", seed=cfg.trainer.seed + int(os.environ["RANK"]),
             gpu_memory_utilization=ro.gpu_memory_utilization, max_model_len=d.max_prompt_length + d.max_response_length,
-            enable_prefix_caching=True, distributed_executor_backend="external_launcher",
+            enable_prefix_caching=True, enable_sleep_mode=True, distributed_executor_backend="external_launcher",
         )
+        self.llm.sleep(level=1)  # the engine's share of the card is free until the first rollout
         self._vllm = vllm
 
     def refresh_weights(self, model) -> None:
-        """Copy the training model's parameters into the engine through `LLM.apply_model` (Hugging
-        Face names; vLLM's Qwen2.5-VL loader maps them), then drop the prefix cache, which holds
-        keys of the old weights."""
+        """Wake the engine's weights, copy the training model's parameters into them (Hugging Face
+        names; vLLM's Qwen2.5-VL loader maps them), drop what the old weights computed, then wake
+        the KV cache: the gathered parameters and the cache are never on the card together."""
+        self.llm.wake_up(tags=["weights"])
         refresh_engine_weights(self.llm, getattr(model, "module", model), self.zero3)
+        self.llm.wake_up(tags=["kv_cache"])
+
     def generate(self, model, prompts: Prompts, params: SamplingParams) -> list[Tensor]:
         """Same contract as HFRollout.generate: n responses per prompt, prompt-major, each cut after
         its first end-of-turn token (kept) or at max_new_tokens."""
         self.refresh_weights(model)
-        outputs = self.llm.generate(vllm_inputs(prompts), self._vllm.SamplingParams(**vllm_sampling_kwargs(
-            params, self.eos_id, self.suppress)), use_tqdm=False)
+        try:
+            outputs = self.llm.generate(vllm_inputs(prompts), self._vllm.SamplingParams(**vllm_sampling_kwargs(
+                params, self.eos_id, self.suppress)), use_tqdm=False)
+        finally:
+            self.llm.sleep(level=1)
         responses = []
         for out in outputs:
             for completion in out.outputs:
@@ -352,17 +379,29 @@ class VLLMRollout:
         return responses
 
 
-def refresh_engine_weights(llm, module, zero3: bool) -> None:
-    """The training module's parameters into a vLLM `LLM`, by the public API in VLLM_API only."""
-    gather = contextlib.nullcontext()
-    if zero3:
-        import deepspeed
+def engine_weights(module, zero3: bool):
+    """(Hugging Face name, tensor) for every parameter, one at a time: under ZeRO-3 each is gathered
+    only while the engine's loader copies it (the loader consumes each before asking for the next),
+    so the refresh's peak is one whole parameter, not the whole model. Elsewhere the training
+    tensors themselves, no copy."""
+    if not zero3:
+        for name, p in module.named_parameters():
+            yield name, p.detach()
+        return
+    import deepspeed
 
-        gather = deepspeed.zero.GatheredParameters(list(module.parameters()))
-    with gather, torch.no_grad():
-        weights = [(name, p.detach()) for name, p in module.named_parameters()]
-        llm.apply_model(lambda engine_model: engine_model.load_weights(iter(weights)))
+    for name, p in module.named_parameters():
+        with deepspeed.zero.GatheredParameters([p]):
+            yield name, p.detach()
+
+
+def refresh_engine_weights(llm, module, zero3: bool) -> None:
+    """The training module's parameters into a vLLM `LLM`, through VLLM_API only; then the prefix
+    and encoder caches, computed with the old weights, are dropped."""
+    with torch.no_grad():
+        llm.apply_model(lambda engine_model: engine_model.load_weights(engine_weights(module, zero3)))
     llm.reset_prefix_cache()
+    llm.llm_engine.reset_encoder_cache()
 
 
 SUPPRESSED_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")

@@ -23,18 +23,14 @@ from bench.processing import load_processor
 from .config import Config, config_to_dict, reward_function
 from .data import Row, load_rows
 from .encoding import model_device
+from .launcher import launcher_env_defaults
 from .plan import BatchPlan
 from .rollout import RolloutEngine, make_rollout
 
 
 def init_distributed() -> tuple[int, int]:
     """(rank, world size); single-process runs get a one-rank gloo group on 127.0.0.1."""
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:  # a launcher sets it; alone, any free port (a fixed one may be taken)
-        os.environ["MASTER_PORT"] = str(free_port())
+    launcher_env_defaults()
     import deepspeed
 
     if not torch.cuda.is_available():
@@ -48,15 +44,6 @@ def init_distributed() -> tuple[int, int]:
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def deepspeed_config(cfg: Config, world: int) -> dict:

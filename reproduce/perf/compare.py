@@ -57,7 +57,7 @@ def run_once(name: str, python: str, work_dir: Path, timeout_s: float | None = N
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [python, "-m", module, str(work_dir), "--out", str(out), *(["--mode", mode] if mode else []), *extra]
-        # no MASTER_PORT: our trainer picks a free port of its own (train.setup.free_port)
+        # no MASTER_PORT: our trainer picks a free port of its own (train.launcher.free_port)
         env = {k: v for k, v in child_env().items() if k != "MASTER_PORT"}
         try:
             proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
