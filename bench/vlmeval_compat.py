@@ -1,10 +1,14 @@
-"""A narrow shim that lets VLMEvalKit import on machines without torchvision.
+"""A narrow shim that lets VLMEvalKit import on machines without torchvision, decord or jieba.
 
-VLMEvalKit imports torchvision at import time (for dataset and model classes this project never
-uses), and the registry has no CPU build of torchvision. `import_vlmeval()` imports VLMEvalKit;
-only when torchvision cannot be imported does it first install a placeholder `torchvision`
-package whose every attribute is an object that raises a clear error when it is called. Nothing
-that this project runs calls torchvision, so a call means a code path that needs the real one.
+VLMEvalKit imports these at import time, for dataset and model classes this project never uses:
+torchvision (many; the registry has no CPU build of it), decord (video datasets, e.g.
+vlmeval/dataset/dsrbench.py:5 in ms-vlmeval 0.0.20) and jieba (Chinese text metrics, e.g.
+vlmeval/dataset/foxbench.py:7). GPU images often lack the last two, and neither fits in a small
+offline transfer (decord's wheel is 13.6 MB and for manylinux2010 only; jieba has no wheel and is
+37 MB installed). `import_vlmeval()` imports VLMEvalKit; for each of these modules that cannot be
+imported, it first installs a placeholder package whose every attribute is an object that raises a
+clear error when it is called. Nothing that this project runs calls them, so a call means a code
+path that needs the real one.
 
 transformers checks for torchvision too; its availability is computed (and cached as False)
 before the placeholder goes in, so transformers keeps using its PIL image processors.
@@ -18,7 +22,14 @@ import importlib.util
 import sys
 import types
 
-MESSAGE = "torchvision is not installed (no CPU build exists); this VLMEvalKit code path needs it: {}"
+OPTIONAL = {
+    "torchvision": "no CPU build exists",
+    "decord": "VLMEvalKit's video datasets read with it",
+    "jieba": "VLMEvalKit's Chinese text metrics use it",
+}
+"""Modules VLMEvalKit imports at import time that this project never calls, and why they may be missing."""
+
+MESSAGE = "{top} is not installed ({why}); this VLMEvalKit code path needs it: {name}"
 
 
 class _Missing:
@@ -31,7 +42,8 @@ class _Missing:
         return _Missing(f"{self._name}.{attr}")
 
     def __call__(self, *args, **kwargs):
-        raise RuntimeError(MESSAGE.format(self._name))
+        top = self._name.split(".")[0]
+        raise RuntimeError(MESSAGE.format(top=top, why=OPTIONAL[top], name=self._name))
 
     def __mro_entries__(self, bases):  # `class X(torchvision.Something)` at import time
         return (object,)
@@ -45,8 +57,11 @@ class _PlaceholderModule(types.ModuleType):
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+
     def find_spec(self, name, path, target=None):
-        if name == "torchvision" or name.startswith("torchvision."):
+        if name.split(".")[0] in self.names:
             return importlib.machinery.ModuleSpec(name, self, is_package=True)
         return None
 
@@ -58,18 +73,28 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__version__ = "0.0.0+placeholder"
 
 
-def install_placeholder() -> bool:
-    """Install the placeholder if torchvision is missing; True when it is (now) in place."""
-    if any(isinstance(f, _Finder) for f in sys.meta_path):
-        return True
-    if importlib.util.find_spec("torchvision") is not None:
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
         return False
-    from transformers.utils import import_utils
 
-    import_utils.is_torchvision_available()  # cache False before the placeholder exists
-    import_utils.is_torchvision_greater_or_equal("0.0")
-    sys.meta_path.insert(0, _Finder())
-    return True
+
+def install_placeholder() -> frozenset[str]:
+    """Install placeholders for the OPTIONAL modules that are missing (once per process); returns
+    the names that are placeholders."""
+    for finder in sys.meta_path:
+        if isinstance(finder, _Finder):
+            return finder.names
+    missing = frozenset(name for name in OPTIONAL if not _importable(name))
+    if missing:
+        if "torchvision" in missing:
+            from transformers.utils import import_utils
+
+            import_utils.is_torchvision_available()  # cache False before the placeholder exists
+            import_utils.is_torchvision_greater_or_equal("0.0")
+        sys.meta_path.insert(0, _Finder(missing))
+    return missing
 
 
 def import_vlmeval():

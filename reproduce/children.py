@@ -8,9 +8,11 @@ period), so a rerun never finds trainers of the last run still writing to its fo
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from bench.parent_death import death_signal_setter
 
@@ -49,3 +51,12 @@ def end_children_on_exit() -> None:
     """SIGTERM -> SystemExit(143) in the main thread; on any exit, running children are ended."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     atexit.register(terminate_children)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child that imports the checkout: the checkout first on
+    PYTHONPATH, then whatever was there (packages installed with `pip --target`, as on an offline
+    GPU machine, must stay importable), plus `extra`."""
+    repo = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}

@@ -35,6 +35,7 @@ from pathlib import Path
 from bench.errors import UsageError, exit_on_usage_error
 from bench.fileio import write_json_atomic, write_text_atomic
 
+from .children import child_env
 from .machine import describe
 from .paper_fixtures import table1_datasets, write_fixtures
 from .paper_scale import evaluation_steps, preflight
@@ -170,7 +171,7 @@ def smoke(args: argparse.Namespace) -> int:
     os.environ.update({"LMUData": str(lmudata), "HF_HUB_OFFLINE": "1"})
     if importlib.util.find_spec("flash_attn") is None:
         os.environ.setdefault("ATTN_IMPLEMENTATION", "sdpa")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = child_env()
     problems = preflight([str(model)], None, benchmarks="table1", paper_models=False,
                          cuda=True if args.shape == "tiny" else None)  # the tiny model runs on a CPU
     if problems:

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from reproduce.children import child_env
 from reproduce.perf.workload import SPLIT, Workload, prepare
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +47,7 @@ def point_key(model: str, length: int, n: int) -> str:
 
 def child_env() -> dict[str, str]:
     """The environment of every benchmark child process: this checkout on the path, offline."""
-    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return child_env(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
 
 def run_once(name: str, python: str, work_dir: Path, timeout_s: float | None = None, extra: tuple[str, ...] = ()) -> dict:
