@@ -5,7 +5,6 @@ and the grid (`grid.py`) both measure with."""
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from reproduce.children import child_env
+from reproduce.children import child_env as _child_env
 from reproduce.perf.workload import SPLIT, Workload, prepare
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +46,7 @@ def point_key(model: str, length: int, n: int) -> str:
 
 def child_env() -> dict[str, str]:
     """The environment of every benchmark child process: this checkout on the path, offline."""
-    return child_env(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return _child_env(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
 
 def run_once(name: str, python: str, work_dir: Path, timeout_s: float | None = None, extra: tuple[str, ...] = ()) -> dict:
