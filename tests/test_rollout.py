@@ -150,6 +150,32 @@ def test_sampler_gives_the_tokens_of_transformers_generate(tmp_path, params, fix
     assert all(int(r[-1]) == rollout.eos_id for r in ours if len(r) < params.max_new_tokens)
 
 
+def test_the_sync_free_sampler_keeps_the_engines_contract(tmp_path):
+    """The GPU's sampler (`race_sample`, forced here on the CPU): responses end at their first
+    end-of-turn or at max_new_tokens, respect min_tokens, never hold a suppressed vision id, and are
+    the same for the same seed; its distribution is checked in tests/test_sampling.py."""
+    path = build_tiny(tmp_path / "m", seed=0)
+    proc = load_processor(path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
+    rollout = HFRollout(proc, fixed_shape=True, sync_free=True)
+    texts = [proc.apply_chat_template(build_messages(q, 0), add_generation_prompt=True, tokenize=False)
+             for q in ["How many?", "What is 2+2?"]]
+    prompts = encode_prompts(proc, texts, [[], []])
+    with torch.no_grad():
+        h = model.model.language_model(input_ids=prompts.input_ids[1][None]).last_hidden_state.mean(dim=(0, 1))
+        model.lm_head.weight[rollout.eos_id] = 4 * h / h.square().sum()
+    params = SamplingParams(n=4, max_new_tokens=16, top_p=0.9, min_tokens=2)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        runs.append([r.tolist() for r in rollout.generate(model, prompts, params)])
+    assert runs[0] == runs[1] and len(runs[0]) == 8
+    for r in runs[0]:
+        assert 2 <= len(r) <= 16 and not set(r) & set(rollout.suppress)
+        assert rollout.eos_id not in r[:-1] and (r[-1] == rollout.eos_id or len(r) == 16)
+    assert any(r[-1] == rollout.eos_id for r in runs[0])
+
+
 def test_forward_flops_prefer_sharing_for_short_responses_and_rows_for_long_ones():
     from train.logprobs import forward_flops
 
@@ -199,3 +225,34 @@ def test_cuda_graph_replay_matches_the_eager_fixed_shape_step(tmp_path):
         assert (advance.graph is not None) == graph
         results.append(torch.stack(logits).float())
     torch.testing.assert_close(results[1], results[0], atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.gpu
+def test_decoding_on_a_gpu_synchronises_with_the_host_only_at_stop_checks(tmp_path):
+    """No host synchronisation per token: with 64 new tokens, the syncs torch reports
+    (`set_sync_debug_mode("warn")`) are the prefill's few, one stop check per STOP_CHECK_EVERY
+    tokens and the final copy; `torch.multinomial` alone made one per token."""
+    import warnings
+
+    from train.rollout import STOP_CHECK_EVERY
+
+    device = torch.device("cuda")
+    path = build_tiny(tmp_path / "m", seed=0, size="small")
+    proc = load_processor(path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.bfloat16).to(device).eval()
+    rollout = HFRollout(proc)
+    texts = [proc.apply_chat_template(build_messages(q, 0), add_generation_prompt=True, tokenize=False)
+             for q in ["How many?", "What is 2+2?"]]
+    prompts = encode_prompts(proc, texts, [[], []])
+    params = SamplingParams(n=4, max_new_tokens=64, min_tokens=64)
+    rollout.generate(model, prompts, params)  # warm-up: the graph's capture is not what is counted
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            responses = rollout.generate(model, prompts, params)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in seen if "synchroniz" in str(w.message)]
+    assert all(len(r) == 64 for r in responses)
+    assert len(syncs) <= 64 // STOP_CHECK_EVERY + 12, [str(w.message)[:120] for w in syncs]

@@ -26,7 +26,7 @@ from bench.registry import Registry
 from .decode import DecodeStep
 from .encoding import Prompts, left_padded, model_device, prompt_embeds
 from .launcher import launcher_env_defaults
-from .sampling import SamplingConfig
+from .sampling import SamplingConfig, race_sample
 
 
 @runtime_checkable
@@ -61,7 +61,7 @@ class HFRollout:
     decoding loop)."""
 
     def __init__(self, processor, micro_batch_size: int = 64, zero3: bool = False, cuda_graph: bool = True,
-                 fixed_shape: bool | None = None) -> None:
+                 fixed_shape: bool | None = None, sync_free: bool | None = None) -> None:
         self.pad_id = processor.tokenizer.pad_token_id
         self.eos_id, self.suppress = stop_and_suppressed_ids(processor.tokenizer)
         self.micro_batch_size = micro_batch_size
@@ -70,6 +70,8 @@ class HFRollout:
         self.fixed_shape = fixed_shape
         """None: the fixed-shape step (`FixedShapeDecoder`) on a GPU, the growing cache on a CPU, where
         attending over the whole reserved width only costs, and where results must replay as before."""
+        self.sync_free = sync_free
+        """None: `race_sample` on a GPU, transformers' warpers and multinomial on a CPU (`_sampler`)."""
 
     @torch.no_grad()
     def generate(self, model, prompts: Prompts, params: SamplingParams) -> list[Tensor]:
@@ -147,7 +149,7 @@ class HFRollout:
         check_every = STOP_CHECK_EVERY if dev.type == "cuda" else 1
         bias = torch.zeros(logits.shape[-1], device=dev)  # the suppressed ids, as -inf, added once per token
         bias[self.suppress] = -math.inf
-        warp = self._warpers(params)
+        sample = self._sampler(params, dev)
         unfinished = torch.ones(rows, dtype=torch.bool, device=dev)
         out = torch.full((rows, params.max_new_tokens), self.pad_id, dtype=torch.long, device=dev)
         length = 0
@@ -155,8 +157,7 @@ class HFRollout:
             scores = logits.float() + bias
             if t < params.min_tokens:
                 scores[:, self.eos_id] = -math.inf
-            scores = warp(out[:, :t], scores)
-            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+            token = sample(scores)
             token = torch.where(unfinished, token, self.pad_id)
             out[:, t] = token
             length = t + 1
@@ -170,9 +171,14 @@ class HFRollout:
             result.append(seq[: int(ends[0]) + 1] if len(ends) else seq)
         return result
 
-    @staticmethod
-    def _warpers(params: SamplingParams):
-        """transformers' own temperature / top-k / top-p warpers, in `generate`'s order."""
+    def _sampler(self, params: SamplingParams, dev: torch.device) -> Callable[[Tensor], Tensor]:
+        """scores (rows, V) -> tokens (rows,). On a GPU, `race_sample`: no sort, no host
+        synchronisation per token. On a CPU, transformers' own temperature / top-k / top-p warpers
+        in `generate`'s order, then `multinomial`: the tokens of `generate` for a seed, which the
+        CPU reproduction's results were made with (tests/test_rollout.py checks token equality)."""
+        if self.sync_free if self.sync_free is not None else dev.type == "cuda":
+            return lambda scores: race_sample(scores / params.temperature if params.temperature != 1.0 else scores,
+                                              params.top_k, params.top_p)
         from transformers import (
             LogitsProcessorList,
             TemperatureLogitsWarper,
@@ -180,14 +186,14 @@ class HFRollout:
             TopPLogitsWarper,
         )
 
-        warpers = LogitsProcessorList()
+        warp = LogitsProcessorList()
         if params.temperature != 1.0:
-            warpers.append(TemperatureLogitsWarper(params.temperature))
+            warp.append(TemperatureLogitsWarper(params.temperature))
         if params.top_k > 0:
-            warpers.append(TopKLogitsWarper(params.top_k))
+            warp.append(TopKLogitsWarper(params.top_k))
         if params.top_p < 1.0:
-            warpers.append(TopPLogitsWarper(params.top_p))
-        return warpers
+            warp.append(TopPLogitsWarper(params.top_p))
+        return lambda scores: torch.multinomial(torch.softmax(warp(None, scores), dim=-1), num_samples=1).squeeze(1)
 
 
 STOP_CHECK_EVERY = 16
