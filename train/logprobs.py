@@ -128,15 +128,16 @@ def forward_flops(prompt_lengths: Tensor, response_lengths: Tensor, prompt_index
     return {"shared_prefix": shared, "rows": whole}
 
 
-def _hidden_auto(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:
-    """`shared_prefix` or `rows`, whichever `forward_flops` estimates cheaper for this micro-batch:
-    sharing pays when prompts are long next to responses and shared by many rows; long
-    responses favour whole causal rows."""
+def cheaper_mode(model, batch: dict[str, Tensor]) -> str:
+    """`shared_prefix` or `rows`, whichever `forward_flops` estimates cheaper for this micro-batch
+    (read on the host: `response_log_probs` asks before the batch goes to the device): sharing pays
+    when prompts are long next to responses and shared by many rows; long responses favour whole
+    causal rows."""
     text = getattr(model, "module", model).config.text_config
     kv_hidden = text.hidden_size * text.num_key_value_heads // text.num_attention_heads
     flops = forward_flops(batch["prompt_lengths"], batch["response_mask"].sum(1), batch["prompt_index"],
                           text.hidden_size, text.intermediate_size, kv_hidden)
-    return FORWARD_MODES[min(("shared_prefix", "rows"), key=flops.__getitem__)](model, prompts, batch)
+    return min(("shared_prefix", "rows"), key=flops.__getitem__)
 
 
 FORWARD_MODES: Registry[Callable[..., Tensor]] = Registry("forward mode")
@@ -144,7 +145,7 @@ FORWARD_MODES: Registry[Callable[..., Tensor]] = Registry("forward mode")
 token j (shared_prefix needs the KV cache, which gradient checkpointing turns off)."""
 FORWARD_MODES.add("shared_prefix", _hidden_shared_prefix)
 FORWARD_MODES.add("rows", _hidden_rows)
-FORWARD_MODES.add("auto", _hidden_auto)
+FORWARD_MODES.add("auto", lambda model, prompts, batch: FORWARD_MODES[cheaper_mode(model, batch)](model, prompts, batch))
 FORWARD_MODES.add("plain", _hidden_plain)
 
 LOGIT_CHUNK_BYTES = 512 * 2**20
@@ -192,7 +193,12 @@ def response_log_probs(
     entropy (R, width) or None), response tokens left-aligned; width >= the longest response.
     Logits are computed for response positions only, a slice at a time (`token_log_probs`); the
     results are on the model's device."""
-    batch = {k: v.to(model_device(model)) for k, v in batch.items()}
+    if mode == "auto":
+        mode = cheaper_mode(model, batch)
+    # Everything to the device but the prompt index, which the forward reads as a list: asked of a
+    # device tensor, each read would wait for the device (a host synchronisation per micro-batch).
+    dev = model_device(model)
+    batch = {k: v if k == "prompt_index" else v.to(dev) for k, v in batch.items()}
     hidden = FORWARD_MODES[mode](model, prompts, batch)
     targets, mask = batch["response_ids"], batch["response_mask"]
     token_lp, entropy = token_log_probs(getattr(model, "module", model).lm_head, hidden, targets, with_entropy,

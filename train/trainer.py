@@ -257,6 +257,7 @@ def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
     normalize = algos.LOSS_NORMALIZATIONS[actor.loss_normalization]
     size, pad_id = actor.micro_batch_size_per_device_for_update, run.processor.tokenizer.pad_token_id
     stats: Counter = Counter()
+    on_device: dict[str, Tensor] = {}  # float64 sums kept on the device, read once at the end
     engine.train()
     for _epoch in range(actor.ppo_epochs):
         for group in update_groups(rows, run.questions_per_update_per_rank):
@@ -275,13 +276,16 @@ def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
                 engine.backward(loss * weights[j])
                 norm = _grad_norm_before_step(engine) if boundary else None
                 engine.step()
+                m["entropy"] = (ent * mask).sum() / mask.sum().clamp(min=1)
                 for k, v in m.items():
-                    stats[f"actor/{k}"] += float(v) * len(chunk)
-                stats["actor/entropy"] += float((ent * mask).sum() / mask.sum().clamp(min=1)) * len(chunk)
+                    total = torch.as_tensor(v, device=lp.device).detach().double() * len(chunk)
+                    on_device[f"actor/{k}"] = on_device[f"actor/{k}"] + total if f"actor/{k}" in on_device else total
                 stats["rows"] += len(chunk)
                 stats["trained_tokens"] += sum(len(prompts.input_ids[rows.prompt[r]]) + len(rows.response[r]) for r in chunk)
             stats["grad_norm"] += float(engine.get_global_grad_norm() if norm is None else norm)
             stats["updates"] += 1
+    if on_device:  # one transfer per step: a float() per micro-batch would wait for the device each time
+        stats.update(dict(zip(on_device, torch.stack(list(on_device.values())).tolist(), strict=True)))
     return stats
 
 
