@@ -354,3 +354,20 @@ def test_metric_logger_writes_jsonl_tensorboard_and_wandb(tmp_path, monkeypatch)
     assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     MetricLogger(cfg, rank=1, start_step=0).log(9, {"reward/mean": 1.0})  # other ranks write nothing
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_the_policy_loads_in_the_training_dtype_and_under_zero3_partitioned():
+    """bf16 training loads bf16 weights (DeepSpeed would cast to them anyway); ZeRO-3 builds the
+    model inside deepspeed.zero.Init (transformers sees ZeRO-3 only inside the context); float32
+    training on a CPU loads as before."""
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    from train.setup import policy_loading
+
+    with policy_loading(load_config(TINY_CONFIG, []), 1) as load:
+        assert load == {"dtype": torch.float32} and not is_deepspeed_zero3_enabled()
+    with policy_loading(load_config(TINY_CONFIG, ["worker.actor.bf16=true"]), 1) as load:
+        assert load["dtype"] == torch.bfloat16
+    with policy_loading(load_config(TINY_CONFIG, ["worker.actor.zero_stage=3"]), 1) as load:
+        assert is_deepspeed_zero3_enabled()
+    assert not is_deepspeed_zero3_enabled()
