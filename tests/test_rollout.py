@@ -1,5 +1,8 @@
 """Prompt encoding, row collation and the shared-image forward against the plain reference."""
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -255,4 +258,65 @@ def test_decoding_on_a_gpu_synchronises_with_the_host_only_at_stop_checks(tmp_pa
         torch.cuda.set_sync_debug_mode("default")
     syncs = [w for w in seen if "synchroniz" in str(w.message)]
     assert all(len(r) == 64 for r in responses)
+    assert rollout.graph_captures == {"captured": 2, "failed": 0}  # replayed as a graph, both times
     assert len(syncs) <= 64 // STOP_CHECK_EVERY + 12, [str(w.message)[:120] for w in syncs]
+
+
+def test_the_log_prob_forward_keeps_only_the_final_norms_output(tmp_path):
+    """The final hidden states come from a hook on the final norm, equal to the model's last hidden
+    state, and the forward is not asked to keep every layer's (`output_hidden_states`)."""
+    from train.logprobs import _final_hidden
+
+    path = build_tiny(tmp_path / "m", seed=0)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
+    ids = torch.randint(10, 200, (2, 7))
+    expected = model(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+    asked = []
+    forward = model.forward
+    model.forward = lambda **kw: asked.append(kw) or forward(**kw)
+    got = _final_hidden(model, input_ids=ids)
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    assert not asked[0].get("output_hidden_states") and not model.model.language_model.norm._forward_hooks
+
+
+def test_decoding_under_zero3_on_two_ranks_gives_the_tokens_of_zero0_and_calls_no_module(tmp_path):
+    """Under ZeRO-3 (2 ranks, parameters partitioned) the fixed-shape decoding gives the same tokens
+    as the whole model in one process, and its steps call no module, so no DeepSpeed hook can run
+    inside a captured CUDA graph (the capture would be invalidated and decoding fall back to eager)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.helpers.decode_case import prompts_and_params
+
+    repo = Path(__file__).resolve().parents[1]
+    path = build_tiny(tmp_path / "m", seed=0)
+    proc = load_processor(path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
+    prompts, params = prompts_and_params(proc)
+    torch.manual_seed(11)
+    expected = [t.tolist() for t in HFRollout(proc, fixed_shape=True).generate(model, prompts, params)]
+    from train.launcher import free_port
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={free_port()}", str(repo / "tests" / "helpers" / "zero3_decode.py"), str(path), str(tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    proc_run = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc_run.returncode == 0, proc_run.stderr[-3000:]
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert got["tokens"] == expected, rank
+        assert got["steps"] > 0 and got["module_calls_in_steps"] == 0, got
+
+
+def test_a_failed_graph_capture_is_counted_and_reaches_the_metrics():
+    """A capture that fails decodes eagerly, and is counted where the trainer's metrics read it."""
+    from train.trainer import _graph_metrics
+
+    class Engine:
+        graph_captures = {"captured": 0, "failed": 0}
+
+    assert _graph_metrics(Engine()) == {}  # a CPU run's metrics are as before
+    Engine.graph_captures = {"captured": 3, "failed": 1}
+    assert _graph_metrics(Engine()) == {"rollout/graph_captured": 3.0, "rollout/graph_failed": 1.0}
+    assert _graph_metrics(object()) == {}

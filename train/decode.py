@@ -7,8 +7,9 @@ output bookkeeping cost as much again. `DecodeStep` runs the same arithmetic as
 value projections of a layer as one matrix product and rotary embeddings applied to queries and
 keys together. What it reads from the model: every layer's projections, norms and activation, the
 model's rotary embedding module (cos and sin are computed once per step, by the model's own code)
-and its final norm. tests/test_rollout.py checks its hidden states against the model's forward
-and the sampler's tokens against transformers' `generate`.
+and its final norm. No module is called, so no hook runs inside a captured step (DeepSpeed ZeRO-3
+hooks every module). tests/test_rollout.py checks its hidden states against the model's forward,
+the sampler's tokens against transformers' `generate`, and that a step calls no module.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import rotate_half
+
+
+def _unhooked(module, *args) -> Tensor:
+    """module's forward without `Module.__call__`, so no hook runs: under ZeRO-3, DeepSpeed hooks
+    every submodule, and its hook waits on another stream (deepspeed/runtime/zero/
+    partitioned_param_coordinator.py:415 in 0.19.8), which would invalidate a CUDA-graph capture
+    of the step. The parameters the step reads are gathered before it (`HFRollout._gathered`)."""
+    return type(module).forward(module, *args)
 
 
 def _rms_norm(norm, x: Tensor) -> Tensor:
@@ -58,7 +67,7 @@ class DecodeStep:
         new key and value at that column of the reserved width and attends over all of it, `mask`
         hiding the columns not yet written; every shape is the same at every token."""
         rows, H, K, d = embeds.shape[0], self.heads, self.kv_heads, self.head_dim
-        cos, sin = self.model.rotary_emb(embeds, positions)  # (R, 1, d), multimodal sections merged
+        cos, sin = _unhooked(self.model.rotary_emb, embeds, positions)  # (R, 1, d), multimodal sections merged
         x = embeds
         for (layer, qkv_weight, qkv_bias), kv in zip(self.layers, self.cache.layers, strict=True):
             a, mlp = layer.self_attn, layer.mlp
@@ -78,6 +87,6 @@ class DecodeStep:
                                                      scale=a.scaling)
             x = x + F.linear(out.reshape(rows, H * d), a.o_proj.weight)
             y = _rms_norm(layer.post_attention_layernorm, x)
-            x = x + F.linear(mlp.act_fn(F.linear(y, mlp.gate_proj.weight)) * F.linear(y, mlp.up_proj.weight),
+            x = x + F.linear(_unhooked(mlp.act_fn, F.linear(y, mlp.gate_proj.weight)) * F.linear(y, mlp.up_proj.weight),
                              mlp.down_proj.weight)
         return _rms_norm(self.model.norm, x)

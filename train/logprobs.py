@@ -41,8 +41,17 @@ def _response_positions(batch: dict[str, Tensor], width: int) -> Tensor:
 def _final_hidden(model, **inputs) -> Tensor:
     """The last (normed) hidden states of a forward through the root module, its head run on one
     position only. Going through the root keeps DeepSpeed ZeRO-3's root-module hooks: calling the
-    inner model directly left the first update's gradients at zero under ZeRO-3."""
-    return model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1]
+    inner model directly left the first update's gradients at zero under ZeRO-3. The final norm's
+    output is taken by a forward hook: `output_hidden_states=True` would keep every layer's hidden
+    states until the backward pass (29 of them at 7B, 12.7 GiB at 16 x 4,096 tokens)."""
+    norm = getattr(model, "module", model).model.language_model.norm
+    seen: list[Tensor] = []
+    handle = norm.register_forward_hook(lambda module, args, output: seen.append(output))
+    try:
+        model(**inputs, logits_to_keep=1)
+    finally:
+        handle.remove()
+    return seen[-1]
 
 
 def _hidden_plain(model, prompts: Prompts, batch: dict[str, Tensor]) -> Tensor:

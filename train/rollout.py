@@ -70,6 +70,9 @@ class HFRollout:
         self.fixed_shape = fixed_shape
         """None: the fixed-shape step (`FixedShapeDecoder`) on a GPU, the growing cache on a CPU, where
         attending over the whole reserved width only costs, and where results must replay as before."""
+        self.graph_captures = {"captured": 0, "failed": 0}
+        """CUDA-graph captures of the decoding step since the engine was made, and those that failed
+        (decoding then went on eagerly); the trainer logs them as rollout/graph_* on a GPU."""
         self.sync_free = sync_free
         """None: `race_sample` on a GPU, transformers' warpers and multinomial on a CPU (`_sampler`)."""
 
@@ -165,6 +168,8 @@ class HFRollout:
             if t + 1 == params.max_new_tokens or ((t + 1) % check_every == 0 and not unfinished.any()):
                 break
             logits = advance(token, t)
+        if fixed and advance.attempted:
+            self.graph_captures["captured" if advance.graph is not None else "failed"] += 1
         result = []
         for seq in out[:, :length].cpu():
             ends = (seq == self.eos_id).nonzero()
@@ -221,6 +226,8 @@ class FixedShapeDecoder:
         self.positions = (next_position - 1).view(1, rows, 1).expand(3, -1, -1).clone()
         self.column = torch.tensor([width - 1], device=mask.device)
         self.use_graph, self.graph, self.logits = graph, None, None
+        self.attempted = False
+        """Whether a capture was tried (`graph` is None after a failed one)."""
 
     def _forward(self) -> Tensor:
         self.positions.add_(1)
@@ -244,6 +251,7 @@ class FixedShapeDecoder:
             logits = self._forward()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
+        self.attempted = True
         try:
             with torch.cuda.graph(graph):
                 self.logits = self._forward()  # recorded, not run: the next call replays it
@@ -294,8 +302,13 @@ class _ReservedLayer(DynamicLayer):
 
 
 def reserve(cache, extra: int) -> None:
-    """Give every layer of a filled DynamicCache room for `extra` more tokens."""
-    cache.layers = [_ReservedLayer(layer.keys, layer.values, extra) for layer in cache.layers]
+    """Give every layer of a filled DynamicCache room for `extra` more tokens, one layer at a time:
+    each old layer is dropped as soon as its reserved copy exists, so the peak is the cache plus one
+    layer (building every new layer first held both caches whole, +14 GiB at 7B's released batch)."""
+    for i in range(len(cache.layers)):
+        old = cache.layers[i]
+        cache.layers[i] = _ReservedLayer(old.keys, old.values, extra)
+        del old
 
 
 VLLM_VERSION = "0.28.0"

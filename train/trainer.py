@@ -340,7 +340,15 @@ def step_metrics(run: Run, batch: Rollout, grades: list[Grade], rewards: Tensor,
         "perf/trained_tokens": float(stats["trained_tokens"]),
         "perf/tokens_per_s": sum(lengths) / step_time,
         **{f"perf/{k}_time": v for k, v in seconds.items()},
+        **_graph_metrics(run.rollout_engine),
     }
+
+
+def _graph_metrics(engine) -> dict[str, float]:
+    """rollout/graph_captured and rollout/graph_failed (decoded eagerly instead), counted since the
+    run began, where the engine tried CUDA graphs (the hf engine on a GPU); nothing elsewhere."""
+    captures = getattr(engine, "graph_captures", {})
+    return {f"rollout/graph_{k}": float(v) for k, v in captures.items()} if any(captures.values()) else {}
 
 
 def resume(run: Run) -> tuple[int, dict[str, float]]:
