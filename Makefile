@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-fast lint lock mutation wheelhouse reproduce-table1 reproduce-ablations bench-perf bench-perf-grid bench-gpu smoke-paper clean
+.PHONY: setup test test-fast lint lock mutation wheelhouse reproduce-table1 reproduce-ablations bench-perf bench-perf-grid bench-gpu test-gpu smoke-paper clean
 
 setup: $(STAMP)
 
@@ -60,11 +60,15 @@ mutation: $(STAMP)
 	$(PY) tests/helpers/mutation_watchdog.py $$$$ & PYTEST_TIMEOUT=60 $(VENV)/bin/mutmut run $(MUTANTS) || true
 	$(PY) tests/helpers/mutation_report.py
 
-# The GPU suite in one command of at most 8 minutes (README: GPU). It runs on the GPU machine's own
-# Python, with the packages installed there from a wheelhouse: no .venv, no network.
+# The GPU benchmark in one command of at most 7 minutes (README: GPU), and the `gpu` tests in another.
+# Both run on the GPU machine's own Python, with the packages installed there from a wheelhouse: no
+# .venv, no network.
 GPU_PYTHON ?= python3
 bench-gpu:
 	$(GPU_PYTHON) -m reproduce.perf.gpu $(if $(OUT),--out $(OUT))
+
+test-gpu:
+	$(GPU_PYTHON) -m pytest -q -m gpu -p no:cacheprovider tests/test_rollout.py tests/test_trainer.py tests/test_vllm_rollout.py
 
 # The paper-scale evaluation path once, in at most 4 minutes of one GPU (README: Paper-scale smoke):
 # a random 3B-shaped checkpoint, 2 items of each Table 1 benchmark, 64 new tokens. SHAPE=tiny runs it on a CPU.

@@ -140,6 +140,10 @@ def test_step_floor_hand_worked():
                    ChipRates("test", copy_bytes_per_s=1.0, matmul_flop_per_s=1.0))
     assert (f["decode_s"], f["update_s"], f["step_s"]) == (20.0, 36.0, 56.0)
     assert f["tokens_per_s"] == 2 / 56
+    # one of the 2 parameters in the vision tower: read once, not per token: 3 x 2 bytes + 12 = 18 s
+    f = step_floor(StepShape(parameters=2, vision_parameters=1, layers=1, kv_heads=1, head_dim=1, rows=1,
+                             prompt_tokens=1, new_tokens=2), ChipRates("test", copy_bytes_per_s=1.0, matmul_flop_per_s=1.0))
+    assert f["decode_s"] == 2 * 2 + 2 + 12 == 18.0
 
 
 def test_gpu_suite_runs_through_and_reports_on_a_cpu(tmp_path):
@@ -148,7 +152,8 @@ def test_gpu_suite_runs_through_and_reports_on_a_cpu(tmp_path):
     JSON and Markdown."""
     out = tmp_path / "gpu"
     cmd = [sys.executable, "-m", "reproduce.perf.gpu", "--model", "tiny", "--new-tokens", "4", "--steps", "1",
-           "--workloads", "16_rows", "--peer-python", "", "--out", str(out), "--work-dir", str(tmp_path / "w")]
+           "--workloads", "16_rows", "--peer-python", "", "--out", str(out), "--work-dir", str(tmp_path / "w"),
+           "--with-tests"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.with_suffix(".json").read_text())
@@ -161,6 +166,9 @@ def test_gpu_suite_runs_through_and_reports_on_a_cpu(tmp_path):
     assert wr["floor"]["shape"]["rows"] == 16 and wr["floor"]["shape"]["prompt_tokens"] > 10
     assert wr["floor"]["step_s"] == wr["floor"]["decode_s"] + wr["floor"]["update_s"] > 0
     assert "step time, ours Share-GRPO / ours GRPO" in wr["ratios"]
+    assert wr["runs"]["ours_grpo"]["settings"] == {
+        "weights": "bf16, float32 master weights and Adam states (DeepSpeed bf16, ZeRO-0)", "gradient_checkpointing": False,
+        "micro_batch": 8}
     md = out.with_suffix(".md").read_text()
     assert "Floor of a step" in md and "| ours (grpo) |" in md
     # ours GRPO ran one more step under the profiler, not counted in its figures
@@ -181,3 +189,23 @@ def test_gpu_suite_names_a_run_that_failed(tmp_path):
     assert wr["trainers"] == {} and wr["ratios"] == {}
     md = markdown({"device": {"python": "3", "versions": {}}, "workloads": {"16_rows": wr}})
     assert "| ours_grpo |" in md and "workload.json" in md
+
+
+def test_device_busy_time_counts_each_kernel_once_and_overlaps_once():
+    """Hand-worked: kernels on [0, 10] and [5, 20] (two streams) and [30, 40] us are busy 30 us; the
+    CPU operator that launched them (its self device time is theirs again) and a user annotation
+    are not counted. The old sum of every event's self device time gave 10 + 15 + 10 + 35 = 70."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from reproduce.perf.run_ours import device_busy_s
+
+    def event(a, b, device=DeviceType.CUDA, annotation=False):
+        return SimpleNamespace(time_range=SimpleNamespace(start=a, end=b), device_type=device,
+                               is_user_annotation=annotation)
+
+    events = [event(0, 10), event(5, 20), event(30, 40), event(0, 45, DeviceType.CPU), event(0, 50, annotation=True),
+              event(12, 18)]  # inside another kernel's span
+    assert device_busy_s(events) == pytest.approx(30e-6)
+    assert device_busy_s([]) == 0.0

@@ -37,8 +37,9 @@ def vision_tower_parameters(out_hidden: int) -> int:
 def test_published_counts_the_frozen_tower_and_the_largest_layer(hub_id, total, embedding_rows, width):
     config = published_config(hub_id)
     counts, frozen = count_parameters(config), count_parameters(config, freeze_vision_tower=True)
-    assert counts == ParamCounts(total, total, embedding_rows * width)  # the largest module is the embedding
-    assert frozen == ParamCounts(total, total - vision_tower_parameters(width), embedding_rows * width)
+    assert counts == ParamCounts(total, total, embedding_rows * width, vision_tower_parameters(width))  # the largest module is the embedding
+    assert frozen == ParamCounts(total, total - vision_tower_parameters(width), embedding_rows * width,
+                                 vision_tower_parameters(width))
 
 
 @pytest.mark.parametrize("hub_id, width, tied", [(SEVEN_B, 3584, False), (THREE_B, 2048, True)])

@@ -116,6 +116,7 @@ class ParamCounts:
     total: int
     trainable: int
     largest_layer: int  # the most parameters held directly by one module (ZeRO-3's gathered unit)
+    vision: int = 0  # the vision tower's (run once per prompt, not per decoded token)
 
 
 def count_parameters(config, freeze_vision_tower: bool = False) -> ParamCounts:
@@ -128,7 +129,7 @@ def count_parameters(config, freeze_vision_tower: bool = False) -> ParamCounts:
     total = sum(p.numel() for p in model.parameters())
     vision = sum(p.numel() for p in model.model.visual.parameters())
     largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
-    return ParamCounts(total, total - vision if freeze_vision_tower else total, largest)
+    return ParamCounts(total, total - vision if freeze_vision_tower else total, largest, vision)
 
 
 def model_state_memory(counts: ParamCounts, zero_stage: int, world: int, offload: bool) -> dict[str, int] | None:

@@ -60,7 +60,8 @@ def measure_rates(device: str | torch.device = "cuda", copy_mib: int = 2048, mat
 @dataclass(frozen=True)
 class StepShape:
     parameters: int
-    """All of the model's parameters (each read once per decoded token, in bf16: 2 bytes)."""
+    """All of the model's parameters, in bf16 (2 bytes): the language model's are read once per
+    decoded token, the vision tower's once per step (it encodes the prompts' images, not tokens)."""
     layers: int
     kv_heads: int
     head_dim: int
@@ -68,14 +69,17 @@ class StepShape:
     prompt_tokens: int
     """Per row (the prompt's length, including its image tokens)."""
     new_tokens: int
+    vision_parameters: int = 0
+    """Of `parameters`, the vision tower's (0.67B at 3B and 7B)."""
 
 
 def decode_floor_s(s: StepShape, rates: ChipRates, bytes_per_value: int = 2) -> float:
-    """Seconds to stream the weights and the KV cache once per decoded token."""
-    weights = s.parameters * bytes_per_value
+    """Seconds to stream the language model's weights and the KV cache once per decoded token, and
+    the vision tower's weights once."""
+    text_weights = (s.parameters - s.vision_parameters) * bytes_per_value
     kv_per_token = s.rows * s.layers * 2 * s.kv_heads * s.head_dim * bytes_per_value
     kv = kv_per_token * sum(s.prompt_tokens + t for t in range(s.new_tokens))
-    return (s.new_tokens * weights + kv) / rates.copy_bytes_per_s
+    return (s.new_tokens * text_weights + s.vision_parameters * bytes_per_value + kv) / rates.copy_bytes_per_s
 
 
 def update_floor_s(s: StepShape, rates: ChipRates) -> float:

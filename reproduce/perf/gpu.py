@@ -1,13 +1,16 @@
-"""`make bench-gpu` (`python -m reproduce.perf.gpu`): the whole GPU suite as one command that fits in
-8 minutes of one GPU, model build included. It writes results/perf/gpu.{json,md} after every stage,
-so a run cut short still reports what it measured:
+"""`make bench-gpu` (`python -m reproduce.perf.gpu`): the GPU benchmark as one command that fits in
+7 minutes of one GPU, model build included. It writes results/perf/gpu.{json,md} after every stage,
+so a run cut short still reports what it measured, the most useful figures first:
 
 1. the machine: device, memory, driver and package versions;
 2. the chip's copy bandwidth and bf16 matrix rate (`floors.py`), from which each workload's floor;
-3. the `gpu` tests (time-boxed);
-4. two workloads at the Qwen2.5-VL-3B shape (random weights, built on the GPU in bf16), exactly 512
-   new tokens: 2 prompts x 8 and 32 x 8 rows, each by ours (GRPO), TRL's GRPOTrainer and ours
-   (Share-GRPO), one fresh process each, no checkpoint written.
+3. two workloads at the Qwen2.5-VL-3B shape (random weights, built on the GPU in bf16), exactly 512
+   new tokens, in this order: 2 prompts x 8 rows by ours (GRPO, then one more step under the
+   profiler), TRL's GRPOTrainer and ours (Share-GRPO); then 32 x 8 rows by the same three. One fresh
+   process each, bf16, activation checkpointing and micro-batches of 8 rows in both trainers (each
+   run's `settings` say so), no checkpoint written.
+
+The `gpu` tests are a separate command (`make test-gpu`), or `--with-tests` here.
 
 Targets (issue #22): a step within 3x its floor, tokens/s >= 1.5x TRL's, Share-GRPO's step <= 1.4x
 GRPO's, peak GPU memory <= TRL's. Figures are printed and recorded, never asserted.
@@ -30,6 +33,7 @@ from reproduce.machine import describe
 from reproduce.perf.compare import REPO, RUNS, child_env, pair_ratios, run_once, summarize, target_text
 from reproduce.perf.floors import ChipRates, StepShape, measure_rates, step_floor
 from reproduce.perf.workload import Workload, prepare
+from train.plan import count_parameters
 
 MODEL = "Qwen/Qwen2.5-VL-3B-Instruct"
 WORKLOADS = {"16_rows": (2, 8), "256_rows": (32, 8)}  # name -> (prompts, completions)
@@ -63,7 +67,8 @@ def workload_report(name: str, w: Workload, runs: dict[str, dict], rates: ChipRa
         r = done["ours_grpo"]
         rows = w.prompts * w.completions
         text = config.text_config
-        shape = StepShape(parameters=config_parameters(config), layers=text.num_hidden_layers,
+        counts = count_parameters(config)
+        shape = StepShape(parameters=counts.total, vision_parameters=counts.vision, layers=text.num_hidden_layers,
                           kv_heads=text.num_key_value_heads, head_dim=text.hidden_size // text.num_attention_heads,
                           rows=rows, prompt_tokens=round(r["prompt_tokens"][0] / rows), new_tokens=w.new_tokens)
         out["floor"] = step_floor(shape, rates)
@@ -73,12 +78,6 @@ def workload_report(name: str, w: Workload, runs: dict[str, dict], rates: ChipRa
     ratios = {k: v["median"] for k, v in pair_ratios({k: [r] for k, r in done.items()}).items()}
     out["ratios"] = ratios
     return out
-
-
-def config_parameters(config) -> int:
-    from train.plan import count_parameters
-
-    return count_parameters(config).total
 
 
 def markdown(result: dict) -> str:
@@ -128,7 +127,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reproduce.perf.gpu", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget-s", type=float, default=480, help="the whole suite's wall-clock budget")
+    parser.add_argument("--budget-s", type=float, default=420, help="the whole benchmark's wall-clock budget")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "perf" / "gpu",
                         help="path without extension of the .json and .md")
     parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "perf_gpu")
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2, help="measured steps per run, after one warm-up")
     parser.add_argument("--model", default=MODEL)
     parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--skip-tests", action="store_true")
+    parser.add_argument("--with-tests", action="store_true", help="run the `gpu` tests first (make test-gpu)")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.budget_s
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     result["rates"] = asdict(measure_rates(device, copy_mib=16 if small else 2048, matmul_n=256 if small else 8192))
     rates = ChipRates(**result["rates"])
     save()
-    if not args.skip_tests:
+    if args.with_tests:
         start = time.monotonic()
         cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *GPU_TESTS,
                *([] if result["device"]["versions"]["vllm"] else ["-k", "not vllm"])]
@@ -176,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         prompts, completions = WORKLOADS[name]
         rows = prompts * completions
         w = Workload(model=args.model, dtype="bfloat16", prompts=prompts, completions=completions,
-                     new_tokens=args.new_tokens, warmup_steps=1, measured_steps=args.steps, micro_batch=min(rows, 8))
+                     new_tokens=args.new_tokens, warmup_steps=1, measured_steps=args.steps, micro_batch=min(rows, 8),
+                     gradient_checkpointing=not small)
         work = args.work_dir / f"{Path(args.model).name}_{name}"
         prepare(work, w, model_dir=first_model)
         first_model = first_model or work / "model"
@@ -191,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
                 result["stopped"] = f"the {args.budget_s:.0f} s budget ran out before {name} {key}"
                 break
             python = args.peer_python if key == "trl" else sys.executable
-            profile = args.out.parent / f"{args.out.name}_profile_{name}.txt"  # ours GRPO: one more step, profiled
-            runs[key] = run_once(key, python, work, share, ("--profile", str(profile)) if key == "ours_grpo" else ())
+            # ours (GRPO) at the first workload only: one more step, profiled (the large one's profile
+            # would hold millions of events: each token's graph replay records every kernel)
+            profile = args.out.parent / f"{args.out.name}_profile_{name}.txt"
+            profiled = key == "ours_grpo" and i == 0
+            runs[key] = run_once(key, python, work, share, ("--profile", str(profile)) if profiled else ())
             if key == "ours_grpo" and profile.exists():
                 runs[key]["profile"] = {"file": profile.name, "head": profile.read_text().split("\n\n")[0]}
             result["workloads"][name] = workload_report(name, w, runs, rates, config)

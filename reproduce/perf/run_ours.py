@@ -30,7 +30,8 @@ def overrides(work_dir: Path, w: Workload, mode: str, out_dir: Path) -> list[str
         f"data.max_response_length={w.new_tokens}", f"worker.rollout.min_tokens={w.new_tokens}",
         f"worker.rollout.temperature={w.temperature}", "worker.rollout.top_p=1.0", "worker.rollout.top_k=-1",
         "algorithm.disable_kl=true", "worker.actor.ppo_epochs=1", f"worker.actor.bf16={str(w.dtype == 'bfloat16').lower()}",
-        "worker.actor.model.enable_gradient_checkpointing=false", "worker.actor.zero_stage=0",
+        f"worker.actor.model.enable_gradient_checkpointing={str(w.gradient_checkpointing).lower()}",
+        "worker.actor.zero_stage=0",
         f"worker.actor.optim.lr={w.lr}", "worker.actor.optim.lr_warmup_steps=0",
         f"worker.actor.micro_batch_size_per_device_for_update={w.micro_batch or 64}",
         f"worker.actor.micro_batch_size_per_device_for_experience={w.micro_batch or 64}",
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_mb": peak_rss_mb(),
             "peak_gpu_mb": peak_gpu_mb(),
             "loss": [m["actor/pg_loss"] for m in measured],
+            "settings": {"weights": "bf16, float32 master weights and Adam states (DeepSpeed bf16, ZeRO-0)"
+                         if w.dtype == "bfloat16" else "float32", "gradient_checkpointing": w.gradient_checkpointing,
+                         "micro_batch": w.micro_batch or 64},
         }
 
     profiler = None
@@ -110,6 +114,24 @@ def start_profiler():
     return profiler
 
 
+def device_busy_s(events) -> float:
+    """Seconds in which at least one kernel or device copy ran: the union of the device events'
+    intervals (microseconds in, seconds out). Device events only, as torch's own table totals them
+    (torch/autograd/profiler_util.py:1393-1404): a CPU operator's `self_device_time_total` is the
+    time of the kernels it launched, which appear again as events of their own. The union also
+    counts once the time of kernels that overlap on two streams."""
+    from torch.autograd import DeviceType
+
+    spans = sorted((e.time_range.start, e.time_range.end) for e in events
+                   if e.device_type != DeviceType.CPU and not getattr(e, "is_user_annotation", False))
+    busy, end = 0.0, float("-inf")
+    for a, b in spans:
+        if b > end:
+            busy += b - max(a, end)
+            end = b
+    return busy / 1e6
+
+
 def profile_table(profiler, step_s: float, rows: int = 25) -> str:
     """The profiled step's top operators and kernels by time on the device (by host time on a CPU),
     and the share of the step's wall time in which no kernel ran (host gaps: Python, launches,
@@ -121,7 +143,7 @@ def profile_table(profiler, step_s: float, rows: int = 25) -> str:
     gpu = torch.cuda.is_available()
     lines = [f"Profiled step: {step_s:.3f} s wall."]
     if gpu:
-        busy = sum(e.self_device_time_total for e in events) / 1e6
+        busy = device_busy_s(profiler.events())
         lines.append(f"Kernels ran {busy:.3f} s of it: the GPU idled {max(step_s - busy, 0) / step_s:.0%} of the step "
                      "(host gaps: Python, kernel launches, synchronisation).")
     sort = "self_device_time_total" if gpu else "self_cpu_time_total"

@@ -59,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = w.prompts * w.completions
     micro = w.micro_batch or rows  # one generation of all rows, trained in rows // micro passes
-    bf16 = w.dtype == "bfloat16"  # mixed precision, as our trainer's worker.actor.bf16: fp32 weights
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32)
+    bf16 = w.dtype == "bfloat16"
+    # On a GPU, bf16 weights as TRL's users load a model (`model_init_kwargs={"dtype": "bfloat16"}`):
+    # float32 weights, gradients and Adam states of a 3B model do not fit an 80 GB card beside its
+    # activations. On a CPU, float32 weights with bf16 autocast, as before.
+    weights = torch.bfloat16 if bf16 and torch.cuda.is_available() else torch.float32
+    checkpointing = args.gradient_checkpointing or w.gradient_checkpointing
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=weights)
     with tempfile.TemporaryDirectory() as tmp:
         config = GRPOConfig(
             output_dir=tmp, max_steps=w.steps, per_device_train_batch_size=micro,
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             max_completion_length=w.new_tokens, generation_kwargs={"min_new_tokens": w.new_tokens},
             temperature=w.temperature, top_p=1.0, top_k=0, beta=0.0, learning_rate=w.lr,
             lr_scheduler_type="constant", warmup_steps=0, bf16=bf16, fp16=False,
-            use_cpu=not torch.cuda.is_available(), gradient_checkpointing=args.gradient_checkpointing, logging_steps=1, save_strategy="no", report_to=[],
+            use_cpu=not torch.cuda.is_available(), gradient_checkpointing=checkpointing, logging_steps=1, save_strategy="no", report_to=[],
             seed=w.seed, disable_tqdm=True, dataloader_num_workers=0, log_completions=False,
         )
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset,
@@ -118,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                 "split": {k: timers[k][w.warmup_steps :] for k in SPLIT},
                 "peak_rss_mb": peak_rss_mb(),
                 "peak_gpu_mb": peak_gpu_mb(),
+                "settings": {"weights": f"{str(weights).removeprefix('torch.')}" + (", bf16 autocast" if bf16 else ""),
+                             "gradient_checkpointing": checkpointing, "micro_batch": micro},
                 "loss": [h["loss"] for h in trainer.state.log_history if "loss" in h][w.warmup_steps :],
                 "versions": {"trl": trl.__version__},
             }

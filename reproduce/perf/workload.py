@@ -34,6 +34,9 @@ class Workload:
     micro_batch: int | None = None
     """Rows per forward/backward of the update, in both trainers (None: ours 64, TRL all of a
     step's rows at once; a 3B model's 256 rows need a few)."""
+    gradient_checkpointing: bool = False
+    """Activation checkpointing in both trainers (the GPU suite's 3B shape needs it on an 80 GB card:
+    without it, 8 rows of about 4,200 tokens hold about 19 GiB of activations)."""
 
     @property
     def steps(self) -> int:
