@@ -228,6 +228,22 @@ def test_cuda_graph_replay_matches_the_eager_fixed_shape_step(tmp_path):
         assert (advance.graph is not None) == graph
         results.append(torch.stack(logits).float())
     torch.testing.assert_close(results[1], results[0], atol=2e-2, rtol=2e-2)
+    # and the model's own forward, token by token, with transformers' math attention (not the
+    # kernels the fixed-shape step shares with its graph)
+    model.config._attn_implementation = "eager"
+    model.config.text_config._attn_implementation = "eager"
+    cache = DynamicCache(config=model.config)
+    with torch.no_grad():
+        h = lm(input_ids=ids, attention_mask=attn, past_key_values=cache, use_cache=True).last_hidden_state
+        reference = [model.lm_head(h[:, -1])]
+        mask = attn
+        for t in range(new):
+            mask = torch.cat([mask, torch.ones(rows, 1, dtype=mask.dtype, device=device)], dim=1)
+            positions = (width + t) * torch.ones(3, rows, 1, dtype=torch.long, device=device)
+            h = lm(input_ids=tokens[t][:, None], attention_mask=mask, position_ids=positions, past_key_values=cache,
+                   use_cache=True).last_hidden_state
+            reference.append(model.lm_head(h[:, -1]))
+    torch.testing.assert_close(results[1], torch.stack(reference).float(), atol=5e-2, rtol=5e-2)
 
 
 @pytest.mark.gpu
