@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-fast lint lock mutation wheelhouse reproduce-table1 reproduce-ablations bench-perf bench-perf-grid bench-gpu test-gpu smoke-paper clean
+.PHONY: setup test test-fast lint lock mutation wheelhouse reproduce-table1 reproduce-ablations bench-perf bench-perf-grid bench-gpu test-gpu rehearse-gpu smoke-paper clean
 
 setup: $(STAMP)
 
@@ -65,7 +65,7 @@ mutation: $(STAMP)
 # .venv, no network.
 GPU_PYTHON ?= python3
 bench-gpu:
-	$(GPU_PYTHON) -m reproduce.perf.gpu $(if $(OUT),--out $(OUT))
+	$(GPU_PYTHON) -m reproduce.perf.gpu $(if $(OUT),--out $(OUT)) $(GPU_ARGS)
 
 test-gpu:
 	$(GPU_PYTHON) -m pytest -q -m gpu -p no:cacheprovider tests/test_rollout.py tests/test_trainer.py tests/test_vllm_rollout.py
@@ -74,6 +74,23 @@ test-gpu:
 # a random 3B-shaped checkpoint, 2 items of each Table 1 benchmark, 64 new tokens. SHAPE=tiny runs it on a CPU.
 smoke-paper:
 	$(GPU_PYTHON) -m reproduce.paper_smoke --out $(or $(OUT),runs/paper_smoke) $(if $(SHAPE),--shape $(SHAPE))
+
+# The GPU machine rehearsed on this CPU (README: Installing offline): a fresh venv from the CPU torch and
+# the wheelhouse alone (--no-index), without decord and jieba (GPU images lack them), runs the tiny-shape
+# bench-gpu and smoke-paper, as the GPU machine runs them from the checkout. Proves the wheelhouse is
+# complete for both. Needs the package registry once, for the wheelhouse.
+REHEARSAL ?= runs/rehearsal
+HERE_PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+rehearse-gpu: $(STAMP)
+	$(MAKE) wheelhouse PYTHON_VERSION=$(HERE_PYTHON_VERSION)
+	rm -rf $(REHEARSAL) && mkdir -p $(REHEARSAL) && $(PYTHON) -m venv $(REHEARSAL)/venv
+	$(REHEARSAL)/venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
+	grep -v -E '^(decord|jieba)==' wheelhouse/requirements.txt > $(REHEARSAL)/requirements.txt
+	$(REHEARSAL)/venv/bin/pip install -q --disable-pip-version-check --no-index --find-links wheelhouse --no-deps -r $(REHEARSAL)/requirements.txt
+	$(MAKE) bench-gpu GPU_PYTHON=$(abspath $(REHEARSAL))/venv/bin/python OUT=$(REHEARSAL)/gpu \
+		GPU_ARGS="--model tiny --new-tokens 4 --steps 1 --workloads 16_rows --peer-python '' --work-dir $(REHEARSAL)/work"
+	$(MAKE) smoke-paper GPU_PYTHON=$(abspath $(REHEARSAL))/venv/bin/python OUT=$(REHEARSAL)/smoke SHAPE=tiny
+	@echo "rehearsal passed: $(REHEARSAL)/gpu.md, $(REHEARSAL)/smoke/smoke.md"
 
 # Wheels of every locked package for a machine with no internet (README: Installing offline);
 # PYTHON_VERSION is the target's, PEER=1 adds TRL's.

@@ -336,3 +336,27 @@ def test_a_failed_graph_capture_is_counted_and_reaches_the_metrics():
     Engine.graph_captures = {"captured": 3, "failed": 1}
     assert _graph_metrics(Engine()) == {"rollout/graph_captured": 3.0, "rollout/graph_failed": 1.0}
     assert _graph_metrics(object()) == {}
+
+
+def test_decoding_chunks_are_capped_by_the_free_gpu_memory(tmp_path, monkeypatch):
+    """On a GPU, as many prompts per chunk as fit KV_SHARE_OF_FREE of the free memory with their
+    n rows of reserved KV cache (the plan's bytes per token), never more than micro_batch_size nor
+    fewer than one; on a CPU, micro_batch_size."""
+    from train.plan import kv_bytes_per_token
+    from train.rollout import KV_SHARE_OF_FREE
+
+    path = build_tiny(tmp_path / "m", seed=0)
+    proc = load_processor(path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path)
+    texts = [proc.apply_chat_template(build_messages(q, 0), add_generation_prompt=True, tokenize=False)
+             for q in ["How many?", "What is 2+2? Think."]]
+    prompts = encode_prompts(proc, texts, [[], []])
+    params = SamplingParams(n=3, max_new_tokens=10)
+    rollout = HFRollout(proc, micro_batch_size=50)
+    assert rollout._prompts_per_chunk(model, prompts, params) == 50
+    row = (max(len(x) for x in prompts.input_ids) + 10) * kv_bytes_per_token(model.config.text_config) * 2  # float32
+    monkeypatch.setattr("train.rollout.model_device", lambda m: torch.device("cuda"))
+    for prompts_that_fit in (7, 1, 0, 80):
+        free = int((prompts_that_fit * 3 * row + 1) / KV_SHARE_OF_FREE) + 1
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda free=free: (free, 10 * free))
+        assert rollout._prompts_per_chunk(model, prompts, params) == min(50, max(1, prompts_that_fit))

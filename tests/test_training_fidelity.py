@@ -103,6 +103,42 @@ def test_dry_run_plan_and_memory_of_the_7b_config_in_process():
     assert f"{plan['model_state_memory']['gpu_bytes'] / 2**30:.1f} GiB per GPU" in text
 
 
+def test_memory_plan_of_the_released_7b_config_on_8_x_80_gb_worked_by_hand(capsys):
+    """Every phase of the per-GPU plan, worked from the 7B shape (hidden 3,584, 28 layers of 28 query
+    and 4 KV heads, MLP 18,944, vocabulary 152,064, 8.29B parameters) and the released settings
+    (ZeRO-3, bf16, gradient checkpointing, vLLM at 0.5 of the card, micro-batches of 16 and 8 rows of
+    2,048 + 2,048 tokens)."""
+    from train.plan import dry_run, kv_bytes_per_token, layer_activation_bytes, published_config
+    from train.trainer import main
+
+    cfg = load_config(CONFIGS / "qwen2_5_vl_7b_sharegrpo.yaml")
+    plan = dry_run(cfg, 8, gpu_memory_gib=80)
+    m, p = plan["memory_plan"], plan["parameters"]
+    gib, tokens = 2**30, 2048 + 2048
+    largest = 152_064 * 3_584  # the embedding, ZeRO-3's largest gathered unit
+    assert m["model_states"] == 4 * largest + int(18 * p / 8)  # DeepSpeed's ZeRO-3 formula
+    assert m["rollout"] == int(0.5 * 80 * gib)
+    assert m["refresh"] == largest * 2  # one bf16 parameter at a time
+    layer = (8 * 3_584 + 3 * 512 + 4 * 18_944) * 2 + 8 * 3_584  # KV hidden 3,584 * 4 / 28 = 512
+    assert layer_activation_bytes(published_config("Qwen/Qwen2.5-VL-7B-Instruct").text_config) == layer == 240_640
+    assert m["log_prob"] == 16 * tokens * (layer + 3_584 * 2)
+    assert m["update"] == 8 * tokens * (28 * 3_584 * 2 + layer) + 512 * 2**20  # checkpointed inputs + one layer + logits
+    assert m["peak"] == m["model_states"] + m["rollout"] + m["refresh"]  # the rollout is the largest phase
+    assert round(m["peak"] / gib, 1) == 60.4
+    assert kv_bytes_per_token(published_config("Qwen/Qwen2.5-VL-7B-Instruct").text_config) == 57_344
+    # the hf engine instead: 64 prompts x n = 6 rows of 4,096 tokens of KV, plus the model gathered
+    hf = dry_run(load_config(CONFIGS / "qwen2_5_vl_7b_sharegrpo.yaml", ["worker.rollout.name=hf"]), 8)
+    assert hf["memory_plan"]["rollout"] == 64 * 6 * tokens * 57_344 + 2 * p
+    # the command: the plan printed, and refused on a card it does not fit
+    assert main(["--config", str(CONFIGS / "qwen2_5_vl_7b_sharegrpo.yaml"), "--dry-run", "--world-size", "8",
+                 "--gpu-memory", "80"]) == 0
+    assert "peak                          60.4 of 80 (76%)" in capsys.readouterr().out
+    assert main(["--config", str(CONFIGS / "qwen2_5_vl_7b_sharegrpo.yaml"), "--dry-run", "--world-size", "8",
+                 "--gpu-memory", "40"]) == 2
+    err = capsys.readouterr().err
+    assert "exceeds --gpu-memory 40 GiB" in err and "rollout" in err and len(err.strip().splitlines()) == 1
+
+
 def test_batch_plan_matches_the_released_formula():
     for q, n, gbs, rollout, world in [(1, 12, 128, 512, 8), (2, 6, 128, 512, 8), (3, 2, 24, 8, 1), (2, 4, 16, 8, 2)]:
         cfg = load_config(None, [f"algorithm.adv_estimator={'grpo' if q == 1 else 'share_grpo'}",

@@ -13,7 +13,7 @@ PyTorch's meta device (no memory, no weights).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import Config, ConfigError
@@ -152,11 +152,94 @@ def model_state_memory(counts: ParamCounts, zero_stage: int, world: int, offload
     return {"gpu_bytes": int(gpu), "cpu_bytes": int(cpu)}
 
 
-def dry_run(cfg: Config, world: int = 1) -> dict:
-    """The plan and the memory estimate of `cfg` on `world` GPUs, as a dict (printed by `report`)."""
+BF16 = 2
+"""Bytes of a bf16 value (weights, activations and the KV cache under worker.actor.bf16)."""
+
+
+def kv_bytes_per_token(text) -> int:
+    """KV cache bytes per token: a key and a value of every KV head in every layer, in bf16
+    (57,344 at 7B: 28 layers x 2 x 4 heads x 128)."""
+    return text.num_hidden_layers * 2 * text.num_key_value_heads * (text.hidden_size // text.num_attention_heads) * BF16
+
+
+def layer_activation_bytes(text, value_bytes: int = BF16) -> int:
+    """Bytes one decoder layer keeps per token for the backward pass without checkpointing: its
+    input, the two norms' inputs and outputs (and their float32 copies), the query, key and value
+    (before and after the rotary embedding), the attention output, and the MLP's gate, up,
+    activation and product. At the 3B shape, 135.5 KiB (the CPU measurement of
+    reproduce.perf.memory, results/perf/memory.json, is about 128 KiB)."""
+    h, i = text.hidden_size, text.intermediate_size
+    kv = h * text.num_key_value_heads // text.num_attention_heads
+    return (8 * h + 3 * kv + 4 * i) * value_bytes + 2 * 4 * h
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes per GPU at each phase of a step, beside the model states held throughout."""
+
+    model_states: int
+    """Parameters, gradients and Adam states at the ZeRO stage (DeepSpeed's estimate at ZeRO-2/3;
+    at ZeRO-0/1 with bf16: 2 + 2 + 4 + 8 bytes a parameter, float32 master weights and moments)."""
+    rollout: int | None
+    """The engine while it generates: vLLM's share of the card (gpu_memory_utilization; it sleeps
+    otherwise; None where the card's memory is not given), or the hf engine's reserved KV cache for
+    a chunk of rows, plus the whole model gathered under ZeRO-3."""
+    refresh: int
+    """vLLM's weight refresh: one parameter gathered at a time, the largest."""
+    log_prob: int
+    """The old-log-prob pass (no gradient): one layer's activations and the final hidden states of
+    a micro-batch (for_experience rows of the longest length)."""
+    update: int
+    """The update's micro-batch: activations (each layer's input alone under gradient
+    checkpointing, plus one layer recomputed), the head's logit slices, and at ZeRO-0/1 the float32
+    gradients DeepSpeed makes at the step."""
+
+    @property
+    def peak(self) -> int:
+        """The largest phase on top of the model states (vLLM's share counted as 0 where unknown)."""
+        return self.model_states + max((self.rollout or 0) + self.refresh, self.log_prob, self.update)
+
+
+def memory_plan(cfg: Config, world: int, config, counts: ParamCounts, gpu_bytes: int | None = None) -> MemoryPlan:
+    """The per-GPU memory of `cfg` on `world` GPUs of `gpu_bytes` each (needed for vLLM's share)."""
+    from .logprobs import LOGIT_CHUNK_BYTES
+
+    actor, ro, d = cfg.worker.actor, cfg.worker.rollout, cfg.data
+    text = config.text_config
+    length = d.max_prompt_length + d.max_response_length
+    value = BF16 if actor.bf16 else 4
+    estimate = model_state_memory(counts, actor.zero_stage, world, actor.offload)
+    if estimate is not None:
+        states = estimate["gpu_bytes"]
+    else:  # ZeRO-0/1: every GPU holds all of it
+        states = counts.total * value + counts.trainable * (value + (4 + 8 if actor.bf16 else 8))
+    if ro.name == "vllm":
+        rollout = None if gpu_bytes is None else int(ro.gpu_memory_utilization * gpu_bytes)
+        refresh = counts.largest_layer * BF16 if actor.zero_stage == 3 else 0
+    else:
+        rows = min(ro.micro_batch_size, d.rollout_batch_size * cfg.algorithm.num_variants // world) * ro.n
+        gathered = counts.total * value if actor.zero_stage == 3 else 0
+        rollout, refresh = rows * length * kv_bytes_per_token(text) * value // BF16 + gathered, 0
+    layer = layer_activation_bytes(text, value)
+    log_prob = actor.micro_batch_size_per_device_for_experience * length * (layer + text.hidden_size * value)
+    tokens = actor.micro_batch_size_per_device_for_update * length
+    if actor.model.enable_gradient_checkpointing:
+        activations = tokens * (text.num_hidden_layers * text.hidden_size * value + layer)
+    else:
+        activations = tokens * text.num_hidden_layers * layer
+    step_grads = counts.trainable * 4 if actor.zero_stage <= 1 and actor.bf16 else 0
+    return MemoryPlan(states, rollout, refresh, log_prob, activations + LOGIT_CHUNK_BYTES + step_grads)
+
+
+def dry_run(cfg: Config, world: int = 1, gpu_memory_gib: float | None = None) -> dict:
+    """The plan and the memory estimate of `cfg` on `world` GPUs (of `gpu_memory_gib` each, where
+    given), as a dict (printed by `report`)."""
     plan = BatchPlan.from_config(cfg, world)
     actor = cfg.worker.actor
-    counts = count_parameters(model_config(actor.model.model_path), actor.model.freeze_vision_tower)
+    config = model_config(actor.model.model_path)
+    counts = count_parameters(config, actor.model.freeze_vision_tower)
+    gpu_bytes = None if gpu_memory_gib is None else int(gpu_memory_gib * 2**30)
+    memory = memory_plan(cfg, world, config, counts, gpu_bytes)
     return {
         "world_size": world,
         "rows_per_step": plan.rows_per_step,
@@ -172,6 +255,8 @@ def dry_run(cfg: Config, world: int = 1) -> dict:
         "trainable_parameters": counts.trainable,
         "zero_stage": actor.zero_stage,
         "model_state_memory": model_state_memory(counts, actor.zero_stage, world, actor.offload),
+        "memory_plan": {**asdict(memory), "peak": memory.peak},
+        "gpu_memory_bytes": gpu_bytes,
     }
 
 
@@ -194,4 +279,27 @@ def report(plan: dict) -> str:
         lines.append(f"model-state memory (ZeRO-{plan['zero_stage']})    {memory['gpu_bytes'] / gib:.1f} GiB per GPU, "
                      f"{memory['cpu_bytes'] / gib:.1f} GiB CPU (DeepSpeed's estimate; activations and the rollout "
                      "engine come on top)")
+    m, gpu = plan["memory_plan"], plan["gpu_memory_bytes"]
+    lines += [
+        "per-GPU memory plan (GiB)",
+        f"  model states                  {m['model_states'] / gib:.1f}",
+        "  rollout engine                " + (f"{m['rollout'] / gib:.1f}" if m["rollout"] is not None else
+                                                 "vLLM's share of the card, not counted (give --gpu-memory GIB)"),
+        f"  weight refresh                {m['refresh'] / gib:.1f}",
+        f"  old-log-prob pass             {m['log_prob'] / gib:.1f}",
+        f"  update micro-batch            {m['update'] / gib:.1f}",
+        f"  peak                          {m['peak'] / gib:.1f}"
+        + (f" of {gpu / gib:.0f} ({m['peak'] / gpu:.0%})" if gpu else " (--gpu-memory GIB compares it with a card)"),
+    ]
     return "\n".join(lines)
+
+
+def check_fits(plan: dict) -> None:
+    """Refuse a plan whose peak exceeds the stated GPU memory, naming the largest phase."""
+    m, gpu = plan["memory_plan"], plan["gpu_memory_bytes"]
+    if gpu is not None and m["peak"] > gpu:
+        phase = max(("rollout", "log_prob", "update"), key=lambda k: m[k] + (m["refresh"] if k == "rollout" else 0))
+        raise ConfigError(f"the plan's peak, {m['peak'] / 2**30:.1f} GiB per GPU, exceeds --gpu-memory "
+                          f"{gpu / 2**30:g} GiB (model states {m['model_states'] / 2**30:.1f} GiB + {phase} "
+                          f"{m[phase] / 2**30:.1f} GiB): lower its micro-batch or lengths, raise zero_stage, or "
+                          "turn on gradient checkpointing")

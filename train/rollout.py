@@ -83,11 +83,26 @@ class HFRollout:
         responses: list[Tensor] = []
         was_training = model.training
         model.eval()
-        for start in range(0, len(prompts.input_ids), self.micro_batch_size):
-            idx = list(range(start, min(start + self.micro_batch_size, len(prompts.input_ids))))
+        chunk = self._prompts_per_chunk(model, prompts, params)
+        for start in range(0, len(prompts.input_ids), chunk):
+            idx = list(range(start, min(start + chunk, len(prompts.input_ids))))
             responses += self._generate_chunk(model, prompts, idx, params)
         model.train(was_training)
         return responses
+
+    def _prompts_per_chunk(self, model, prompts: Prompts, params: SamplingParams) -> int:
+        """worker.rollout.micro_batch_size prompts at a time, fewer on a GPU where their reserved KV
+        cache (n rows each, of the longest prompt plus max_new_tokens) would take more than
+        KV_SHARE_OF_FREE of the memory free now (`train.plan` counts the same bytes per token)."""
+        from .plan import kv_bytes_per_token
+
+        if model_device(model).type != "cuda":
+            return self.micro_batch_size
+        text = model.config.text_config
+        width = max(len(x) for x in prompts.input_ids) + params.max_new_tokens
+        row = width * kv_bytes_per_token(text) * model.dtype.itemsize // 2
+        free, _ = torch.cuda.mem_get_info()
+        return max(1, min(self.micro_batch_size, int(KV_SHARE_OF_FREE * free) // (row * params.n)))
 
     def _generate_chunk(self, model, prompts: Prompts, idx: list[int], params: SamplingParams) -> list[Tensor]:
         """A lean sampling loop: the prefill through the model's forward, then one `DecodeStep`
@@ -200,6 +215,10 @@ class HFRollout:
             warp.append(TopPLogitsWarper(params.top_p))
         return lambda scores: torch.multinomial(torch.softmax(warp(None, scores), dim=-1), num_samples=1).squeeze(1)
 
+
+KV_SHARE_OF_FREE = 0.6
+"""The hf engine's reserved KV cache takes at most this share of the GPU memory free when it starts
+(the rest: the prefill's activations, the logits and the decoding step's buffers)."""
 
 STOP_CHECK_EVERY = 16
 """Tokens between two checks (on a GPU) of whether every row has ended."""

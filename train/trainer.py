@@ -451,15 +451,19 @@ def main(argv: list[str] | None = None) -> int:
                              "the micro-batches per update and DeepSpeed's memory estimate; no training")
     parser.add_argument("--world-size", type=int, default=None,
                         help="GPUs the dry run plans for (default: $WORLD_SIZE or 1)")
+    parser.add_argument("--gpu-memory", type=float, default=None, metavar="GIB",
+                        help="the dry run's GPU memory: refuse a plan whose per-GPU peak exceeds it")
     parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. trainer.max_steps=5")
     args = parser.parse_args(argv)
 
     def run() -> int:
         cfg = load_config(args.config, args.overrides)
         if args.dry_run:
-            from .plan import dry_run, report
+            from .plan import check_fits, dry_run, report
 
-            print(report(dry_run(cfg, planned_world_size(args.world_size))))
+            plan = dry_run(cfg, planned_world_size(args.world_size), args.gpu_memory)
+            print(report(plan))
+            check_fits(plan)
             return 0
         planned_world_size(None)  # a malformed $WORLD_SIZE stops here, not inside torch.distributed
         with contextlib.suppress(KeyboardInterrupt):
