@@ -24,6 +24,8 @@ NOT_RUN = {
     "reproduce.perf": "side-by-side benchmarks against TRL, half an hour (plumbing tested in test_perf_harness.py)",
     "pytest -m gpu": "needs a GPU",
     "make bench-gpu": "the GPU suite at the 3B shape (its smallest run is tested in test_perf_harness.py)",
+    "make test-gpu": "needs a GPU",
+    "make rehearse-gpu": "downloads the wheelhouse, minutes (tested in test_rehearsal.py)",
     "make smoke-paper": "needs a GPU (the line after it runs the same path on the CPU)",
     "make wheelhouse": "downloads every locked wheel, hundreds of MB (its plan is tested in test_bad_inputs.py)",
     "make mutation": "mutation testing, minutes to hours (its report is tested in test_wrong_numbers.py)",

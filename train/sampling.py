@@ -1,6 +1,7 @@
 """The sampling settings, defined once: worker.rollout's sampling keys (`train.config.RolloutConfig`
 extends them) and what a rollout engine samples with (`train.rollout.SamplingParams` adds the
-response length)."""
+response length); and `race_sample`, the hf engine's sampler on a GPU (no sort, no host
+synchronisation)."""
 
 from __future__ import annotations
 
