@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from .batching import LookAhead
 from .errors import UsageError
 from .prompts import with_r1_prompt
 from .registry import Registry
@@ -111,6 +112,10 @@ class GenerationLog:
         run["seconds"] += seconds
         run["new_tokens"] += tokens
 
+    def note_batches(self, name: str, calls: int) -> None:
+        """The batched generations (`LookAhead`) that answered this model's items so far."""
+        self.runs.setdefault(name, {"items": 0, "seconds": 0.0, "new_tokens": 0})["generate_calls"] = calls
+
     def summary(self, name: str) -> dict[str, float] | None:
         """items, seconds, new_tokens (generated, counted at `generate`; 0 for engines not counted), items_per_s,
         tokens_per_s; None when the model generated nothing in this process."""
@@ -154,6 +159,13 @@ def _timed(name: str, counter: list[int] | tuple[int]):
     GENERATION.record(name, time.perf_counter() - start, counter[0] - before)
 
 
+def torch_cat_row(input_ids, new_tokens):
+    """(1, prompt + new) token ids: what `generate` returns for one unpadded prompt."""
+    import torch
+
+    return torch.cat([input_ids, new_tokens.to(input_ids.device)])[None]
+
+
 def structured(response: str) -> dict:
     return {"prediction": response, "extra_records": {"full_response": response}}
 
@@ -164,23 +176,67 @@ def _classes():
     from vlmeval.vlm.qwen2_vl import Qwen2VLChat
 
     class R1Qwen2VLChat(Qwen2VLChat):
-        """Qwen2VLChat with the R1 prompt added (per `prompt_placement`), for every inference backend."""
+        """Qwen2VLChat with the R1 prompt added (per `prompt_placement`), for every inference backend.
+        With `batch_size` > 1 its transformers path generates `LookAhead` batches: one batched
+        `generate` over the prompts Qwen2VLChat builds (its `_prepare_content`, chat template and
+        `process_vision_info`, left-padded), then each item's response through Qwen2VLChat's own
+        `generate_inner_transformers`, its `generate` answered with that item's tokens (so decoding
+        and post-processing stay VLMEvalKit's)."""
 
         prompt_placement = DEFAULT_PLACEMENT
         run_name = ""
         new_tokens: list[int] | tuple[int] = (0,)  # replaced in __init__ by the counter of this model's generate
+        lookahead: LookAhead | None = None
 
         def __init__(self, *args, prompt_placement: str = DEFAULT_PLACEMENT, attn_implementation: str | None = None,
-                     run_name: str = "", **kwargs) -> None:
+                     run_name: str = "", batch_size: int = 1, limit: int | None = None, **kwargs) -> None:
             with _attention(attn_implementation):
                 super().__init__(*args, **kwargs)
             self.prompt_placement, self.run_name = prompt_placement, run_name
             self.new_tokens = count_new_tokens(getattr(self, "model", None))
+            batched = batch_size > 1 and not (self.use_vllm or self.use_lmdeploy or "omni" in self.model_path.lower())
+            self.lookahead = LookAhead(batch_size, limit) if batched else None
 
         def generate_inner(self, message, dataset=None):
             with _timed(self.run_name, self.new_tokens):
-                response = super().generate_inner(add_r1_prompt(message, self.prompt_placement), dataset=dataset)
+                if self.lookahead is None:
+                    response = super().generate_inner(add_r1_prompt(message, self.prompt_placement), dataset=dataset)
+                else:
+                    response = self.lookahead.answer(self, message, dataset, self._generate_many)
+                    GENERATION.note_batches(self.run_name, self.lookahead.calls)
             return structured(response)
+
+        def _generate_many(self, messages: list[list[dict]], dataset: str | None) -> list[str]:
+            prompted = [add_r1_prompt(m, self.prompt_placement) for m in messages]
+            if len(prompted) == 1:
+                return [Qwen2VLChat.generate_inner_transformers(self, prompted[0], dataset)]
+            batched, responses = self._batched_new_tokens(prompted, dataset), []
+            counted = self.model.generate
+            try:
+                for message, new in zip(prompted, batched, strict=True):
+                    self.model.generate = lambda new=new, **inputs: torch_cat_row(inputs["input_ids"][0], new)
+                    responses.append(Qwen2VLChat.generate_inner_transformers(self, message, dataset))
+            finally:
+                self.model.generate = counted
+            return responses
+
+        def _batched_new_tokens(self, prompted: list[list[dict]], dataset: str | None) -> list:
+            """Each message's new tokens from one left-padded batched `generate` (Qwen2VLChat's inputs)."""
+            from qwen_vl_utils import process_vision_info
+
+            system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt is not None else []
+            convs = [system + [{"role": "user", "content": self._prepare_content(m, dataset=dataset)}] for m in prompted]
+            text = self.processor.apply_chat_template(convs, tokenize=False, add_generation_prompt=True)
+            images, videos = process_vision_info(convs)
+            tokenizer = self.processor.tokenizer
+            side, tokenizer.padding_side = tokenizer.padding_side, "left"
+            try:
+                inputs = self.processor(text=text, images=images, videos=videos, padding=True, return_tensors="pt")
+            finally:
+                tokenizer.padding_side = side
+            inputs = inputs.to(self.model.device)
+            out = self.model.generate(**inputs, **self.generate_kwargs)
+            return list(out[:, inputs["input_ids"].shape[1] :])
 
     class LocalHFChat(BaseModel):
         """A local Qwen2.5-VL checkpoint through transformers `generate` (CPU or GPU)."""
@@ -189,7 +245,7 @@ def _classes():
 
         def __init__(self, model_path: str, max_new_tokens: int = 512, temperature: float = 0.0,
                      append_r1_prompt: bool = True, prompt_placement: str = DEFAULT_PLACEMENT, run_name: str = "",
-                     **kwargs) -> None:
+                     batch_size: int = 1, limit: int | None = None, **kwargs) -> None:
             import torch
             from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -201,35 +257,45 @@ def _classes():
             self.max_new_tokens, self.temperature, self.append_r1_prompt = max_new_tokens, temperature, append_r1_prompt
             self.prompt_placement, self.run_name = prompt_placement, run_name
             self.new_tokens = count_new_tokens(self.model)
+            self.lookahead = LookAhead(batch_size, limit)
 
         def generate_inner(self, message, dataset=None):
             with _timed(self.run_name, self.new_tokens):
-                response = self._generate(message)
+                response = self.lookahead.answer(self, message, dataset, self._generate_many)
+            GENERATION.note_batches(self.run_name, self.lookahead.calls)
             return structured(response)
 
-        def _generate(self, message: list[dict]) -> str:
+        def _generate_many(self, messages: list[list[dict]], dataset: str | None = None) -> list[str]:
+            """One `generate` over the messages, left-padded (a single message is not padded)."""
             import torch
             from PIL import Image
 
-            if self.append_r1_prompt:
-                message = add_r1_prompt(message, self.prompt_placement)
-            content, images = [], []
-            for item in message:
-                if item["type"] == "image":
-                    images.append(Image.open(item["value"]).convert("RGB"))
-                    content.append({"type": "image"})
-                elif item["type"] == "text":
-                    content.append({"type": "text", "text": item["value"]})
-            text = self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                                      tokenize=False)
-            enc = self.processor(text=[text], images=images or None, return_tensors="pt")
+            texts, images = [], []
+            for message in messages:
+                if self.append_r1_prompt:
+                    message = add_r1_prompt(message, self.prompt_placement)
+                content = []
+                for item in message:
+                    if item["type"] == "image":
+                        images.append(Image.open(item["value"]).convert("RGB"))
+                        content.append({"type": "image"})
+                    elif item["type"] == "text":
+                        content.append({"type": "text", "text": item["value"]})
+                texts.append(self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                                add_generation_prompt=True, tokenize=False))
             tok = self.processor.tokenizer
+            side, tok.padding_side = tok.padding_side, "left"
+            try:
+                enc = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+            finally:
+                tok.padding_side = side
             sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
             with torch.no_grad():
                 out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens,
                                           eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
                                           pad_token_id=tok.pad_token_id, **sampling)
-            return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            width = enc["input_ids"].shape[1]
+            return [tok.decode(row[width:], skip_special_tokens=True) for row in out]
 
     return vlmeval, R1Qwen2VLChat, LocalHFChat
 
@@ -244,7 +310,7 @@ def model_name_for(name_or_path: str) -> str:
 
 def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None = None,
              max_new_tokens: int | None = None, prompt_placement: str = DEFAULT_PLACEMENT,
-             attn_implementation: str | None = None) -> list[str]:
+             attn_implementation: str | None = None, batch_size: int = 1, limit: int | None = None) -> list[str]:
     """Register the paper's two models and any local checkpoints; returns VLMEvalKit model names.
 
     `R1-ShareVL-7B` and `Qwen2.5-VL-7B-Instruct-R1` (the paper's base row: the same prompt) resolve
@@ -257,6 +323,7 @@ def register(names_or_paths: list[str], use_vllm: bool = False, cpu: bool | None
     cpu = (not torch.cuda.is_available()) if cpu is None else cpu
     PROMPT_PLACEMENTS[prompt_placement]  # noqa: B018 - raises with the valid names
     tokens = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    tokens |= {"batch_size": batch_size, "limit": limit} if batch_size > 1 else {}  # `LookAhead` batches
     gpu_kwargs = {**QWEN_KWARGS, "use_vllm": use_vllm, "prompt_placement": prompt_placement, **tokens,
                   **({"attn_implementation": attn_implementation} if attn_implementation else {})}
     for name, paper_model in PAPER_MODELS.items():

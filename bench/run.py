@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-base-url", help="OpenAI-compatible endpoint for the judge")
     parser.add_argument("--max-new-tokens", type=int, help="generation budget (default: the model class's)")
     parser.add_argument("--limit", type=int, help="first N items of each dataset (smoke runs)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="items generated together (bench.batching.LookAhead; the transformers path); "
+                             "1: VLMEvalKit's one at a time")
     parser.add_argument("--reuse", action="store_true", help="reuse finished predictions in --work-dir")
     parser.add_argument("--prompt-placement", choices=list(PROMPT_PLACEMENTS), default=DEFAULT_PLACEMENT,
                         help="where the R1 prompt goes: after every text item (the released patch) or the last")
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     lmu = os.environ.get("LMUData")
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit {args.limit}: must be >= 1")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size}: must be >= 1")
     tsvs = {d: Path(lmu) / f"{d}.tsv" for d in args.data if lmu and "/" not in d and (Path(lmu) / f"{d}.tsv").exists()}
     missing = [d for d in args.data if d not in tsvs]
     if lmu and missing and os.environ.get("HF_HUB_OFFLINE") == "1":
@@ -88,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         if problems:
             raise UsageError(*problems)
         registered = register(args.model, use_vllm=args.use_vllm, max_new_tokens=args.max_new_tokens,
-                              prompt_placement=args.prompt_placement, attn_implementation=args.attn_implementation)
+                              prompt_placement=args.prompt_placement, attn_implementation=args.attn_implementation,
+                              batch_size=args.batch_size, limit=args.limit)
     except UsageError:  # leave no folder behind that holds nothing but this run's lock
         for name, lock in zip(names, locks, strict=False):
             if [p.name for p in (args.work_dir / name).iterdir()] == [".lock"]:
@@ -198,7 +204,10 @@ def run_settings(args: argparse.Namespace, source: str) -> dict:
     """What makes two runs' predictions comparable; --reuse refuses predictions made otherwise."""
     return {"model": str(Path(source).resolve()) if Path(source).exists() else source,
             "max_new_tokens": args.max_new_tokens, "prompt_placement": args.prompt_placement,
-            "use_vllm": args.use_vllm, "attn_implementation": args.attn_implementation}
+            "use_vllm": args.use_vllm, "attn_implementation": args.attn_implementation,
+            # batched greedy decoding can differ from one at a time at a near-tie (another kernel's
+            # rounding); absent at 1, so that earlier runs' records still match
+            **({"batch_size": args.batch_size} if args.batch_size > 1 else {})}
 
 
 def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bool, settings: dict) -> None:

@@ -97,6 +97,8 @@ def evaluation_steps(models: list[str], datasets: list[str], work_dir: Path, out
            *bench_args]
     if os.environ.get("ATTN_IMPLEMENTATION"):
         cmd += ["--attn-implementation", os.environ["ATTN_IMPLEMENTATION"]]
+    if os.environ.get("EVAL_BATCH_SIZE"):  # items generated together (bench.batching), e.g. 8
+        cmd += ["--batch-size", os.environ["EVAL_BATCH_SIZE"]]
     if judge:
         cmd += ["--judge", judge] + (["--judge-base-url", os.environ["JUDGE_BASE_URL"]] if os.environ.get("JUDGE_BASE_URL") else [])
     steps = [cmd, [sys.executable, "-m", "bench.score", "--work-dir", str(work_dir)]]
