@@ -174,7 +174,8 @@ def test_gpu_suite_runs_through_and_reports_on_a_cpu(tmp_path):
     # ours GRPO ran one more step under the profiler, not counted in its figures
     assert wr["runs"]["ours_grpo"]["steps_done"] == 1 + 1 + 1 and len(wr["runs"]["ours_grpo"]["step_time"]) == 1
     table = (tmp_path / "gpu_profile_16_rows.txt").read_text()
-    assert "Profiled step" in table and "aten::" in table and "gpu_profile_16_rows.txt" in md
+    assert "Profiled step" in table and "4 new tokens per response" in table and " events." in table
+    assert "aten::" in table and "gpu_profile_16_rows.txt" in md
 
 
 def test_gpu_suite_names_a_run_that_failed(tmp_path):

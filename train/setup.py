@@ -134,16 +134,20 @@ def build_reference(cfg: Config, world: int, device: torch.device):
 
     actor = cfg.worker.actor
     dtype = torch.bfloat16 if actor.bf16 else torch.float32
-    ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=dtype).eval()
-    ref.requires_grad_(False)
     if actor.zero_stage != 3:
-        return ref.to(device)
+        ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=dtype).eval()
+        return ref.requires_grad_(False).to(device)
     import deepspeed
+    from transformers.integrations import HfDeepSpeedConfig
 
     config = {"train_micro_batch_size_per_gpu": 1, "train_batch_size": world, "zero_optimization": {"stage": 3},
               "bf16": {"enabled": actor.bf16}, "steps_per_print": 10**9}
     if actor.offload:
         config["zero_optimization"]["offload_param"] = {"device": "cpu"}
+    zero3 = HfDeepSpeedConfig(config)  # built partitioned, as the policy (`policy_loading`)
+    ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=dtype).eval()
+    del zero3
+    ref.requires_grad_(False)
     engine, *_ = deepspeed.initialize(model=ref, config=config)
     engine.eval()
     return engine

@@ -87,10 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         steps.append(dict(metrics))
         log(self, step, metrics)
         write_json_atomic(args.out, report())  # after every step: a run cut short still reports
-        if args.profile and len(steps) == w.steps:  # the extra step, profiled
+        if args.profile and len(steps) == w.steps:  # the extra step, profiled, with fewer new tokens
+            cfg.data.max_response_length = cfg.worker.rollout.min_tokens = min(w.new_tokens, PROFILED_NEW_TOKENS)
             profiler = start_profiler()
         elif profiler is not None:
-            write_text_atomic(args.profile, profile_table(profiler, ends[-1] - ends[-2]))
+            write_text_atomic(args.profile, profile_table(profiler, ends[-1] - ends[-2], cfg.data.max_response_length))
 
     metric_log.MetricLogger.log = timed_log
     extra = [f"trainer.max_steps={w.steps + 1}"] if args.profile else []
@@ -102,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     result = report()
     write_json_atomic(args.out, result)
     return 0
+
+
+PROFILED_NEW_TOKENS = 64
+"""New tokens of the profiled step: on a GPU each token's graph replay records every kernel (about
+900 at the 3B shape), so 512 tokens made about 460,000 profiler events; 64 make a few tens of
+thousands. Its figures are that step's own (its wall time, its kernels)."""
 
 
 def start_profiler():
@@ -132,7 +139,7 @@ def device_busy_s(events) -> float:
     return busy / 1e6
 
 
-def profile_table(profiler, step_s: float, rows: int = 25) -> str:
+def profile_table(profiler, step_s: float, new_tokens: int, rows: int = 25) -> str:
     """The profiled step's top operators and kernels by time on the device (by host time on a CPU),
     and the share of the step's wall time in which no kernel ran (host gaps: Python, launches,
     synchronisation)."""
@@ -141,7 +148,8 @@ def profile_table(profiler, step_s: float, rows: int = 25) -> str:
     profiler.__exit__(None, None, None)
     events = profiler.key_averages()
     gpu = torch.cuda.is_available()
-    lines = [f"Profiled step: {step_s:.3f} s wall."]
+    lines = [f"Profiled step: {step_s:.3f} s wall, {new_tokens} new tokens per response, "
+             f"{len(profiler.events()):,} events."]
     if gpu:
         busy = device_busy_s(profiler.events())
         lines.append(f"Kernels ran {busy:.3f} s of it: the GPU idled {max(step_s - busy, 0) / step_s:.0%} of the step "
