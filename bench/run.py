@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit {args.limit}: must be >= 1")
     if args.batch_size < 1:
         raise UsageError(f"--batch-size {args.batch_size}: must be >= 1")
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:  # 0 would mean the class's default
+        raise UsageError(f"--max-new-tokens {args.max_new_tokens}: must be >= 1")
     tsvs = {d: Path(lmu) / f"{d}.tsv" for d in args.data if lmu and "/" not in d and (Path(lmu) / f"{d}.tsv").exists()}
     missing = [d for d in args.data if d not in tsvs]
     if lmu and missing and os.environ.get("HF_HUB_OFFLINE") == "1":

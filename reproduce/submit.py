@@ -43,9 +43,10 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 from pathlib import Path
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 
 from bench.adapter import DEFAULT_PLACEMENT, PAPER_MODELS
 from bench.prompts import R1_PROMPT
@@ -72,9 +73,38 @@ class SubmissionError(ValueError):
     pass
 
 
+def ecma_pattern(pattern: str) -> str:
+    """A JSON Schema `pattern` (ECMA-262, where `$` matches at the end of the text only) for Python's
+    `re`, where `$` also matches before a final newline ("8.3B\n" would pass "...B$"): each `$`
+    outside a character class and not escaped becomes `\Z`."""
+    out, escaped, in_class = [], False, False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == "[":
+            in_class = True
+        elif ch == "]":
+            in_class = False
+        elif ch == "$" and not in_class:
+            ch = "\\Z"
+        out.append(ch)
+    return "".join(out)
+
+
+def _ecma_pattern_keyword(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not re.search(ecma_pattern(pattern), instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+SchemaValidator = validators.extend(Draft202012Validator, {"pattern": _ecma_pattern_keyword})
+"""Draft 2020-12 with `pattern` matched as JSON Schema defines it (ECMA-262 `$`)."""
+
+
 def validate(data: dict) -> None:
     schema = json.loads(SCHEMA.read_text())
-    errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
+    errors = sorted(SchemaValidator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         lines = [f"{'/'.join(map(str, e.path)) or '(file)'}: {e.message}" for e in errors]
         raise SubmissionError(f"does not match {SCHEMA.name}:\n  " + "\n  ".join(lines))

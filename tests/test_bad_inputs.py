@@ -66,6 +66,17 @@ BAD_VALUES = [
     ("worker.rollout.top_k=0", "worker.rollout.top_k=0 must be -1 (off) or >= 1"),
     ("worker.reward.workers=0", "worker.reward.workers=0 must be >= 1"),
     ("worker.reward.timeout_s=.inf", "worker.reward.timeout_s must be a finite number, got inf"),
+    # spellings YAML reads as strings that float() then took: every float field is checked at once
+    ("worker.reward.timeout_s=-nan", "worker.reward.timeout_s=nan must be a finite number"),
+    ("worker.reward.timeout_s=1e400", "worker.reward.timeout_s=inf must be a finite number"),
+    ("worker.actor.optim.lr=1e400", "worker.actor.optim.lr=inf must be a finite number"),
+    ("worker.actor.optim.lr=-nan", "worker.actor.optim.lr=nan must be a finite number"),
+    ("algorithm.kl_coef=-nan", "algorithm.kl_coef=nan must be a finite number"),
+    ("trainer.seed=-1", "trainer.seed=-1 must be in [0, 2**63)"),
+    ("trainer.seed=18446744073709551616", "trainer.seed=18446744073709551616 must be in [0, 2**63)"),
+    ("trainer.seed=1e23", "trainer.seed must be a whole number, got '1e23'"),
+    ("worker.actor.clip_ratio_low=1.0", "worker.actor.clip_ratio_low=1.0 must be < 1"),
+    ("data.min_pixels=-10", "data.min_pixels=-10 must be >= 1"),
 ]
 
 
@@ -424,3 +435,10 @@ def test_the_wheelhouse_plan_carries_the_lock_but_not_torch(tmp_path):
     assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--platform"] == ["manylinux_2_28_x86_64", "any"]
     result = cli("reproduce.wheelhouse", "--dry-run")
     assert result.returncode == 0 and "deepspeed==0.19.8" in result.stdout.split()
+
+
+def test_bench_run_refuses_zero_new_tokens_before_any_work(tmp_path):
+    """--max-new-tokens 0 used to mean the model class's default (512 generated, 0 recorded)."""
+    line = one_error(cli("bench.run", "--model", str(tmp_path), "--data", "X", "--work-dir", str(tmp_path / "w"),
+                         "--max-new-tokens", "0"))
+    assert "--max-new-tokens 0: must be >= 1" in line and not (tmp_path / "w").exists()

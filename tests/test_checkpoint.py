@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,33 @@ def test_an_unreadable_latest_file_falls_back_to_the_newest_complete_checkpoint(
     make(root, 5)
     (root / "latest").write_bytes(b"step_\xff\xfe3\n")  # not UTF-8: names nothing, and no UnicodeDecodeError
     assert find_resume(tmp_path, "auto") == root / "step_5"
+
+
+def test_latest_may_only_name_a_step_folder_of_this_run(tmp_path, capsys):
+    """A tampered `latest` naming a checkpoint elsewhere (an absolute path, `..`, a link out of
+    checkpoints/) is passed over with one line: DeepSpeed would unpickle whatever that folder holds."""
+    root = checkpoint_root(tmp_path / "run")
+    make(root, 3)
+    outside = make(tmp_path / "evil" / "checkpoints", 99)  # complete, and not this run's
+    (root / "step_77").symlink_to(outside, target_is_directory=True)
+    for name in (str(outside), f"../../evil/checkpoints/{outside.name}", "step_77", "step_3/../../../evil/checkpoints/step_99"):
+        (root / "latest").write_text(name + "\n")
+        assert find_resume(tmp_path / "run", "auto") == root / "step_3", name  # the newest of this run's own
+        assert "not a step_N folder of" in capsys.readouterr().err, name
+
+
+@pytest.mark.parametrize("state,message", [
+    ({"step": -5, "data_position": [0]}, "step=-5 must be a whole number >= 0"),
+    ({"step": 2.5, "data_position": [0]}, "step=2.5 must be a whole number >= 0"),
+    ({"step": 2}, "data_position=None must be 1 whole number(s) >= 0, one per rank"),
+    ({"step": 2, "data_position": [-1]}, "data_position=[-1] must be 1 whole number(s) >= 0"),
+    ({"step": 2, "data_position": [0, 3]}, "data_position=[0, 3] must be 1 whole number(s)"),
+    ([1, 2], "not a JSON object"),
+])
+def test_a_trainer_state_that_cannot_be_resumed_is_refused_before_deepspeed_loads(tmp_path, state, message):
+    final = save(tmp_path, 5)
+    (final / "trainer_state.json").write_text(json.dumps(state))
+    engine = Engine()
+    with pytest.raises(UsageError, match=re.escape(message)):
+        load_checkpoint(engine, final)
+    assert engine.loads == []  # nothing was loaded

@@ -51,9 +51,12 @@ def test_the_0_1_scale_check_includes_exactly_1(scores, ok):
 
 
 @pytest.mark.parametrize(("value", "ok"), [("8.3B", True), ("72B", True), ("", True), ("8.3", False), ("8", False),
-                                           ("8.3b", False), ("B", False)])
+                                           ("8.3b", False), ("B", False), ("8.3B\n", False), ("\n", False)])
 def test_the_parameters_field_needs_a_b(value, ok):
-    import jsonschema
+    """As JSON Schema defines `pattern` (ECMA-262: `$` is the end of the text), which Python's `$`
+    is not: it matches before a final newline too, so "8.3B\n" passed until the validator used
+    `ecma_pattern`."""
+    from reproduce.submit import SchemaValidator
 
     schema = json.loads((REPO / "reproduce" / "schemas" / "leaderboard_file.schema.json").read_text())
     pattern = None
@@ -67,7 +70,7 @@ def test_the_parameters_field_needs_a_b(value, ok):
         elif isinstance(node, list):
             stack.extend(node)
     assert pattern is not None
-    errors = list(jsonschema.Draft202012Validator(pattern).iter_errors(value))
+    errors = list(SchemaValidator(pattern).iter_errors(value))
     assert (not errors) == ok
 
 
@@ -299,3 +302,11 @@ def test_the_comparisons_the_conclusions_rest_on_hand_worked():
         assert result[key]["diff"] == pytest.approx(diff), key
         assert result[key]["se"] == pytest.approx(math.hypot(se[a], se[b])), key
     assert result["grpo_runs_above_base"] == 2
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [("^a$", "^a\\Z"), ("a\\$", "a\\$"), ("[$]$", "[$]\\Z"),
+                                                   ("(a|b)$|c$", "(a|b)\\Z|c\\Z"), ("^https?://", "^https?://")])
+def test_ecma_patterns_end_only_at_the_end_of_the_text(pattern, expected):
+    from reproduce.submit import ecma_pattern
+
+    assert ecma_pattern(pattern) == expected

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -94,8 +95,9 @@ def is_complete(path: Path) -> bool:
 
 
 def completed(root: Path) -> list[Path]:
-    """Complete checkpoints under `root` (none if it is missing); `step_N.tmp` never counts."""
-    return [p for p in root.glob("step_*") if p.name[5:].isdigit() and is_complete(p)]
+    """Complete checkpoints under `root` (none if it is missing); `step_N.tmp` never counts, nor a
+    link (it may point out of the run)."""
+    return [p for p in root.glob("step_*") if p.name[5:].isdigit() and not p.is_symlink() and is_complete(p)]
 
 
 def find_resume(output_dir: str | Path, resume: str) -> Path | None:
@@ -112,8 +114,14 @@ def find_resume(output_dir: str | Path, resume: str) -> Path | None:
     root = checkpoint_root(output_dir)
     latest = root / "latest"
     if latest.is_file():
-        named = root / latest.read_text(encoding="utf-8", errors="replace").strip()
-        if is_complete(named):
+        # only a step_N folder of this run: an absolute path, `..` or a link out of checkpoints/ in a
+        # tampered `latest` would make DeepSpeed unpickle a file from anywhere
+        name = latest.read_text(encoding="utf-8", errors="replace").strip()
+        named = root / name
+        inside = re.fullmatch(r"step_\d+", name) and named.resolve().parent == root.resolve()
+        if not inside:
+            print(f"{latest}: names {name[:80]!r}, not a step_N folder of {root}; passed over", file=sys.stderr)
+        elif is_complete(named):
             return named
     done = completed(root)
     newest = max(done, key=_step_of) if done else None
@@ -125,7 +133,26 @@ def find_resume(output_dir: str | Path, resume: str) -> Path | None:
     return newest
 
 
-def load_checkpoint(engine, path: Path) -> dict:
-    """Restore the engine's state; returns the trainer state (step, data position)."""
+def load_checkpoint(engine, path: Path, world: int = 1) -> dict:
+    """Restore the engine's state; returns the trainer state (step, data position), checked first."""
+    state = read_state(path / "trainer_state.json", world)
     engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
-    return json.loads((path / "trainer_state.json").read_text())
+    return state
+
+
+def read_state(file: Path, world: int) -> dict:
+    """trainer_state.json, refused with one line naming the file and field unless `step` is a whole
+    number >= 0 and `data_position` holds one whole number >= 0 per rank."""
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{file}: not a readable trainer state ({exc})") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"{file}: not a JSON object")
+    step, positions = state.get("step"), state.get("data_position")
+    if type(step) is not int or step < 0:
+        raise UsageError(f"{file}: step={step!r} must be a whole number >= 0")
+    if (not isinstance(positions, list) or len(positions) != world
+            or not all(type(p) is int and p >= 0 for p in positions)):
+        raise UsageError(f"{file}: data_position={positions!r} must be {world} whole number(s) >= 0, one per rank")
+    return state

@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -323,8 +323,29 @@ class Config:
         if len(optim.betas) != 2 or not all(0 <= b < 1 for b in optim.betas):
             problems.append(f"worker.actor.optim.betas={optim.betas} must be two numbers in [0, 1)")
         problems += [f"trainer.logger: {LOGGERS.unknown(name)}" for name in tr.logger if name not in LOGGERS]
+        if not 0 <= tr.seed < 2**63:
+            problems.append(f"trainer.seed={tr.seed} must be in [0, 2**63) (the range every generator here takes)")
+        if not actor.clip_ratio_low < 1:
+            problems.append(f"worker.actor.clip_ratio_low={actor.clip_ratio_low} must be < 1 (the ratio's lower "
+                            "clip is 1 - clip_ratio_low)")
+        problems += [f"data.{k}={getattr(d, k)} must be >= 1" for k in ("min_pixels", "max_pixels") if getattr(d, k) < 1]
+        problems = [f"{key}={value} must be a finite number" for key, value in _numbers(self) if not math.isfinite(value)] \
+            + problems
         if problems:
             raise ConfigError("invalid config: " + "; ".join(problems))
+
+
+def _numbers(node, path: str = ""):
+    """(dotted key, value) of every float in the config tree, lists' items included: each must be
+    finite, since a NaN passes every comparison that bounds it (`nan < 0` is False)."""
+    if is_dataclass(node):
+        for f in fields(node):
+            yield from _numbers(getattr(node, f.name), f"{path}{f.name}.")
+    elif isinstance(node, list | tuple):
+        for i, item in enumerate(node):
+            yield from _numbers(item, f"{path[:-1]}[{i}].")
+    elif isinstance(node, float):
+        yield path[:-1], node
 
 
 def _build(cls, values: dict[str, Any], path: str):

@@ -357,7 +357,7 @@ def resume(run: Run) -> tuple[int, dict[str, float]]:
     path = find_resume(run.out_dir, run.cfg.trainer.resume)
     if path is None:
         return 0, {}
-    state = load_checkpoint(run.policy, path)
+    state = load_checkpoint(run.policy, path, run.world)
     run.order.position = state["data_position"][run.rank]
     if run.rank == 0:
         print(f"resumed from {path} at step {state['step']}")
