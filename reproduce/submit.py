@@ -75,7 +75,7 @@ class SubmissionError(ValueError):
 
 def ecma_pattern(pattern: str) -> str:
     """A JSON Schema `pattern` (ECMA-262, where `$` matches at the end of the text only) for Python's
-    `re`, where `$` also matches before a final newline ("8.3B\n" would pass "...B$"): each `$`
+    `re`, where `$` also matches before a final newline ("8.3B" and a newline would pass "...B$"): each `$`
     outside a character class and not escaped becomes `\\Z`."""
     out, escaped, in_class = [], False, False
     for ch in pattern:
