@@ -250,7 +250,7 @@ def prediction_problem(model_dir: Path, name: str, dataset: str, expected: list[
     if not found:
         return "no prediction file was written (see VLMEvalKit's log above)"
     try:
-        frame = read_predictions(found[0])
+        frame = read_predictions(found[0], text=True)
     except ResultsError as exc:
         return str(exc)
     if expected is not None:

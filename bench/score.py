@@ -54,16 +54,28 @@ def normalise(value: float) -> float:
     return value * 100.0 if 0.0 <= value <= 1.0 else value
 
 
-def read_predictions(path: Path) -> pd.DataFrame:
+EMPTY_MARKERS = frozenset({""})
+"""Cell texts that mean "no value" in a results file read as text (after stripping): only the empty
+cell. pandas' default markers ("None", "NA", "null", "N/A", "nan", "NaN", ...) are answers some
+benchmarks have (read as missing, 6 of 7 such exact answers scored 0)."""
+
+
+def read_predictions(path: Path, text: bool = False) -> pd.DataFrame:
+    """A results file as a frame. `text`: every cell as the string it holds (empty cells "", no
+    value read as missing: see EMPTY_MARKERS), as scoring and coverage checks read it; otherwise
+    pandas' types, for the files this project rewrites in place."""
+    as_text = {"dtype": str, "keep_default_na": False} if text else {}
     try:
         if path.suffix == ".xlsx":
-            frame = pd.read_excel(path)
+            frame = pd.read_excel(path, **as_text)
         elif path.suffix == ".tsv":
-            frame = pd.read_csv(path, sep="\t")
+            frame = pd.read_csv(path, sep="\t", **as_text)
         elif path.suffix == ".csv":
-            frame = pd.read_csv(path)
+            frame = pd.read_csv(path, **as_text)
         else:
-            frame = pd.read_json(path)
+            frame = pd.read_json(path, dtype=False) if text else pd.read_json(path)
+            if text:
+                frame = frame.map(lambda v: "" if v is None else v if isinstance(v, str) else json.dumps(v))
     except Exception as exc:  # noqa: BLE001 - any reader failure is a broken results file
         raise ResultsError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
     missing = {"answer", "prediction"} - set(frame.columns)
@@ -96,7 +108,11 @@ _OPTION_LINE = re.compile(r"^\s*\(?([A-I])\)?\s*[.:：)]\s*(.+?)\s*$", re.MULTIL
 
 
 def gold_answer(row: pd.Series) -> str:
-    return "" if pd.isna(row["answer"]) else str(row["answer"]).strip()
+    value = row["answer"]
+    if not isinstance(value, str) and pd.isna(value):
+        return ""
+    value = str(value).strip()
+    return "" if value in EMPTY_MARKERS else value
 
 
 def _option_text(value) -> str:
@@ -218,7 +234,7 @@ def category_scores(frame: pd.DataFrame, correct: list[float], dataset: str) -> 
 def score_file(path: Path, mode: str = "default", dataset: str = "") -> dict:
     """Metrics of one prediction file. MMMU is scored on its validation split only (VLMEvalKit's
     primary metric and the leaderboard's); the dev rows are left out."""
-    frame = read_predictions(path)
+    frame = read_predictions(path, text=True)
     split = None
     if dataset.startswith("MMMU") and "split" in frame.columns:
         split = "validation"
@@ -272,17 +288,20 @@ def vlmeval_scores(model_dir: Path) -> dict[str, float]:
     return out
 
 
-def prediction_files(model_dir: Path) -> dict[str, Path]:
+def prediction_files(model_dir: Path) -> dict[str, Path | list[Path]]:
+    """{dataset: its predictions file}, or every file that claims it where there are several (a
+    stale .csv beside the .xlsx VLMEvalKit wrote, say): which one holds the run's predictions
+    cannot be told from the names, and `score_work_dir` scores none of them."""
     model = model_dir.name
-    files = {}
+    found: dict[str, list[Path]] = {}
     for path in sorted(model_dir.iterdir()):
         if path.suffix not in PRED_SUFFIXES or path.name.endswith(OWN_SUFFIXES) or not path.stem.startswith(f"{model}_"):
             continue
         dataset = path.stem[len(model) + 1 :]
         if re.search(r"_(acc|score|judge|gpt|auxmatch|result)", dataset):  # VLMEvalKit's own outputs
             continue
-        files.setdefault(dataset, path)
-    return files
+        found.setdefault(dataset, []).append(path)
+    return {dataset: paths[0] if len(paths) == 1 else paths for dataset, paths in found.items()}
 
 
 def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
@@ -293,6 +312,11 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
         theirs = vlmeval_scores(model_dir)
         summary = {}
         for dataset, path in prediction_files(model_dir).items():
+            if isinstance(path, list):
+                print(f"{model_dir}: {', '.join(p.name for p in path)} all claim {dataset}; none is scored "
+                      "(remove the stale one)", file=sys.stderr)
+                problems += 1
+                continue
             try:
                 metrics = score_file(path, mode, dataset)
             except ResultsError as exc:
@@ -311,7 +335,7 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
     if rows:
         write_csv_atomic(frame, work_dir / "scores.csv")
     if not rows:
-        raise ResultsError(f"{work_dir}: no prediction file could be scored ({problems} unreadable)")
+        raise ResultsError(f"{work_dir}: no prediction file could be scored ({problems} unreadable or ambiguous)")
     frame.attrs["problems"] = problems
     return frame
 

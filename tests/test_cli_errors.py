@@ -137,7 +137,7 @@ MATRIX = [
     ("bench.score", "missing", lambda b, m: ["bench.score", "--work-dir", str(b / "none")], "none: no such folder"),
     ("bench.score", "empty", lambda b, m: ["bench.score", "--work-dir", str(b / "empty_dir")], "no prediction file could be scored"),
     ("bench.score", "corrupt", lambda b, m: ["bench.score", "--work-dir", str(b / "corrupt_preds")],
-     "no prediction file could be scored (1 unreadable)"),
+     "no prediction file could be scored (1 unreadable or ambiguous)"),
     ("bench.score", "wrong type", lambda b, m: ["bench.score", "--work-dir", str(b / "a_file")], "a_file: not a folder"),
     ("bench.run", "missing", _bench_run("None"), "offline and no TSV for None"),
     ("bench.run", "empty", _bench_run("Empty"), "Empty.tsv: empty file"),

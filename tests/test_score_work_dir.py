@@ -76,7 +76,7 @@ def test_the_command_prints_the_table_and_names_what_it_skipped(work, capsys):
 @pytest.mark.parametrize("make, message", [
     (lambda p: p, "no such folder"),
     (lambda p: (p.write_text("x"), p)[1], "not a folder"),
-    (lambda p: (p.mkdir(), p)[1], "no prediction file could be scored (0 unreadable)"),
+    (lambda p: (p.mkdir(), p)[1], "no prediction file could be scored (0 unreadable or ambiguous)"),
 ])
 def test_a_work_dir_that_cannot_be_scored_is_one_line(tmp_path, capsys, make, message):
     path = make(tmp_path / "w")
@@ -160,3 +160,28 @@ def test_the_command_line(work, capsys):
     assert "{default,paper}" in out and "verifier mode" in out
     assert main(["--work-dir", str(work), "--mode", "paper"]) == 0
     assert json.loads((work / "m" / "r1_scores.json").read_text())["datasets"]["MMStar"]["verifier_mode"] == "paper"
+
+
+def test_answers_pandas_would_read_as_missing_are_answers(tmp_path):
+    """Gold answers None, NA, null, N/A, nan and NaN are texts (the whole file is read as text); only
+    an empty cell is no answer. pandas' default reading made 6 of these 7 exact answers score 0."""
+    golds = ["None", "NA", "null", "N/A", "nan", "NaN", "7"]
+    path = tmp_path / "m_X.xlsx"
+    pd.DataFrame({"index": range(7), "answer": golds, "prediction": [boxed(g) for g in golds]}).to_excel(path, index=False)
+    metrics = score_file(path)
+    assert metrics["n"] == 7 and metrics["accuracy"] == 100.0 and metrics["empty_gold"] == 0
+    pd.DataFrame({"index": [0, 1], "answer": ["", "  "], "prediction": [boxed("1"), boxed("1")]}).to_excel(path, index=False)
+    assert score_file(path)["empty_gold"] == 2
+
+
+def test_a_stale_file_beside_the_predictions_is_named_and_neither_is_scored(work, capsys):
+    """A .csv left beside the .xlsx of the same dataset (a stale copy scoring 100): which holds the
+    run's predictions cannot be told from the names, so neither is scored."""
+    model = work / "m"
+    rows = [{**r, "prediction": boxed("B")} for r in mmstar_rows()]
+    pd.DataFrame(rows).to_csv(model / "m_MMStar.csv", index=False)
+    with pytest.raises(ResultsError, match="no prediction file could be scored"):
+        score_work_dir(work)
+    assert "m_MMStar.csv, m_MMStar.xlsx all claim MMStar; none is scored" in capsys.readouterr().err
+    (model / "m_MMStar.csv").unlink()
+    assert list(score_work_dir(work)["dataset"]) == ["MMStar"]
