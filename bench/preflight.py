@@ -133,11 +133,16 @@ def check_tsv(path: Path, limit: int | None = None) -> TsvCheck:
     if unsafe:
         problems.append(f"{path}: index cells that are not plain numbers or names (VLMEvalKit evaluates them as Python): "
                         f"{_rows(unsafe)}")
-    counts = index[index != ""].value_counts()
-    duplicated = counts[counts > 1]
-    if len(duplicated):
+    # compared as VLMEvalKit files them (`_key`: "7" and "07" are both index 7)
+    spelled: dict[str, list[str]] = {}
+    for value in index[index != ""]:
+        spelled.setdefault(_key(value), []).append(value)
+    duplicated = {key: values for key, values in spelled.items() if len(values) > 1}
+    if duplicated:
         problems.append(f"{path}: duplicate index values "
-                        + _rows([f"{value} ({n} rows)" for value, n in duplicated.items()])
+                        + _rows([f"{key} ({len(values)} rows" + (f": {', '.join(dict.fromkeys(values))}" if
+                                                               len(set(values)) > 1 else "") + ")"
+                                 for key, values in duplicated.items()])
                         + "; every index must be unique, or rows get one another's predictions")
     for column, must_eval in (("image_path", _is_list_cell), ("choices", bool)):
         if column in frame.columns:

@@ -65,6 +65,9 @@ def set_cell(column, row, value):
 
 BAD_TSVS = [
     ("duplicate index", lambda f: f.__setitem__("index", "7"), "duplicate index values 7 (3 rows)"),
+    # two spellings of one number: VLMEvalKit files both as index 7, so one prediction answers both
+    ("7 and 07", lambda f: (set_cell("index", 0, "7")(f), set_cell("index", 1, "07")(f)),
+     "duplicate index values 7 (2 rows: 7, 07)"),
     ("missing index", set_cell("index", 1, ""), "no index in row 2"),
     ("index that is code", set_cell("index", 0, "__import__('os').getcwd()"),
      "index cells that are not plain numbers or names (VLMEvalKit evaluates them as Python): row 1"),
