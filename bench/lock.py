@@ -40,3 +40,19 @@ def hold_folder_lock(folder: Path, label: str, activity: str) -> IO[str]:
         handle.close()
         raise UsageError(f"{label}={folder}: cannot write there ({exc.strerror or exc})") from None
     return handle
+
+
+def holder(folder: Path) -> str | None:
+    """Who holds `folder`'s lock now ("pid N"), or None when no running process does (the lock file
+    is only read: nothing is created)."""
+    try:
+        handle = (folder / ".lock").open("r")
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None

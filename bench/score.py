@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from .fileio import write_json_atomic, write_text_atomic
+from .lock import holder
 from .verify import grade_many
 
 PRED_SUFFIXES = (".xlsx", ".tsv", ".csv", ".json")
@@ -309,6 +310,11 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
         raise ResultsError(f"--work-dir {work_dir}: {'not a folder' if work_dir.exists() else 'no such folder'}")
     rows, problems = [], 0
     for model_dir in sorted(p for p in work_dir.iterdir() if p.is_dir() and p.name != "logs"):
+        running = holder(model_dir)
+        if running:  # its predictions may be half written, or some datasets not begun
+            print(f"{model_dir}: a bench.run ({running}) is still writing it; not scored", file=sys.stderr)
+            problems += 1
+            continue
         theirs = vlmeval_scores(model_dir)
         summary = {}
         for dataset, path in prediction_files(model_dir).items():

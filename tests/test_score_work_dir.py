@@ -185,3 +185,21 @@ def test_a_stale_file_beside_the_predictions_is_named_and_neither_is_scored(work
     assert "m_MMStar.csv, m_MMStar.xlsx all claim MMStar; none is scored" in capsys.readouterr().err
     (model / "m_MMStar.csv").unlink()
     assert list(score_work_dir(work)["dataset"]) == ["MMStar"]
+
+
+def test_a_model_folder_a_running_bench_run_holds_is_not_scored(work, capsys):
+    """Scored while bench.run still writes it, a model would get a score over the datasets done so far."""
+    import os
+
+    from bench.lock import hold_folder_lock, holder
+
+    assert holder(work / "m") is None and not (work / "n" / ".lock").exists()
+    lock = hold_folder_lock(work / "m", "--work-dir", "bench.run of m")
+    try:
+        assert holder(work / "m") == f"pid {os.getpid()}"
+        with pytest.raises(ResultsError, match="no prediction file could be scored"):
+            score_work_dir(work)
+        assert f"a bench.run (pid {os.getpid()}) is still writing it; not scored" in capsys.readouterr().err
+    finally:
+        lock.close()
+    assert holder(work / "m") is None and list(score_work_dir(work)["dataset"]) == ["MMStar"]
