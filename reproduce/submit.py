@@ -266,6 +266,30 @@ def read_json_object(path: Path) -> dict:
     return data
 
 
+def evaluated_weights(run: dict, run_file: Path, model: str) -> str:
+    """The hub id of the weights bench.run evaluated, from its record (`settings.model`, the model as
+    loaded): a paper model's registered name maps to its hub id, a hub id is itself. A local folder
+    has no id the leaderboard could load, whatever its name (a folder named R1-ShareVL-7B holds
+    whatever was put there): the caller must name one (--model-path). Without a record, only a
+    paper model's registered name says which weights VLMEvalKit loaded."""
+    if not run:
+        if model in PAPER_MODELS:
+            return PAPER_MODELS[model].hub_id
+        raise SubmissionError(f"{model}: no {run_file.name} in {run_file.parent}; pass --model-path (the evaluated "
+                              "weights' hub id)")
+    settings = run.get("settings")
+    loaded = settings.get("model") if isinstance(settings, dict) else None
+    loaded = loaded if isinstance(loaded, str) and loaded else run.get("model")
+    if not isinstance(loaded, str) or not loaded:
+        raise SubmissionError(f"{run_file}: no model recorded; pass --model-path (the evaluated weights' hub id)")
+    if loaded in PAPER_MODELS:
+        return PAPER_MODELS[loaded].hub_id
+    if loaded.startswith(("/", ".", "~")) or Path(loaded).exists() or loaded.count("/") != 1:
+        raise SubmissionError(f"{run_file}: the evaluated weights are {loaded}, not a hub id; pass --model-path with the "
+                              "hub id they are published under (the submission's supported_vlm.py loads it)")
+    return loaded
+
+
 def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = None,
            model_path: str | None = None, mmbench: dict | None = None,
            boards: tuple[str, ...] = tuple(LEADERBOARDS)) -> list[Path]:
@@ -287,21 +311,19 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     scores = check_scores({d: m.get("accuracy") for d, m in datasets.items()})
     scored = {d: {**m, "accuracy": scores[d]} for d, m in datasets.items()}
     modes = sorted({str(m.get("verifier_mode")) for m in datasets.values()})
-    known = PAPER_MODELS[model].meta if model in PAPER_MODELS else {}
-    meta = {**known, **(meta_overrides or {})}
-    meta.setdefault("Method", [model, f"https://huggingface.co/{PAPER_MODELS['R1-ShareVL-7B'].hub_id}"])
-    if meta.get("OpenSource") == "Yes":
-        meta.setdefault("Verified", "Yes")  # not read by the app for open-source models; public weights
     unknown = sorted(set(boards) - set(LEADERBOARDS))
     if unknown or not boards:
         raise SubmissionError(f"--boards {' '.join(boards)}: choose from {', '.join(LEADERBOARDS)}")
+    model_path = model_path or evaluated_weights(run, run_file, model)
+    # a paper model's facts only where its own weights were evaluated, not a folder of that name
+    known = next((p.meta for p in PAPER_MODELS.values() if p.hub_id == model_path), {})
+    meta = {**known, **(meta_overrides or {})}
+    meta.setdefault("Method", [model, f"https://huggingface.co/{model_path}"])
+    if meta.get("OpenSource") == "Yes":
+        meta.setdefault("Verified", "Yes")  # not read by the app for open-source models; public weights
     records = build_records(scored, model, meta, mmbench, tuple(boards))
     from bench.fileio import write_json_atomic, write_text_atomic
 
-    if model_path is None:  # the weights that were evaluated: a paper model's hub id, else what bench.run loaded
-        model_path = PAPER_MODELS[model].hub_id if model in PAPER_MODELS else run.get("model")
-    if not model_path:
-        raise SubmissionError(f"{model}: no bench_run.json in {run_file.parent}; pass --model-path (its hub id)")
     out = Path(out)
     paths = [write_json_atomic(out.with_suffix(f".{board}.json"), record) for board, record in records.items()]
     entry = write_text_atomic(out.with_suffix(".supported_vlm.py"),

@@ -131,20 +131,39 @@ def test_submit_writes_the_record_the_entry_and_the_pull_request(tmp_path):
     work = scores_dir(tmp_path, "mine", REASONING)
     (work / "mine" / "bench_run.json").write_text(json.dumps({"model": "/ckpts/mine", "status": "finished",
                                                               "prompt_placement": "last_text"}))
-    paths = submit(work, "mine", tmp_path / "sub.json", meta_overrides={"OpenSource": "Yes", "Parameters": "8.3B",
-                                                                          "Language Model": "l", "Vision Model": "v"},
-                   boards=("reasoning",))
+    meta = {"OpenSource": "Yes", "Parameters": "8.3B", "Language Model": "l", "Vision Model": "v"}
+    with pytest.raises(SubmissionError, match="the evaluated weights are /ckpts/mine, not a hub id; pass --model-path"):
+        submit(work, "mine", tmp_path / "sub.json", meta_overrides=meta, boards=("reasoning",))
+    assert not list(tmp_path.glob("sub.*"))
+    paths = submit(work, "mine", tmp_path / "sub.json", meta_overrides=meta, model_path="org/mine", boards=("reasoning",))
     assert [p.name for p in paths] == ["sub.reasoning.json", "sub.supported_vlm.py", "sub.pull_request.md"]
     record = json.loads(paths[0].read_text())
     meta = record["results"]["mine"]["META"]
-    assert meta["Verified"] == "Yes" and meta["Method"] == ["mine", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"]
+    assert meta["Verified"] == "Yes" and meta["Method"] == ["mine", "https://huggingface.co/org/mine"]
     assert record["results"]["mine"]["MathVision"] == {"Overall": 40.0} and len(record["time"]) == 14
-    assert 'model_path="/ckpts/mine"' in paths[1].read_text() and "texts[-1:]" in paths[1].read_text()
+    assert 'model_path="org/mine"' in paths[1].read_text() and "texts[-1:]" in paths[1].read_text()
     assert "--model /ckpts/mine" in paths[2].read_text()
-    paths = submit(work, "mine", tmp_path / "b.json", meta_overrides={"OpenSource": "Yes", "Parameters": "8.3B",
-                                                                        "Language Model": "l", "Vision Model": "v"},
-                   model_path="org/mine", boards=("reasoning",))
-    assert 'model_path="org/mine"' in paths[1].read_text()
+
+
+def test_the_submissions_model_id_is_the_evaluated_weights_not_a_folders_name(tmp_path):
+    """A local folder named R1-ShareVL-7B is not the published model: its record may not name
+    HuanjinYao/R1-ShareVL-7B nor take that model's facts. The paper model, evaluated by its
+    registered name, maps to its hub id; a hub id bench.run loaded is itself."""
+    work = scores_dir(tmp_path, "R1-ShareVL-7B", REASONING)
+    run_file = work / "R1-ShareVL-7B" / "bench_run.json"
+    run_file.write_text(json.dumps({"model": "ckpts/R1-ShareVL-7B", "settings": {"model": "/abs/ckpts/R1-ShareVL-7B"},
+                                    "status": "finished"}))
+    with pytest.raises(SubmissionError, match="the evaluated weights are /abs/ckpts/R1-ShareVL-7B, not a hub id"):
+        submit(work, "R1-ShareVL-7B", tmp_path / "s.json", boards=("reasoning",))
+    run_file.write_text(json.dumps({"model": "R1-ShareVL-7B", "settings": {"model": "R1-ShareVL-7B"}, "status": "finished"}))
+    paths = submit(work, "R1-ShareVL-7B", tmp_path / "s.json", boards=("reasoning",))
+    assert 'model_path="HuanjinYao/R1-ShareVL-7B"' in paths[1].read_text()
+    assert json.loads(paths[0].read_text())["results"]["R1-ShareVL-7B"]["META"]["Parameters"] == "8.3B"
+    run_file.write_text(json.dumps({"model": "org/other", "settings": {"model": "org/other"}, "status": "finished"}))
+    paths = submit(work, "R1-ShareVL-7B", tmp_path / "t.json", meta_overrides={"Parameters": "8.3B", "OpenSource": "Yes",
+                   "Language Model": "l", "Vision Model": "v"}, boards=("reasoning",))
+    assert 'model_path="org/other"' in paths[1].read_text()
+    assert json.loads(paths[0].read_text())["results"]["R1-ShareVL-7B"]["META"]["Method"][1] == "https://huggingface.co/org/other"
 
 
 @pytest.mark.parametrize("setup, kwargs, message", [
