@@ -30,6 +30,7 @@ from .errors import UsageError, exit_on_usage_error
 from .fileio import write_json_atomic
 from .lock import hold_folder_lock
 from .preflight import check_model_folder, check_tsv, prediction_problem
+from .provenance import weights_digest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,12 +205,14 @@ def cuda_max_memory_gib() -> float | None:
 
 def run_settings(args: argparse.Namespace, source: str) -> dict:
     """What makes two runs' predictions comparable; --reuse refuses predictions made otherwise."""
-    return {"model": str(Path(source).resolve()) if Path(source).exists() else source,
+    local = Path(source).exists()
+    return {"model": str(Path(source).resolve()) if local else source,
+            # the weights by content: the same folder retrained, or another checkpoint under its name
+            **({"weights_sha256": weights_digest(Path(source))} if local else {}),
             "max_new_tokens": args.max_new_tokens, "prompt_placement": args.prompt_placement,
             "use_vllm": args.use_vllm, "attn_implementation": args.attn_implementation,
-            # batched greedy decoding can differ from one at a time at a near-tie (another kernel's
-            # rounding); absent at 1, so that earlier runs' records still match
-            **({"batch_size": args.batch_size} if args.batch_size > 1 else {})}
+            # batched greedy decoding can differ from one at a time at a near-tie (another kernel's rounding)
+            "batch_size": args.batch_size}
 
 
 def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bool, settings: dict) -> None:
@@ -221,13 +224,16 @@ def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bo
     if reuse:
         try:
             before = json.loads((model_dir / "bench_run.json").read_text(encoding="utf-8")).get("settings")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
             before = None
         if isinstance(before, dict):
             changed = [f"{k}={before.get(k)!r} then, {v!r} now" for k, v in settings.items() if before.get(k) != v]
             if changed:
                 raise UsageError(f"--reuse: the predictions in {model_dir} were made with other settings "
                                  f"({'; '.join(changed)}); drop --reuse to redo them, or use another --work-dir")
+        elif any(_prediction_file(model_dir.parent, name, d) for d in datasets):
+            raise UsageError(f"--reuse: {model_dir} holds predictions but no readable bench_run.json settings, so "
+                             "what made them is unknown; drop --reuse to redo them, or use another --work-dir")
         return
     for dataset in datasets:
         stale = [model_dir / f"{name}_{dataset}{suffix}" for suffix in (".xlsx", ".tsv", ".csv", ".json", "_PREV.pkl",

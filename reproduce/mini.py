@@ -49,6 +49,7 @@ from pathlib import Path
 
 from bench.data import MINIATURE_TASKS
 from bench.fileio import write_json_atomic
+from bench.provenance import weights_digest
 
 from .children import run as run_child
 from .children import spawn
@@ -401,9 +402,11 @@ EVALUATED = "evaluated.json"
 
 
 def _model_source(model: Path) -> str:
-    """A model folder and, for an exported one, the checkpoint and RL digest it came from."""
+    """A model folder, the sha256 of its config and weights (a warm start retrained with other
+    settings keeps its folder, not its weights) and, for an exported one, the checkpoint and RL
+    digest it came from."""
     exported = model / "exported_from.txt"
-    return str(model) + (exported.read_text() if exported.exists() else "")
+    return str(model) + weights_digest(model) + (exported.read_text() if exported.exists() else "")
 
 
 def _eval_env() -> dict[str, str]:

@@ -90,7 +90,7 @@ def test_batched_greedy_predictions_equal_one_at_a_time_through_vlmevalkit(tmp_p
     record = json.loads((runs[3] / "tiny" / "bench_run.json").read_text())
     assert record["generation"]["items"] == 10 and record["generation"]["generate_calls"] == 4
     assert record["settings"]["batch_size"] == 3
-    assert "batch_size" not in json.loads((runs[1] / "tiny" / "bench_run.json").read_text())["settings"]
+    assert json.loads((runs[1] / "tiny" / "bench_run.json").read_text())["settings"]["batch_size"] == 1
 
 
 def test_paper_scale_evaluation_passes_the_batch_size(monkeypatch, tmp_path):

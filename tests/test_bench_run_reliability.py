@@ -5,6 +5,7 @@ earlier run's files are never silently reused or unpickled, and one model folder
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import pickle
 import subprocess
@@ -200,6 +201,27 @@ def test_a_rerun_without_reuse_starts_afresh_and_never_unpickles(assets, tmp_pat
     assert refused.returncode == 2
     assert errors(refused) == [f"error: --reuse: the predictions in {work / 'model'} were made with other settings "
                                "(max_new_tokens=12 then, 4 now); drop --reuse to redo them, or use another --work-dir"]
+
+
+def test_reuse_is_refused_for_other_weights_in_the_same_folder_or_unknown_settings(assets, tmp_path):
+    """--reuse keeps predictions only for the same weights by content: the same folder retrained in
+    place is refused, naming the digests; and predictions whose bench_run.json is gone or corrupt
+    are of unknown settings, refused too (the check used to be skipped)."""
+    root, model = assets
+    mine = tmp_path / "model"
+    shutil.copytree(model, mine)
+    work = tmp_path / "work"
+    assert bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", model=mine).returncode == 0
+    assert bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", "--reuse", model=mine).returncode == 0
+    build_tiny(mine, seed=1)  # retrained in place: same folder, same name, other weights
+    refused = bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", "--reuse", model=mine)
+    assert refused.returncode == 2 and "were made with other settings (weights_sha256=" in errors(refused)[0]
+    for corrupt in ("{not json", "[]", '{"settings": 3}'):
+        (work / "model" / "bench_run.json").write_text(corrupt)
+        refused = bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", "--reuse", model=mine)
+        assert errors(refused) == [f"error: --reuse: {work / 'model'} holds predictions but no readable bench_run.json "
+                                   "settings, so what made them is unknown; drop --reuse to redo them, or use another "
+                                   "--work-dir"], corrupt
 
 
 def test_a_second_run_on_one_model_folder_is_refused(assets, tmp_path):

@@ -105,9 +105,14 @@ def test_complete_predictions_are_kept_while_their_inputs_are_unchanged(tmp_path
     stage_eval(spec, runs, data, models, False)
     assert runners.started == [("0", ["A"])] and len(scored) == 2
 
+    runners.started.clear()  # the warm start retrained with other settings: same folder, no export
+    (models[0] / "model.safetensors").write_bytes(b"other weights")  # in the same folder
+    stage_eval(spec, runs, data, models, False)
+    assert runners.started == [("0", ["Base"])] and len(scored) == 3
+
     runners.started.clear()
     stage_eval(spec, runs, data, models[1:], False)  # Base no longer wanted: its predictions go
-    assert runners.started == [] and not (runs / "eval" / "Base").exists() and len(scored) == 3
+    assert runners.started == [] and not (runs / "eval" / "Base").exists() and len(scored) == 4
 
     stage_eval(spec, runs, data, models, True)  # force: everything again
     assert sorted(m for _, ms in runners.started for m in ms) == ["A", "B", "Base"]
