@@ -5,9 +5,9 @@ earlier run's files are never silently reused or unpickled, and one model folder
 from __future__ import annotations
 
 import json
-import shutil
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
