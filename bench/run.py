@@ -82,6 +82,10 @@ def run(args: argparse.Namespace) -> int:
     expected, tsv_md5 = preflight(args, tsvs)
 
     names = [model_name_for(item) for item in args.model]
+    clashes = {n: [m for m, k in zip(args.model, names, strict=True) if k == n] for n in names if names.count(n) > 1}
+    if clashes:
+        raise UsageError(*(f"--model {' and '.join(items)} would share the work folder {name} (VLMEvalKit files results "
+                           "by folder name): give them distinct folder names" for name, items in clashes.items()))
     rank0 = int(os.environ.get("RANK", "0")) == 0
     settings = {name: run_settings(args, source) for name, source in zip(names, args.model, strict=True)}
     locks = []
@@ -221,11 +225,20 @@ def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bo
     its intermediate files (vlmeval/inference.py `infer_data`, vlmeval/smp/file.py `load`), so
     both are removed. With --reuse the earlier run's settings must match, and the work dir must be
     trusted: VLMEvalKit unpickles what it finds there."""
+    try:
+        before = json.loads((model_dir / "bench_run.json").read_text(encoding="utf-8")).get("settings")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
+        before = None
+    # Predictions of other weights in the folder (another model of the same folder name, or this
+    # folder retrained): those of datasets not run now would be scored as this model's.
+    if isinstance(before, dict) and before.get("model") != settings["model"]:
+        raise UsageError(f"--work-dir: {model_dir} holds the predictions of {before.get('model')}, another model "
+                         f"filed under the name {name}; use another --work-dir, or give the checkpoint folder a distinct name")
+    if isinstance(before, dict) and not reuse and before.get("weights_sha256") != settings.get("weights_sha256"):
+        raise UsageError(f"--work-dir: {model_dir} holds predictions of other weights (sha256 "
+                         f"{str(before.get('weights_sha256'))[:12]} then, {str(settings.get('weights_sha256'))[:12]} now); "
+                         "remove that folder or use another --work-dir")
     if reuse:
-        try:
-            before = json.loads((model_dir / "bench_run.json").read_text(encoding="utf-8")).get("settings")
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
-            before = None
         if isinstance(before, dict):
             changed = [f"{k}={before.get(k)!r} then, {v!r} now" for k, v in settings.items() if before.get(k) != v]
             if changed:

@@ -224,6 +224,30 @@ def test_reuse_is_refused_for_other_weights_in_the_same_folder_or_unknown_settin
                                    "--work-dir"], corrupt
 
 
+def test_two_models_never_share_a_work_folder(assets, tmp_path):
+    """a/step_4 and b/step_4 are both filed as step_4: in one run they are refused at once; in two
+    runs the second is refused, since the first's predictions of other datasets would be scored as
+    its own; so is the same folder retrained in place."""
+    root, model = assets
+    a, b = tmp_path / "a" / "step_4", tmp_path / "b" / "step_4"
+    shutil.copytree(model, a)
+    shutil.copytree(model, b)
+    work = tmp_path / "work"
+    both = subprocess.run([sys.executable, "-m", "bench.run", "--model", str(a), str(b), "--data", "SynthCount",
+                           "--work-dir", str(work), "--lmudata", str(root / "lmu")], capture_output=True, text=True,
+                          timeout=600, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert errors(both) == [f"error: --model {a} and {b} would share the work folder step_4 (VLMEvalKit files results "
+                            "by folder name): give them distinct folder names"] and not work.exists()
+    assert bench_run(root, work, "--data", "SynthColour", "--max-new-tokens", "2", model=a).returncode == 0
+    second = bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", model=b)
+    assert errors(second) == [f"error: --work-dir: {work / 'step_4'} holds the predictions of {a}, another model filed "
+                              "under the name step_4; use another --work-dir, or give the checkpoint folder a distinct name"]
+    build_tiny(a, seed=3)  # retrained in place
+    again = bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", model=a)
+    assert "holds predictions of other weights (sha256 " in errors(again)[0]
+    assert set(p.name for p in (work / "step_4").glob("*.xlsx")) == {"step_4_SynthColour.xlsx"}
+
+
 def test_a_second_run_on_one_model_folder_is_refused(assets, tmp_path):
     root, _ = assets
     work = tmp_path / "work"
