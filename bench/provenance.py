@@ -1,6 +1,7 @@
-"""What makes a model's predictions: its weights and config by content, not by folder name.
+"""What makes a model's predictions, and which predictions a run made: by content, not by name.
 
-`weights_digest(folder)` is the sha256 over the folder's config.json and weight files (name, size,
+`prediction_entry(file)` is what `bench.run` records of each predictions file it finished, and
+`bench.score` scores a file only while it matches. `weights_digest(folder)` is the sha256 over the folder's config.json and weight files (name, size,
 content; sorted by name), so a checkpoint retrained in place, or another checkpoint in a folder of
 the same name, gets another digest. `bench.run` records it in its settings (so `--reuse` never
 keeps predictions of other weights) and the CPU reproduction keys its evaluations on it. At 7B it
@@ -23,3 +24,15 @@ def weights_digest(folder: Path) -> str:
         with path.open("rb") as handle:
             digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def prediction_entry(path: Path) -> dict:
+    """What bench.run records of a finished predictions file: its name and sha256. bench.score
+    scores the file only while both match (a file truncated, rewritten or swapped for a sibling
+    since is refused)."""
+    return {"file": Path(path).name, "sha256": file_sha256(path)}

@@ -30,7 +30,7 @@ from .errors import UsageError, exit_on_usage_error
 from .fileio import write_json_atomic
 from .lock import hold_folder_lock
 from .preflight import check_model_folder, check_tsv, prediction_problem
-from .provenance import weights_digest
+from .provenance import prediction_entry, weights_digest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,9 +111,11 @@ def run(args: argparse.Namespace) -> int:
     if args.trust_local_tsv:
         for dataset in tsvs:
             accept_local_tsv(dataset)
+    recorded: dict[str, dict] = {}
     if rank0:
-        for name in names:
+        for name, source in zip(names, args.model, strict=True):
             prepare_model_dir(args.work_dir / name, name, args.data, args.reuse, settings[name])
+            recorded[name] = start_record(args.work_dir / name, name, source, args.data, settings[name])
     assert registered == names, (registered, names)
     vl_argv = ["vlmeval", "--data", *args.data, "--model", *names, "--work-dir", str(args.work_dir),
                "--mode", "all" if args.judge else "infer"]
@@ -140,12 +142,14 @@ def run(args: argparse.Namespace) -> int:
         failed = {d: why for d in args.data
                   if (why := prediction_problem(args.work_dir / name, name, d, expected.get(d), since))}
         failures += [f"{name} x {d}: {why}" for d, why in failed.items()]
+        done = {d: prediction_entry(_prediction_file(args.work_dir, name, d)) for d in args.data if d not in failed}
         write_json_atomic(args.work_dir / name / "bench_run.json", {
-            "model": source, "vlmeval_name": name, "datasets": args.data, "lmudata": lmu,
+            **recorded[name], "lmudata": lmu,
             "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
-            "prompt_placement": args.prompt_placement, "settings": settings[name], "tsv_md5": tsv_md5,
+            "prompt_placement": args.prompt_placement, "tsv_md5": tsv_md5,
             "generation": GENERATION.summary(name), "cuda_max_memory_gib": cuda_max_memory_gib(),
             "status": "failed" if failed else "finished", "failed": failed,
+            "predictions": {**recorded[name]["predictions"], **done},
             "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
         })
     for line in failures:
@@ -254,6 +258,27 @@ def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bo
         stale += [p for p in model_dir.glob(f"*_{dataset}.pkl") if re.fullmatch(rf"\d+_{re.escape(dataset)}\.pkl", p.name)]
         for path in stale:
             path.unlink(missing_ok=True)
+
+
+def start_record(model_dir: Path, name: str, source: str, datasets: list[str], settings: dict) -> dict:
+    """bench_run.json as the run begins: status "running" (a run killed before its end leaves it so,
+    and bench.score refuses the folder), the earlier scores removed (they are about to be stale),
+    and the recorded predictions of datasets this run does not redo, where their files are
+    unchanged. Returns the record."""
+    try:
+        before = json.loads((model_dir / "bench_run.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        before = {}
+    earlier = before.get("predictions") if isinstance(before, dict) else None
+    kept = {d: e for d, e in (earlier.items() if isinstance(earlier, dict) else ()) if d not in datasets
+            and isinstance(e, dict) and (path := _prediction_file(model_dir.parent, name, d)) is not None
+            and prediction_entry(path) == e}
+    for stale in [model_dir / "r1_scores.json", *model_dir.glob(f"{name}_*_r1_score.csv")]:
+        stale.unlink(missing_ok=True)
+    record = {"model": source, "vlmeval_name": name, "datasets": datasets, "settings": settings, "status": "running",
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "predictions": kept}
+    write_json_atomic(model_dir / "bench_run.json", record)
+    return record
 
 
 def _prediction_file(work_dir: Path, name: str, dataset: str) -> Path | None:

@@ -32,6 +32,7 @@ import pandas as pd
 
 from .fileio import write_json_atomic, write_text_atomic
 from .lock import holder
+from .provenance import prediction_entry
 from .verify import grade_many
 
 PRED_SUFFIXES = (".xlsx", ".tsv", ".csv", ".json")
@@ -289,6 +290,26 @@ def vlmeval_scores(model_dir: Path) -> dict[str, float]:
     return out
 
 
+def run_record(model_dir: Path) -> dict:
+    """The model folder's bench_run.json, or {} where there is none or it cannot be read."""
+    try:
+        record = json.loads((model_dir / "bench_run.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def unlike_record(path: Path, entry) -> str | None:
+    """Why `path` is not the predictions file bench.run recorded for its dataset, or None."""
+    if not isinstance(entry, dict):
+        return "not among the predictions bench.run recorded (bench_run.json)"
+    if entry.get("file") != path.name:
+        return f"bench.run recorded {entry.get('file')!r} for this dataset, not this file"
+    if entry != prediction_entry(path):
+        return "changed since bench.run wrote it (its sha256 is not the recorded one)"
+    return None
+
+
 def prediction_files(model_dir: Path) -> dict[str, Path | list[Path]]:
     """{dataset: its predictions file}, or every file that claims it where there are several (a
     stale .csv beside the .xlsx VLMEvalKit wrote, say): which one holds the run's predictions
@@ -315,6 +336,14 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
             print(f"{model_dir}: a bench.run ({running}) is still writing it; not scored", file=sys.stderr)
             problems += 1
             continue
+        record = run_record(model_dir)
+        if record.get("status") == "running":
+            print(f"{model_dir}: its bench.run did not finish (bench_run.json says running: killed?); not scored; "
+                  "run it again", file=sys.stderr)
+            (model_dir / "r1_scores.json").unlink(missing_ok=True)
+            problems += 1
+            continue
+        recorded = record.get("predictions")
         theirs = vlmeval_scores(model_dir)
         summary = {}
         for dataset, path in prediction_files(model_dir).items():
@@ -323,12 +352,21 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
                       "(remove the stale one)", file=sys.stderr)
                 problems += 1
                 continue
+            if isinstance(recorded, dict):
+                why = unlike_record(path, recorded.get(dataset))
+                if why:
+                    print(f"{path}: {why}; not scored", file=sys.stderr)
+                    problems += 1
+                    continue
             try:
                 metrics = score_file(path, mode, dataset)
             except ResultsError as exc:
                 print(exc, file=sys.stderr)
                 problems += 1
                 continue
+            # verified: the file is the one bench.run recorded (name and sha256); files of a work dir made
+            # before records existed, or by VLMEvalKit alone, are scored and marked unverified
+            metrics["verified"] = isinstance(recorded, dict)
             metrics["vlmeval_score"] = theirs.get(dataset)
             row = {"model": model_dir.name, "dataset": dataset, **{k: v for k, v in metrics.items() if k != "categories"}}
             write_csv_atomic(pd.DataFrame([row]), model_dir / f"{model_dir.name}_{dataset}_r1_score.csv")

@@ -50,6 +50,7 @@ from pathlib import Path
 from bench.data import MINIATURE_TASKS
 from bench.fileio import write_json_atomic
 from bench.provenance import weights_digest
+from bench.score import run_record, unlike_record
 
 from .children import run as run_child
 from .children import spawn
@@ -461,10 +462,20 @@ class Runner:
 
 
 def _evaluated(model_dir: Path) -> str | None:
+    """The key of a model's complete predictions, or None: none recorded, or a predictions file no
+    longer the one bench.run recorded (truncated, rewritten, or its record gone)."""
     try:
-        return json.loads((model_dir / EVALUATED).read_text())["key"]
+        key = json.loads((model_dir / EVALUATED).read_text())["key"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    recorded = run_record(model_dir).get("predictions")
+    if not isinstance(recorded, dict) or not recorded:
+        return None
+    for dataset, entry in recorded.items():
+        path = model_dir / str(entry.get("file", "")) if isinstance(entry, dict) else None
+        if path is None or not path.is_file() or unlike_record(path, entry):
+            return None
+    return key
 
 
 def _clear_work(work: Path) -> None:
@@ -506,7 +517,8 @@ def stage_eval(spec: MiniSpec, runs: Path, data: Path, models: list[Path], force
     digest = spec.digest("eval", str(data), *map(_model_source, models))
     stage = Stage(work, digest, force)
     early = [head.runner] if head is not None and head.runner is not None else []
-    if stage.done() and not early:
+    complete = all(_evaluated(work / m.name) == eval_key(spec, data, m) for m in models)
+    if stage.done() and not early and complete:  # the predictions still the ones bench.run recorded
         say(f"evaluation: reusing {work}")
         return work
     if not early:

@@ -54,8 +54,14 @@ class FakeRunners:
 
     def __call__(self, spec, work, data, models, tag):
         self.started.append((tag, [m.name for m in models]))
-        for model in models:
+        from bench.provenance import prediction_entry
+
+        for model in models:  # a predictions file and its record, as bench.run leaves them
             (work / model.name).mkdir(parents=True, exist_ok=True)
+            predictions = work / model.name / f"{model.name}_SynthCount.xlsx"
+            predictions.write_bytes(b"three rows of predictions")
+            (work / model.name / "bench_run.json").write_text(json.dumps(
+                {"status": "finished", "predictions": {"SynthCount": prediction_entry(predictions)}}))
         log = open(work / f"runner_{tag}.log", "w")  # noqa: SIM115 - the runner closes it
         proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({self.exit_code})"])
         return mini.Runner(tag, models, {m.name: eval_key(spec, data, m) for m in models}, proc, log)
@@ -110,9 +116,14 @@ def test_complete_predictions_are_kept_while_their_inputs_are_unchanged(tmp_path
     stage_eval(spec, runs, data, models, False)
     assert runners.started == [("0", ["Base"])] and len(scored) == 3
 
+    runners.started.clear()  # a kept predictions file truncated since: it is not complete any more
+    (runs / "eval" / "B" / "B_SynthCount.xlsx").write_bytes(b"one row")
+    stage_eval(spec, runs, data, models, False)
+    assert runners.started == [("0", ["B"])] and len(scored) == 4
+
     runners.started.clear()
     stage_eval(spec, runs, data, models[1:], False)  # Base no longer wanted: its predictions go
-    assert runners.started == [] and not (runs / "eval" / "Base").exists() and len(scored) == 4
+    assert runners.started == [] and not (runs / "eval" / "Base").exists() and len(scored) == 5
 
     stage_eval(spec, runs, data, models, True)  # force: everything again
     assert sorted(m for _, ms in runners.started for m in ms) == ["A", "B", "Base"]

@@ -203,3 +203,36 @@ def test_a_model_folder_a_running_bench_run_holds_is_not_scored(work, capsys):
     finally:
         lock.close()
     assert holder(work / "m") is None and list(score_work_dir(work)["dataset"]) == ["MMStar"]
+
+
+def test_only_the_predictions_bench_run_recorded_are_scored_and_marked_verified(work, capsys):
+    """With a bench_run.json record, a file is scored only while its name and sha256 are the
+    recorded ones (then `verified`); a run that never finished (killed: the record still says
+    running) scores nothing and its old scores go; files without a record are marked unverified."""
+    from bench.provenance import prediction_entry
+
+    model = work / "m"
+    assert score_work_dir(work)["verified"].tolist() == [False]  # no record: an earlier version's folder
+    record = {"status": "finished", "predictions": {"MMStar": prediction_entry(model / "m_MMStar.xlsx")}}
+    (model / "bench_run.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    frame = score_work_dir(work)
+    assert frame["verified"].tolist() == [True] and frame["n"].tolist() == [4]
+    assert json.loads((model / "r1_scores.json").read_text())["datasets"]["MMStar"]["verified"] is True
+
+    pd.DataFrame(mmstar_rows()[:1]).to_excel(model / "m_MMStar.xlsx", index=False)  # truncated since
+    with pytest.raises(ResultsError, match="no prediction file could be scored"):
+        score_work_dir(work)
+    assert "m_MMStar.xlsx: changed since bench.run wrote it (its sha256 is not the recorded one); not scored" in \
+        capsys.readouterr().err
+
+    (model / "bench_run.json").write_text(json.dumps({**record, "status": "running"}))  # a re-run killed -9
+    with pytest.raises(ResultsError, match="no prediction file could be scored"):
+        score_work_dir(work)
+    assert "its bench.run did not finish (bench_run.json says running: killed?)" in capsys.readouterr().err
+    assert not (model / "r1_scores.json").exists()  # table1 and submit find no stale scores
+
+    (model / "bench_run.json").write_text(json.dumps({"status": "finished", "predictions": {}}))
+    with pytest.raises(ResultsError):
+        score_work_dir(work)
+    assert "not among the predictions bench.run recorded" in capsys.readouterr().err
