@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     restore_records(kept)
     failures = []
-    for name, source in zip(names, args.model, strict=True):
+    for name in names:
         failed = {d: why for d in args.data
                   if (why := prediction_problem(args.work_dir / name, name, d, expected.get(d), since))}
         failures += [f"{name} x {d}: {why}" for d, why in failed.items()]
