@@ -471,7 +471,7 @@ def _evaluated(model_dir: Path) -> str | None:
     recorded = run_record(model_dir).get("predictions")
     if not isinstance(recorded, dict) or not recorded:
         return None
-    for dataset, entry in recorded.items():
+    for entry in recorded.values():
         path = model_dir / str(entry.get("file", "")) if isinstance(entry, dict) else None
         if path is None or not path.is_file() or unlike_record(path, entry):
             return None
