@@ -101,7 +101,19 @@ def plan_dict(memory: dict | None, stage: int) -> dict:
             "questions_per_update": 64, "updates_per_rollout": 8, "rows_per_update_per_device": 768,
             "micro_batches_per_update": 96, "micro_batch_size": 8, "loss_normalization": "token",
             "parameters": 8_292_166_656, "trainable_parameters": 7_615_616_512, "zero_stage": stage,
-            "model_state_memory": memory}
+            "model_state_memory": memory,
+            "memory_plan": {"model_states": 3 * 2**30, "rollout": None, "refresh": 2**29, "log_prob": 2**30,
+                            "update": 2 * 2**30, "peak": 5 * 2**30},
+            "gpu_memory_bytes": None}
+
+
+PLAN = ("\nper-GPU memory plan (GiB)\n"
+        "  model states                  3.0\n"
+        "  rollout engine                vLLM's share of the card, not counted (give --gpu-memory GIB)\n"
+        "  weight refresh                0.5\n"
+        "  old-log-prob pass             1.0\n"
+        "  update micro-batch            2.0\n"
+        "  peak                          5.0 (--gpu-memory GIB compares it with a card)")
 
 
 def test_report_line_by_line():
@@ -115,5 +127,10 @@ def test_report_line_by_line():
     memory = {"gpu_bytes": 3 * 2**30 + 2**29, "cpu_bytes": 2**31}
     assert report(plan_dict(memory, 2)) == head + (
         "model-state memory (ZeRO-2)    3.5 GiB per GPU, 2.0 GiB CPU (DeepSpeed's estimate; activations and the "
-        "rollout engine come on top)")
-    assert report(plan_dict(None, 1)) == head + "model-state memory              no DeepSpeed estimator for ZeRO stage 1"
+        "rollout engine come on top)") + PLAN
+    assert report(plan_dict(None, 1)) == head + "model-state memory              no DeepSpeed estimator for ZeRO stage 1" + PLAN
+    with_card = {**plan_dict(None, 1), "gpu_memory_bytes": 80 * 2**30}
+    with_card["memory_plan"] = {**with_card["memory_plan"], "rollout": 40 * 2**30, "peak": 43.5 * 2**30}
+    assert report(with_card).endswith("  rollout engine                40.0\n  weight refresh                0.5\n"
+                                      "  old-log-prob pass             1.0\n  update micro-batch            2.0\n"
+                                      "  peak                          43.5 of 80 (54%)")
