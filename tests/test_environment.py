@@ -1,7 +1,7 @@
 """The install recipe's known traps (see pyproject.toml and the Makefile), each proven here."""
 
-import importlib.metadata as md
 import importlib.machinery
+import importlib.metadata as md
 import importlib.util
 
 import pytest
