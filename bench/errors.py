@@ -11,6 +11,14 @@ from collections.abc import Callable
 ENVIRONMENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 """OS errors that are the machine's state, not a bug: a read-only folder, a full disk."""
 
+PATH_ERRNOS = frozenset({errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY, errno.ENAMETOOLONG,
+                         errno.ELOOP, errno.ENOENT})
+"""OS errors about a path the user gave: a file where a folder must go or the other way round, a
+name too long, a missing file. One line when the error names the path."""
+
+KIND_HINTS = {errno.EEXIST: "exists already (a file where a folder is needed?)",
+              errno.ENOTDIR: "a file where a folder is needed", errno.EISDIR: "a folder where a file is needed"}
+
 
 class UsageError(Exception):
     """A mistake in what the user gave; the message names the culprit and fits on one line.
@@ -22,8 +30,9 @@ class UsageError(Exception):
 
 
 def exit_on_usage_error(main: Callable[[], int | None]) -> int:
-    """Run `main`; a UsageError, or an OS error such as a read-only output folder or a full disk,
-    becomes one line on stderr (per message) and exit status 2."""
+    """Run `main`; a UsageError, an OS error such as a read-only output folder, a full disk or a path
+    of the wrong kind, or input nested too deeply, becomes one line on stderr (per message) and exit
+    status 2."""
     try:
         return main() or 0
     except UsageError as exc:
@@ -31,7 +40,23 @@ def exit_on_usage_error(main: Callable[[], int | None]) -> int:
             print(f"error: {' '.join(str(line).split())}", file=sys.stderr)
         return 2
     except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
+        if exc.errno not in ENVIRONMENT_ERRNOS and not (exc.errno in PATH_ERRNOS and exc.filename):
             raise
-        print(f"error: {exc.filename or 'a file'}: {exc.strerror}", file=sys.stderr)
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f) or "a file"
+        print(f"error: {where}: {KIND_HINTS.get(exc.errno, exc.strerror)}", file=sys.stderr)
         return 2
+    except RecursionError:  # a JSON or YAML value nested thousands deep
+        print("error: an input is nested too deeply to be read (RecursionError)", file=sys.stderr)
+        return 2
+
+
+def json_argument(text: str):
+    """argparse `type=` for a JSON value: a malformed or too deeply nested one is argparse's own one-line
+    error (exit 2), not a traceback."""
+    import argparse
+    import json
+
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise argparse.ArgumentTypeError(f"not JSON that can be read ({type(exc).__name__})") from None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from bench.errors import json_argument
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--work-dir", type=Path, required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--meta", type=json.loads, default=None, help='JSON object of META fields, e.g. \'{"Parameters": "8.3B"}\'')
+    s.add_argument("--meta", type=json_argument, default=None, help='JSON object of META fields, e.g. \'{"Parameters": "8.3B"}\'')
     s.add_argument("--model-path", help="hub id of the evaluated weights (default: what bench.run loaded)")
-    s.add_argument("--mmbench-scores", type=json.loads, default=None,
+    s.add_argument("--mmbench-scores", type=json_argument, default=None,
                    help='the official MMBench server\'s scores, e.g. \'{"MMBench_TEST_EN_V11": 82.1, '
                         '"MMBench_TEST_CN_V11": 80.4}\' (the OpenVLM record needs them)')
     s.add_argument("--boards", nargs="+", default=["openvlm", "reasoning"], help="records to write")

@@ -442,3 +442,35 @@ def test_bench_run_refuses_zero_new_tokens_before_any_work(tmp_path):
     line = one_error(cli("bench.run", "--model", str(tmp_path), "--data", "X", "--work-dir", str(tmp_path / "w"),
                          "--max-new-tokens", "0"))
     assert "--max-new-tokens 0: must be >= 1" in line and not (tmp_path / "w").exists()
+
+
+DEEP = "[" * 20_000
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("bench.data", "--out", "{file}", "--n", "2"), "{file}: exists already (a file where a folder is needed?)"),
+    (("train.tiny", "--out", "{file}"), "{file}: exists already (a file where a folder is needed?)"),
+    (("reproduce.paper_smoke", "--out", "{file}", "--shape", "tiny"), "{file}/LMUData: a file where a folder is needed"),
+], ids=["bench.data", "train.tiny", "paper_smoke"])
+def test_an_output_path_of_the_wrong_kind_is_one_line_for_every_entry_point(tmp_path, args, needle):
+    """One wrapper (bench.errors.exit_on_usage_error) turns a path error into one line naming the path."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    line = one_error(cli(*(a.format(file=afile) for a in args)))
+    assert line == f"error: {needle.format(file=afile)}" and afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("option", ["--meta", "--mmbench-scores"])
+def test_json_nested_thousands_deep_in_an_option_is_argparse_s_one_line(tmp_path, option):
+    result = cli("reproduce", "submit", "--work-dir", str(tmp_path), "--model", "m", "--out", str(tmp_path / "s"),
+                 option, DEEP)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith(
+        f"error: argument {option}: not JSON that can be read (RecursionError)")
+
+
+def test_recursion_in_any_entry_point_is_one_line(capsys):
+    def deep():
+        return deep()
+
+    assert exit_on_usage_error(deep) == 2
+    assert capsys.readouterr().err == "error: an input is nested too deeply to be read (RecursionError)\n"
