@@ -1,10 +1,13 @@
 """Atomic writes: a temporary file in the same folder, then a rename, so a reader (or a crash)
-never sees half a results file. Files get the user's umask, like any other tool's output."""
+never sees half a results file. Files get the user's umask, like any other tool's output. And the
+one check every reader of a results file makes first: `regular_file`."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -61,3 +64,19 @@ def file_mode() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
+
+
+def regular_file(path: str | Path) -> Path:
+    """`path`, if it is a regular file; otherwise OSError naming it. Opening a FIFO for reading waits
+    for a writer forever, and a device may never end: a results file must be a file."""
+    path = Path(path)
+    mode = path.stat().st_mode  # FileNotFoundError, naming the path, when it is missing
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise OSError(errno.EINVAL, f"{kind}, where a results file is needed", str(path))
+    return path
+
+
+def read_text_regular(path: str | Path) -> str:
+    """The UTF-8 text of a regular file (`regular_file`)."""
+    return regular_file(path).read_text(encoding="utf-8")

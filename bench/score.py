@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .fileio import write_json_atomic, write_text_atomic
+from .fileio import read_text_regular, regular_file, write_json_atomic, write_text_atomic
 from .lock import holder
 from .provenance import prediction_entry
 from .verify import grade_many
@@ -68,6 +68,7 @@ def read_predictions(path: Path, text: bool = False) -> pd.DataFrame:
     pandas' types, for the files this project rewrites in place."""
     as_text = {"dtype": str, "keep_default_na": False} if text else {}
     try:
+        regular_file(path)
         if path.suffix == ".xlsx":
             frame = pd.read_excel(path, **as_text)
         elif path.suffix == ".tsv":
@@ -274,7 +275,7 @@ def vlmeval_scores(model_dir: Path) -> dict[str, float]:
     if not status.exists():
         return {}
     try:
-        data = json.loads(status.read_text(encoding="utf-8"))
+        data = json.loads(read_text_regular(status))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         print(f"{status}: not readable JSON ({type(exc).__name__}); VLMEvalKit's own scores are ignored", file=sys.stderr)
         return {}
@@ -293,7 +294,7 @@ def vlmeval_scores(model_dir: Path) -> dict[str, float]:
 def run_record(model_dir: Path) -> dict:
     """The model folder's bench_run.json, or {} where there is none or it cannot be read."""
     try:
-        record = json.loads((model_dir / "bench_run.json").read_text(encoding="utf-8"))
+        record = json.loads(read_text_regular(model_dir / "bench_run.json"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return {}
     return record if isinstance(record, dict) else {}

@@ -49,6 +49,7 @@ from pathlib import Path
 from jsonschema import Draft202012Validator, ValidationError, validators
 
 from bench.adapter import DEFAULT_PLACEMENT, PAPER_MODELS
+from bench.fileio import read_text_regular
 from bench.prompts import R1_PROMPT
 
 from . import openvlm_app
@@ -258,7 +259,7 @@ def pull_request_text(model: str, model_path: str, run: dict, scores: dict[str, 
 def read_json_object(path: Path) -> dict:
     """A JSON object from `path`; SubmissionError naming the file otherwise."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text_regular(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SubmissionError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
     if not isinstance(data, dict):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.adapter import PAPER_MODELS
-from bench.fileio import write_text_atomic
+from bench.fileio import read_text_regular, write_text_atomic
 
 from .paper import PaperCell, load_paper_table, paper_cell
 
@@ -59,7 +59,7 @@ def collect_scores(work_dirs: list[Path]) -> tuple[dict[str, dict[str, dict]], s
             raise TableError(f"{wd}: no */r1_scores.json (run `python -m bench.score --work-dir {wd}` first)")
         for f in files:
             try:
-                data = json.loads(f.read_text(encoding="utf-8"))
+                data = json.loads(read_text_regular(f))
                 datasets = data["datasets"]
             except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError) as exc:
                 raise TableError(f"{f}: not a scores file ({type(exc).__name__})") from None

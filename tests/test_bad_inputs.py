@@ -474,3 +474,26 @@ def test_recursion_in_any_entry_point_is_one_line(capsys):
 
     assert exit_on_usage_error(deep) == 2
     assert capsys.readouterr().err == "error: an input is nested too deeply to be read (RecursionError)\n"
+
+
+def test_a_fifo_where_a_results_file_is_expected_is_named_not_waited_on(tmp_path, capsys):
+    """Opening a FIFO for reading waits for a writer forever: every results reader checks for a
+    regular file first (bench.fileio.regular_file), in bench.score, table1 and submit alike."""
+    from bench.score import ResultsError, read_predictions, run_record, score_work_dir
+    from reproduce.submit import SubmissionError, read_json_object
+    from reproduce.table1 import TableError, collect_scores
+
+    model = tmp_path / "work" / "m"
+    model.mkdir(parents=True)
+    for name in ("m_X.xlsx", "status.json", "bench_run.json", "r1_scores.json"):
+        os.mkfifo(model / name)
+    with pytest.raises(ResultsError, match="m_X.xlsx: cannot be read .*a FIFO, where a results file is needed"):
+        read_predictions(model / "m_X.xlsx")
+    assert run_record(model) == {}
+    with pytest.raises(ResultsError, match="no prediction file could be scored"):
+        score_work_dir(tmp_path / "work")
+    assert "status.json: not readable JSON (OSError)" in capsys.readouterr().err
+    with pytest.raises(SubmissionError, match="r1_scores.json: not a readable JSON file"):
+        read_json_object(model / "r1_scores.json")
+    with pytest.raises(TableError, match="r1_scores.json: not a scores file"):
+        collect_scores([tmp_path / "work"])
