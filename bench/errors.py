@@ -12,9 +12,11 @@ ENVIRONMENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.EN
 """OS errors that are the machine's state, not a bug: a read-only folder, a full disk."""
 
 PATH_ERRNOS = frozenset({errno.EEXIST, errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY, errno.ENAMETOOLONG,
-                         errno.ELOOP, errno.ENOENT})
+                         errno.ELOOP, errno.EINVAL})
 """OS errors about a path the user gave: a file where a folder must go or the other way round, a
-name too long, a missing file. One line when the error names the path."""
+name too long, a FIFO where a file must be (`bench.fileio.regular_file`). One line when the error
+names the path. A missing file is not among them: commands check the inputs they are given, so one
+missing later is a bug, and keeps its traceback."""
 
 KIND_HINTS = {errno.EEXIST: "exists already (a file where a folder is needed?)",
               errno.ENOTDIR: "a file where a folder is needed", errno.EISDIR: "a folder where a file is needed"}
