@@ -193,9 +193,12 @@ def check_model_folder(path: Path) -> list[str]:
     if not config.is_file():
         return [f"{path}: no config.json (not a Hugging Face checkpoint folder)"]
     try:
-        json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         return [f"{config}: not valid JSON ({exc})"]
+    problem = architecture_problem(config, data)
+    if problem:
+        return [problem]
     weights = sorted(path.glob("*.safetensors"))
     if not weights and not any(path.glob("pytorch_model*.bin")):
         return [f"{path}: no weights (*.safetensors or pytorch_model*.bin)"]
@@ -205,6 +208,36 @@ def check_model_folder(path: Path) -> list[str]:
         if problem:
             problems.append(f"{file}: {problem}")
     return problems
+
+
+SUPPORTED_MODEL_TYPES = ("qwen2_5_vl",)
+"""The architectures this harness builds from a folder (Qwen2.5-VL: `LocalHFChat`, the trainer)."""
+
+
+def architecture_problem(config: Path, data, value_bytes: int = 4, memory_bytes: int | None = None) -> str | None:
+    """Why a config.json cannot be built here, before anything is: another architecture (a config
+    that parses but describes, say, a Llama would be built at its full default size), or more
+    parameters, at `value_bytes` each (float32 on the CPU), than this machine's memory holds.
+    The count is taken on PyTorch's meta device: no memory is allocated."""
+    model_type = data.get("model_type") if isinstance(data, dict) else None
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return (f"{config}: model_type {model_type!r} is not an architecture this harness runs "
+                f"({', '.join(SUPPORTED_MODEL_TYPES)})")
+    import psutil
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    try:
+        with torch.device("meta"):
+            count = sum(p.numel() for p in Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(**data)).parameters())
+    except Exception as exc:  # noqa: BLE001 - any failure to build it from the file is the file's
+        cause = exc.__cause__ or exc
+        return f"{config}: not a Qwen2.5-VL config that can be built ({type(cause).__name__}: {str(cause)[:120]})"
+    memory = memory_bytes if memory_bytes is not None else psutil.virtual_memory().total
+    if not torch.cuda.is_available() and count * value_bytes > memory:
+        return (f"{config}: {count:,} parameters take {count * value_bytes / 2**30:.1f} GiB at {value_bytes} "
+                f"bytes each, more than this machine's {memory / 2**30:.1f} GiB")
+    return None
 
 
 def _safetensors_problem(file: Path) -> str | None:

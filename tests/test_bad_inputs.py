@@ -497,3 +497,27 @@ def test_a_fifo_where_a_results_file_is_expected_is_named_not_waited_on(tmp_path
         read_json_object(model / "r1_scores.json")
     with pytest.raises(TableError, match="r1_scores.json: not a scores file"):
         collect_scores([tmp_path / "work"])
+
+
+def test_a_config_of_another_architecture_or_too_large_is_refused_before_a_model_is_built(tmp_path):
+    """A config.json that parses but describes a Llama used to build a full-size model and be killed
+    by the OOM killer; one whose parameters cannot fit this machine is refused too (counted on the
+    meta device)."""
+    from bench.preflight import architecture_problem, check_model_folder
+    from train.tiny import build_tiny
+
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    (llama / "config.json").write_text('{"model_type": "llama"}')
+    assert check_model_folder(llama) == [f"{llama / 'config.json'}: model_type 'llama' is not an architecture this "
+                                         "harness runs (qwen2_5_vl)"]
+    line = one_error(cli("train", "--config", str(TINY), f"worker.actor.model.model_path={llama}",
+                         f"trainer.output_dir={tmp_path / 'out'}"))
+    assert "model_type 'llama' is not an architecture this harness runs" in line
+    tiny = build_tiny(tmp_path / "tiny", seed=0)
+    config = json.loads((tiny / "config.json").read_text())
+    assert architecture_problem(tiny / "config.json", config) is None
+    problem = architecture_problem(tiny / "config.json", config, memory_bytes=1000)
+    assert problem and "parameters take" in problem and "more than this machine's 0.0 GiB" in problem
+    config["vision_config"]["depth"] = "two"
+    assert "not a Qwen2.5-VL config that can be built (TypeError" in architecture_problem(tiny / "config.json", config)

@@ -5,6 +5,7 @@ loop (train/trainer.py) reads."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 from collections import Counter
@@ -272,6 +273,15 @@ def check_model_path(path: str) -> None:
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise UsageError(f"worker.actor.model.model_path={path}: the folder has no config.json")
+        from bench.preflight import architecture_problem
+
+        try:
+            data = json.loads((local / "config.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise UsageError(f"worker.actor.model.model_path={path}: config.json is not valid JSON ({exc})") from None
+        problem = architecture_problem(local / "config.json", data)
+        if problem:
+            raise UsageError(f"worker.actor.model.model_path={path}: {problem}")
         return
     looks_local = path.startswith((".", "/", "~")) or local.suffix or Path(local.parts[0] if local.parts else "").is_dir()
     if not path or path.count("/") != 1 or looks_local:
