@@ -156,9 +156,13 @@ def test_submission_pull_request_keeps_the_prompt_and_the_models_own_weights(tmp
         "argv": ["vlmeval", "--data", *six, "--model", "my-ckpt"], "versions": {"ms-vlmeval": "0.0.20"}}))
     meta = {"Method": ["my-ckpt", "https://example.org/my-ckpt"], "Parameters": "8.3B", "Language Model": "Qwen2.5-7B",
             "Vision Model": "QwenViT", "OpenSource": "Yes"}
-    _, _, entry, pr = submit(work, "my-ckpt", tmp_path / "sub.json", meta, mmbench=MMBENCH)
+    from reproduce.submit import SubmissionError
+
+    with pytest.raises(SubmissionError, match="the evaluated weights are /data/ckpts/my-ckpt, not a hub id"):
+        submit(work, "my-ckpt", tmp_path / "sub.json", meta, mmbench=MMBENCH)  # a local folder: which hub id?
+    _, _, entry, pr = submit(work, "my-ckpt", tmp_path / "sub.json", meta, model_path="org/my-ckpt", mmbench=MMBENCH)
     code = entry.read_text()
-    assert 'model_path="/data/ckpts/my-ckpt"' in code  # the evaluated weights, not R1-ShareVL-7B's
+    assert 'model_path="org/my-ckpt"' in code  # the evaluated weights' id, not R1-ShareVL-7B's
 
     class Qwen2VLChat:  # VLMEvalKit's class, reduced to what the subclass calls
         def __init__(self, **kwargs):
