@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -229,10 +228,9 @@ def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bo
     its intermediate files (vlmeval/inference.py `infer_data`, vlmeval/smp/file.py `load`), so
     both are removed. With --reuse the earlier run's settings must match, and the work dir must be
     trusted: VLMEvalKit unpickles what it finds there."""
-    try:
-        before = json.loads((model_dir / "bench_run.json").read_text(encoding="utf-8")).get("settings")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError, RecursionError):
-        before = None
+    from .score import run_record
+
+    before = run_record(model_dir).get("settings")
     # Predictions of other weights in the folder (another model of the same folder name, or this
     # folder retrained): those of datasets not run now would be scored as this model's.
     if isinstance(before, dict) and before.get("model") != settings["model"]:
@@ -265,11 +263,9 @@ def start_record(model_dir: Path, name: str, source: str, datasets: list[str], s
     and bench.score refuses the folder), the earlier scores removed (they are about to be stale),
     and the recorded predictions of datasets this run does not redo, where their files are
     unchanged. Returns the record."""
-    try:
-        before = json.loads((model_dir / "bench_run.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        before = {}
-    earlier = before.get("predictions") if isinstance(before, dict) else None
+    from .score import run_record
+
+    earlier = run_record(model_dir).get("predictions")
     kept = {d: e for d, e in (earlier.items() if isinstance(earlier, dict) else ()) if d not in datasets
             and isinstance(e, dict) and (path := _prediction_file(model_dir.parent, name, d)) is not None
             and prediction_entry(path) == e}
