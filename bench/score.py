@@ -314,7 +314,7 @@ def unlike_record(path: Path, entry) -> str | None:
 def prediction_files(model_dir: Path) -> dict[str, Path | list[Path]]:
     """{dataset: its predictions file}, or every file that claims it where there are several (a
     stale .csv beside the .xlsx VLMEvalKit wrote, say): which one holds the run's predictions
-    cannot be told from the names, and `score_work_dir` scores none of them."""
+    cannot be told from the names, so `score_work_dir` scores the one bench.run recorded, or none."""
     model = model_dir.name
     found: dict[str, list[Path]] = {}
     for path in sorted(model_dir.iterdir()):
@@ -348,11 +348,15 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
         theirs = vlmeval_scores(model_dir)
         summary = {}
         for dataset, path in prediction_files(model_dir).items():
-            if isinstance(path, list):
-                print(f"{model_dir}: {', '.join(p.name for p in path)} all claim {dataset}; none is scored "
-                      "(remove the stale one)", file=sys.stderr)
-                problems += 1
-                continue
+            if isinstance(path, list):  # the record, where there is one, says which file is the run's
+                entry = recorded.get(dataset) if isinstance(recorded, dict) else None
+                named = [p for p in path if isinstance(entry, dict) and p.name == entry.get("file")]
+                if not named:
+                    print(f"{model_dir}: {', '.join(p.name for p in path)} all claim {dataset}; none is scored "
+                          "(remove the stale one)", file=sys.stderr)
+                    problems += 1
+                    continue
+                path = named[0]
             if isinstance(recorded, dict):
                 why = unlike_record(path, recorded.get(dataset))
                 if why:

@@ -219,6 +219,9 @@ def test_only_the_predictions_bench_run_recorded_are_scored_and_marked_verified(
     frame = score_work_dir(work)
     assert frame["verified"].tolist() == [True] and frame["n"].tolist() == [4]
     assert json.loads((model / "r1_scores.json").read_text())["datasets"]["MMStar"]["verified"] is True
+    pd.DataFrame(mmstar_rows()[:1]).to_csv(model / "m_MMStar.csv", index=False)  # a stale sibling: the record says which
+    assert score_work_dir(work)["n"].tolist() == [4] and "claim" not in capsys.readouterr().err
+    (model / "m_MMStar.csv").unlink()
 
     pd.DataFrame(mmstar_rows()[:1]).to_excel(model / "m_MMStar.xlsx", index=False)  # truncated since
     with pytest.raises(ResultsError, match="no prediction file could be scored"):
