@@ -85,17 +85,25 @@ def policy_loading(cfg: Config, world: int):
     actor = cfg.worker.actor
     load: dict = {"dtype": torch.bfloat16 if actor.bf16 else torch.float32}
     if actor.zero_stage == 3:
-        from transformers.integrations import HfDeepSpeedConfig
-
-        zero3 = HfDeepSpeedConfig(deepspeed_config(cfg, world))  # transformers holds it by weak reference
-        try:
+        with built_partitioned(deepspeed_config(cfg, world)):
             yield load
-        finally:
-            del zero3
         return
     if torch.cuda.is_available():
         load["device_map"] = {"": torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))}
     yield load
+
+
+@contextlib.contextmanager
+def built_partitioned(config: dict):
+    """Within it, `from_pretrained` builds a model inside `deepspeed.zero.Init` with this ZeRO-3
+    config (transformers reads it through a weak reference to an `HfDeepSpeedConfig`)."""
+    from transformers.integrations import HfDeepSpeedConfig
+
+    zero3 = HfDeepSpeedConfig(config)
+    try:
+        yield
+    finally:
+        del zero3
 
 
 def build_engine(model, cfg: Config, world: int):
@@ -139,15 +147,12 @@ def build_reference(cfg: Config, world: int, device: torch.device):
         ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=dtype).eval()
         return ref.requires_grad_(False).to(device)
     import deepspeed
-    from transformers.integrations import HfDeepSpeedConfig
-
     config = {"train_micro_batch_size_per_gpu": 1, "train_batch_size": world, "zero_optimization": {"stage": 3},
               "bf16": {"enabled": actor.bf16}, "steps_per_print": 10**9}
     if actor.offload:
         config["zero_optimization"]["offload_param"] = {"device": "cpu"}
-    zero3 = HfDeepSpeedConfig(config)  # built partitioned, as the policy (`policy_loading`)
-    ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=dtype).eval()
-    del zero3
+    with built_partitioned(config):  # as the policy (`policy_loading`)
+        ref = Qwen2_5_VLForConditionalGeneration.from_pretrained(actor.model.model_path, dtype=dtype).eval()
     ref.requires_grad_(False)
     engine, *_ = deepspeed.initialize(model=ref, config=config)
     engine.eval()
