@@ -279,7 +279,7 @@ def ppo_update(run: Run, prompts: Prompts, rows: TrainingRows) -> Counter:
                 m["entropy"] = (ent * mask).sum() / mask.sum().clamp(min=1)
                 for k, v in m.items():
                     total = torch.as_tensor(v, device=lp.device).detach().double() * len(chunk)
-                    on_device[f"actor/{k}"] = on_device[f"actor/{k}"] + total if f"actor/{k}" in on_device else total
+                    on_device[f"actor/{k}"] = on_device.get(f"actor/{k}", 0.0) + total  # 0.0 + x is x exactly
                 stats["rows"] += len(chunk)
                 stats["trained_tokens"] += sum(len(prompts.input_ids[rows.prompt[r]]) + len(rows.response[r]) for r in chunk)
             stats["grad_norm"] += float(engine.get_global_grad_norm() if norm is None else norm)
