@@ -179,6 +179,44 @@ def test_the_sync_free_sampler_keeps_the_engines_contract(tmp_path):
     assert any(r[-1] == rollout.eos_id for r in runs[0])
 
 
+def test_the_token_choice_is_inside_the_step_a_gpu_captures(tmp_path, monkeypatch):
+    """Every token after the first is sampled inside `FixedShapeDecoder._forward`, the call a GPU
+    captures as one CUDA graph (with the sampler's random draw, suppression, min_tokens and the
+    write into the output), and that fused step gives the growing cache's tokens for the same
+    sampler and seed (`race_sample` forced on the CPU)."""
+    import train.rollout as rollout_module
+
+    path = build_tiny(tmp_path / "m", seed=0)
+    proc = load_processor(path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
+    texts = [proc.apply_chat_template(build_messages(q, 0), add_generation_prompt=True, tokenize=False)
+             for q in ["How many?", "What is 2+2?"]]
+    prompts = encode_prompts(proc, texts, [[], []])
+    params = SamplingParams(n=3, max_new_tokens=12, top_p=0.9, min_tokens=3)
+    inside, where = [], []
+    forward, race = FixedShapeDecoder._forward, rollout_module.race_sample
+
+    def traced_forward(self):
+        inside.append(True)
+        try:
+            return forward(self)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(FixedShapeDecoder, "_forward", traced_forward)
+    monkeypatch.setattr(rollout_module, "race_sample", lambda *a, **k: where.append(bool(inside)) or race(*a, **k))
+    runs = {}
+    for fixed in (True, False):
+        where.clear()
+        torch.manual_seed(3)
+        runs[fixed] = [r.tolist() for r in HFRollout(proc, fixed_shape=fixed, sync_free=True).generate(model, prompts,
+                                                                                                       params)]
+        if fixed:
+            assert where[0] is False and all(where[1:]) and len(where) == max(len(r) for r in runs[True])
+    assert not any(where)
+    assert runs[True] == runs[False]
+
+
 def test_forward_flops_prefer_sharing_for_short_responses_and_rows_for_long_ones():
     from train.logprobs import forward_flops
 
@@ -276,6 +314,33 @@ def test_decoding_on_a_gpu_synchronises_with_the_host_only_at_stop_checks(tmp_pa
     assert all(len(r) == 64 for r in responses)
     assert rollout.graph_captures == {"captured": 2, "failed": 0}  # replayed as a graph, both times
     assert len(syncs) <= 64 // STOP_CHECK_EVERY + 12, [str(w.message)[:120] for w in syncs]
+
+
+@pytest.mark.gpu
+def test_sampling_inside_the_graph_draws_fresh_random_numbers_at_every_replay(tmp_path):
+    """The sampler's random draw is part of the captured graph: replayed, it must advance the
+    generator (a frozen draw repeats one token per row). With uniform logits (lm_head zeroed) and
+    end-of-turn held off, 64 tokens from a vocabulary of hundreds are nearly all distinct, and
+    the same seed gives the same tokens."""
+    device = torch.device("cuda")
+    path = build_tiny(tmp_path / "m", seed=0, size="small")
+    proc = load_processor(path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.bfloat16).to(device).eval()
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+    rollout = HFRollout(proc)
+    texts = [proc.apply_chat_template(build_messages(q, 0), add_generation_prompt=True, tokenize=False)
+             for q in ["How many?", "What is 2+2?"]]
+    prompts = encode_prompts(proc, texts, [[], []])
+    params = SamplingParams(n=4, max_new_tokens=64, min_tokens=64)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        runs.append([r.tolist() for r in rollout.generate(model, prompts, params)])
+    assert rollout.graph_captures == {"captured": 2, "failed": 0}
+    assert runs[0] == runs[1]
+    assert all(len(r) == 64 and len(set(r)) >= 48 for r in runs[0]), [len(set(r)) for r in runs[0]]
+    assert len({tuple(r) for r in runs[0]}) == len(runs[0])
 
 
 def test_the_log_prob_forward_keeps_only_the_final_norms_output(tmp_path):

@@ -154,39 +154,27 @@ class HFRollout:
         # the fixed-shape step opens one column per token.
         mask = torch.full((rows, 1, 1, width + params.max_new_tokens), not fixed, dtype=torch.bool, device=dev)
         mask[:, 0, 0, :width] = attn.repeat_interleave(params.n, dim=0).bool()
-        if fixed:
+        choose = TokenChoice(self._sampler(params, dev), rows, logits.shape[-1], params, self.eos_id, self.pad_id,
+                             self.suppress, dev)
+        if fixed:  # the choice of the next token is part of the step, and so of its CUDA graph
             advance = FixedShapeDecoder(step, embed, head, mask, next_position, width,
-                                        graph=self.cuda_graph and dev.type == "cuda")
+                                        graph=self.cuda_graph and dev.type == "cuda", then=choose)
         else:
             def advance(token: Tensor, t: int) -> Tensor:
                 positions = (next_position + t).view(1, rows, 1).expand(3, -1, -1)
-                return F.linear(step(F.embedding(token, embed), mask[..., : width + t + 1], positions), head)
+                return choose(F.linear(step(F.embedding(token, embed), mask[..., : width + t + 1], positions), head))
         # On a GPU, whether every row has ended is asked every STOP_CHECK_EVERY tokens: the answer
         # waits for the GPU to finish (a host synchronisation per check), and the tokens after a
         # row's end are padding anyway. On a CPU the check is free and keeps `generate`'s tokens.
         check_every = STOP_CHECK_EVERY if dev.type == "cuda" else 1
-        bias = torch.zeros(logits.shape[-1], device=dev)  # the suppressed ids, as -inf, added once per token
-        bias[self.suppress] = -math.inf
-        sample = self._sampler(params, dev)
-        unfinished = torch.ones(rows, dtype=torch.bool, device=dev)
-        out = torch.full((rows, params.max_new_tokens), self.pad_id, dtype=torch.long, device=dev)
-        length = 0
-        for t in range(params.max_new_tokens):
-            scores = logits.float() + bias
-            if t < params.min_tokens:
-                scores[:, self.eos_id] = -math.inf
-            token = sample(scores)
-            token = torch.where(unfinished, token, self.pad_id)
-            out[:, t] = token
-            length = t + 1
-            unfinished &= token != self.eos_id
-            if t + 1 == params.max_new_tokens or ((t + 1) % check_every == 0 and not unfinished.any()):
-                break
-            logits = advance(token, t)
+        token, length = choose(logits), 1
+        while length < params.max_new_tokens and (length % check_every or choose.unfinished.any()):
+            token = advance(token, length - 1)
+            length += 1
         if fixed and advance.attempted:
             self.graph_captures["captured" if advance.graph is not None else "failed"] += 1
         result = []
-        for seq in out[:, :length].cpu():
+        for seq in choose.out[:, :length].cpu():
             ends = (seq == self.eos_id).nonzero()
             result.append(seq[: int(ends[0]) + 1] if len(ends) else seq)
         return result
@@ -224,8 +212,36 @@ STOP_CHECK_EVERY = 16
 """Tokens between two checks (on a GPU) of whether every row has ended."""
 
 
+class TokenChoice:
+    """`choose(logits (R, V)) -> token (R,)`: the next token of every row, written into `out` at the
+    step's column. Its state lives on the device (the step counter included, for min_tokens and
+    the column), so that on a GPU the choice is captured with the decoding step in one CUDA graph.
+
+    The suppressed vision ids are -inf; end-of-turn is too before min_tokens; a row that has ended
+    gets padding."""
+
+    def __init__(self, sample: Callable[[Tensor], Tensor], rows: int, vocab: int, params: SamplingParams,
+                 eos_id: int, pad_id: int, suppress: Sequence[int], dev: torch.device) -> None:
+        self.sample, self.eos_id, self.pad_id, self.min_tokens = sample, eos_id, pad_id, params.min_tokens
+        self.bias = torch.zeros(vocab, device=dev)  # added once per token
+        self.bias[list(suppress)] = -math.inf
+        self.unfinished = torch.ones(rows, dtype=torch.bool, device=dev)
+        self.out = torch.full((rows, params.max_new_tokens), pad_id, dtype=torch.long, device=dev)
+        self.step = torch.zeros(1, dtype=torch.long, device=dev)
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        scores = logits.float() + self.bias
+        if self.min_tokens > 0:
+            scores[:, self.eos_id] -= torch.where(self.step < self.min_tokens, math.inf, 0.0)
+        token = torch.where(self.unfinished, self.sample(scores), self.pad_id)
+        self.out.index_copy_(1, self.step, token[:, None])
+        self.unfinished &= token != self.eos_id
+        self.step.add_(1)
+        return token
+
+
 class FixedShapeDecoder:
-    """`advance(token (R,), t) -> logits (R, V)`: one decoding step in which every shape is the
+    """`advance(token (R,), t) -> then(logits (R, V))`: one decoding step in which every shape is the
     same at every token, as the fast engines decode, so that on a GPU it is captured once as a CUDA
     graph and replayed (one launch per token instead of one per kernel).
 
@@ -237,14 +253,14 @@ class FixedShapeDecoder:
     the `gpu` test checks the replayed graph against the eager step."""
 
     def __init__(self, step: DecodeStep, embed: Tensor, head: Tensor, mask: Tensor, next_position: Tensor,
-                 width: int, graph: bool) -> None:
+                 width: int, graph: bool, then: Callable[[Tensor], Tensor] | None = None) -> None:
         rows = mask.shape[0]
-        self.step, self.embed, self.head, self.mask = step, embed, head, mask
+        self.step, self.embed, self.head, self.mask, self.then = step, embed, head, mask, then
         self.token = torch.zeros(rows, dtype=torch.long, device=mask.device)
         # advanced by one before every step: the first step is at next_position, column `width`
         self.positions = (next_position - 1).view(1, rows, 1).expand(3, -1, -1).clone()
         self.column = torch.tensor([width - 1], device=mask.device)
-        self.use_graph, self.graph, self.logits = graph, None, None
+        self.use_graph, self.graph, self.output = graph, None, None
         self.attempted = False
         """Whether a capture was tried (`graph` is None after a failed one)."""
 
@@ -252,14 +268,15 @@ class FixedShapeDecoder:
         self.positions.add_(1)
         self.column.add_(1)
         self.mask.index_fill_(-1, self.column, True)
-        return F.linear(self.step(F.embedding(self.token, self.embed), self.mask, self.positions, self.column),
-                        self.head)
+        logits = F.linear(self.step(F.embedding(self.token, self.embed), self.mask, self.positions, self.column),
+                          self.head)
+        return logits if self.then is None else self.then(logits)
 
     def __call__(self, token: Tensor, t: int) -> Tensor:
         self.token.copy_(token)
         if self.graph is not None:
             self.graph.replay()
-            return self.logits
+            return self.output
         if not self.use_graph:
             return self._forward()
         # The first step runs for real on a side stream, which also warms up the kernels and
@@ -267,20 +284,20 @@ class FixedShapeDecoder:
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            logits = self._forward()
+            output = self._forward()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         self.attempted = True
         try:
             with torch.cuda.graph(graph):
-                self.logits = self._forward()  # recorded, not run: the next call replays it
+                self.output = self._forward()  # recorded, not run: the next call replays it
         except RuntimeError as exc:  # a kernel that cannot be captured: the same step, eagerly
             print(f"hf rollout: CUDA graph capture failed ({' '.join(str(exc).split())[:160]}); decoding eagerly",
                   file=sys.stderr)
             self.use_graph = False
-            return logits
+            return output
         self.graph = graph
-        return logits
+        return output
 
 
 class _ReservedLayer(DynamicLayer):
