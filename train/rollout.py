@@ -232,7 +232,7 @@ class TokenChoice:
     def __call__(self, logits: Tensor) -> Tensor:
         scores = logits.float() + self.bias
         if self.min_tokens > 0:
-            scores[:, self.eos_id] -= torch.where(self.step < self.min_tokens, math.inf, 0.0)
+            scores[:, self.eos_id].masked_fill_(self.step < self.min_tokens, -math.inf)
         token = torch.where(self.unfinished, self.sample(scores), self.pad_id)
         self.out.index_copy_(1, self.step, token[:, None])
         self.unfinished &= token != self.eos_id
