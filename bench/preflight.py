@@ -31,6 +31,8 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from .provenance import index_key
+
 SAFE_INDEX = re.compile(r"^[A-Za-z0-9_.\-]+$")  # no brackets or quotes: nothing a call can be made of
 SHOWN = 5  # rows named in one message
 
@@ -133,10 +135,10 @@ def check_tsv(path: Path, limit: int | None = None) -> TsvCheck:
     if unsafe:
         problems.append(f"{path}: index cells that are not plain numbers or names (VLMEvalKit evaluates them as Python): "
                         f"{_rows(unsafe)}")
-    # compared as VLMEvalKit files them (`_key`: "7" and "07" are both index 7)
+    # compared as VLMEvalKit files them (`index_key`: "7" and "07" are both index 7)
     spelled: dict[str, list[str]] = {}
     for value in index[index != ""]:
-        spelled.setdefault(_key(value), []).append(value)
+        spelled.setdefault(index_key(value), []).append(value)
     duplicated = {key: values for key, values in spelled.items() if len(values) > 1}
     if duplicated:
         problems.append(f"{path}: duplicate index values "
@@ -263,12 +265,6 @@ def _safetensors_problem(file: Path) -> str | None:
     return None
 
 
-def _key(index) -> str:
-    """An index as VLMEvalKit files it: integer-looking ones become ints (so "007" is 7)."""
-    text = str(index).strip()
-    return str(int(text)) if re.fullmatch(r"-?\d+", text) else text
-
-
 def prediction_problem(model_dir: Path, name: str, dataset: str, expected: list[str] | None,
                        since: str) -> str | None:
     """Why the (model, dataset) pair did not finish, or None. `expected`: the indices it had to
@@ -292,7 +288,7 @@ def prediction_problem(model_dir: Path, name: str, dataset: str, expected: list[
     except ResultsError as exc:
         return str(exc)
     if expected is not None:
-        got = [_key(i) for i in frame["index"]] if "index" in frame.columns else []
-        if sorted(got) != sorted(map(_key, expected)):
-            return f"{found[0].name} answers {len(set(got) & set(map(_key, expected)))} of the {len(expected)} items it had to"
+        got = [index_key(i) for i in frame["index"]] if "index" in frame.columns else []
+        if sorted(got) != sorted(map(index_key, expected)):
+            return f"{found[0].name} answers {len(set(got) & set(map(index_key, expected)))} of the {len(expected)} items it had to"
     return None

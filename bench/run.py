@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
         failed = {d: why for d in args.data
                   if (why := prediction_problem(args.work_dir / name, name, d, expected.get(d), since))}
         failures += [f"{name} x {d}: {why}" for d, why in failed.items()]
-        done = {d: prediction_entry(_prediction_file(args.work_dir, name, d)) for d in args.data if d not in failed}
+        done = {d: recorded_entry(_prediction_file(args.work_dir, name, d), tsv_md5.get(d))
+                for d in args.data if d not in failed}
         write_json_atomic(args.work_dir / name / "bench_run.json", {
             **recorded[name], "lmudata": lmu,
             "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
@@ -258,17 +259,23 @@ def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bo
             path.unlink(missing_ok=True)
 
 
+def recorded_entry(path: Path, tsv_md5: str | None) -> dict:
+    """`bench.provenance.prediction_entry` of a finished predictions file, its index keys read from it."""
+    from .score import prediction_keys
+
+    return prediction_entry(path, prediction_keys(path), tsv_md5)
+
+
 def start_record(model_dir: Path, name: str, source: str, datasets: list[str], settings: dict) -> dict:
     """bench_run.json as the run begins: status "running" (a run killed before its end leaves it so,
     and bench.score refuses the folder), the earlier scores removed (they are about to be stale),
     and the recorded predictions of datasets this run does not redo, where their files are
     unchanged. Returns the record."""
-    from .score import run_record
+    from .score import run_record, unlike_record
 
     earlier = run_record(model_dir).get("predictions")
     kept = {d: e for d, e in (earlier.items() if isinstance(earlier, dict) else ()) if d not in datasets
-            and isinstance(e, dict) and (path := _prediction_file(model_dir.parent, name, d)) is not None
-            and prediction_entry(path) == e}
+            and (path := _prediction_file(model_dir.parent, name, d)) is not None and unlike_record(path, e) is None}
     for stale in [model_dir / "r1_scores.json", *model_dir.glob(f"{name}_*_r1_score.csv")]:
         stale.unlink(missing_ok=True)
     record = {"model": source, "vlmeval_name": name, "datasets": datasets, "settings": settings, "status": "running",

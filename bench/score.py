@@ -1,6 +1,6 @@
 """Judge-free scoring of VLMEvalKit prediction files with this project's verifier.
 
-    python -m bench.score --work-dir DIR [--mode default|paper]
+    python -m bench.score --work-dir DIR [--mode default|paper] [--allow-unverified]
 
 For every `{work_dir}/{model}/{model}_{dataset}.xlsx` (or .tsv/.csv/.json) the full responses are
 graded against the gold answers (boxed answer against gold; for multiple choice the option letter
@@ -13,8 +13,11 @@ AI2D, MMMU) `exact_match` is VLMEvalKit's own judge-free matching of the predict
 `accuracy`, which needs a boxed answer. VLMEvalKit's own scores (status.json) are read where they
 exist. Every score is on the 0-100 scale.
 
-A prediction file that cannot be read, or lacks the columns needed, is reported by name and
-skipped (counted in the summary); the others are still scored.
+Only the predictions bench.run recorded are scored, while they match its record (name, sha256, row
+count, index set: `unlike_record`); a file without a record is refused unless --allow-unverified,
+and then marked unverified in every output. A prediction file that cannot be read, lacks the
+columns needed, or differs from its record, is reported by name and skipped (counted in the
+summary); the others are still scored.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import pandas as pd
 
 from .fileio import read_text_regular, regular_file, write_json_atomic, write_text_atomic
 from .lock import holder
-from .provenance import prediction_entry
+from .provenance import file_sha256, index_digest, index_key
 from .verify import grade_many
 
 PRED_SUFFIXES = (".xlsx", ".tsv", ".csv", ".json")
@@ -300,14 +303,39 @@ def run_record(model_dir: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
+RECORDED = ("file", "sha256", "rows", "indices_sha256")
+"""The fields of a predictions record (`bench.provenance.prediction_entry`) that scoring checks."""
+
+
+def prediction_keys(path: Path) -> list[str]:
+    """The index key of every row of a predictions file, in file order (`bench.provenance.index_key`)."""
+    frame = read_predictions(path, text=True)
+    if "index" not in frame.columns:
+        raise ResultsError(f"{path}: no index column")
+    return [index_key(i) for i in frame["index"]]
+
+
 def unlike_record(path: Path, entry) -> str | None:
-    """Why `path` is not the predictions file bench.run recorded for its dataset, or None."""
+    """Why `path` is not the predictions file bench.run recorded for its dataset (`entry`, from
+    bench_run.json), or None: its name, sha256, row count and index set must all be the recorded
+    ones, and every index answered once."""
     if not isinstance(entry, dict):
         return "not among the predictions bench.run recorded (bench_run.json)"
     if entry.get("file") != path.name:
         return f"bench.run recorded {entry.get('file')!r} for this dataset, not this file"
-    if entry != prediction_entry(path):
+    if any(k not in entry for k in RECORDED):
+        return "recorded by an earlier bench.run, without its row count and index set; run bench.run again"
+    if file_sha256(path) != entry["sha256"]:
         return "changed since bench.run wrote it (its sha256 is not the recorded one)"
+    try:
+        keys = prediction_keys(path)
+    except ResultsError as exc:
+        return str(exc)
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        return f"answers index {twice[0]!r} more than once ({len(twice)} such)"
+    if len(keys) != entry["rows"] or index_digest(keys) != entry["indices_sha256"]:
+        return f"answers other items than the {entry['rows']} bench.run recorded"
     return None
 
 
@@ -327,7 +355,10 @@ def prediction_files(model_dir: Path) -> dict[str, Path | list[Path]]:
     return {dataset: paths[0] if len(paths) == 1 else paths for dataset, paths in found.items()}
 
 
-def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
+def score_work_dir(work_dir: Path, mode: str = "default", allow_unverified: bool = False) -> pd.DataFrame:
+    """Score every model folder's recorded predictions (see the module docstring). A file with no
+    bench.run record (an earlier version's, or VLMEvalKit's own run) is refused unless
+    `allow_unverified`, and then scored with verified = False, which every output shows."""
     if not work_dir.is_dir():
         raise ResultsError(f"--work-dir {work_dir}: {'not a folder' if work_dir.exists() else 'no such folder'}")
     rows, problems = [], 0
@@ -363,17 +394,25 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
                     print(f"{path}: {why}; not scored", file=sys.stderr)
                     problems += 1
                     continue
+            elif not allow_unverified:
+                print(f"{path}: no bench.run record of what made it (an earlier version's file, or VLMEvalKit's own); "
+                      "not scored; run bench.run again, or pass --allow-unverified to score it marked unverified",
+                      file=sys.stderr)
+                problems += 1
+                continue
             try:
                 metrics = score_file(path, mode, dataset)
             except ResultsError as exc:
                 print(exc, file=sys.stderr)
                 problems += 1
                 continue
-            # verified: the file is the one bench.run recorded (name and sha256); files of a work dir made
-            # before records existed, or by VLMEvalKit alone, are scored and marked unverified
+            # verified: the file is the one bench.run recorded (`unlike_record`), whose entry is kept
+            # for `checked_scores`; a file without a record is scored only when asked, marked unverified
             metrics["verified"] = isinstance(recorded, dict)
+            metrics["predictions"] = recorded[dataset] if metrics["verified"] else None
             metrics["vlmeval_score"] = theirs.get(dataset)
-            row = {"model": model_dir.name, "dataset": dataset, **{k: v for k, v in metrics.items() if k != "categories"}}
+            row = {"model": model_dir.name, "dataset": dataset,
+                   **{k: v for k, v in metrics.items() if k not in ("categories", "predictions")}}
             write_csv_atomic(pd.DataFrame([row]), model_dir / f"{model_dir.name}_{dataset}_r1_score.csv")
             summary[dataset] = metrics  # with its categories: r1_scores.json
             rows.append(row)
@@ -389,17 +428,63 @@ def score_work_dir(work_dir: Path, mode: str = "default") -> pd.DataFrame:
     return frame
 
 
+def checked_scores(model_dir: Path, allow_unverified: bool = False) -> tuple[dict[str, dict], list[str]]:
+    """A model folder's r1_scores.json, each dataset re-checked against what made it: no bench.run
+    holds or left the folder half done, the scored file is the one bench.run recorded last, and it
+    still matches that record (`unlike_record`). Returns ({dataset: metrics}, the datasets scored
+    without a record, which only `allow_unverified` lets through). Raises ResultsError naming the
+    file and what differs. `reproduce table1`, `submit` and the miniature read scores only here."""
+    path = model_dir / "r1_scores.json"
+    running = holder(model_dir)
+    if running:
+        raise ResultsError(f"{model_dir}: a bench.run ({running}) is writing it; wait for it, then run bench.score")
+    try:
+        data = json.loads(read_text_regular(path))
+        datasets = data["datasets"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError) as exc:
+        raise ResultsError(f"{path}: not a scores file ({type(exc).__name__}); run python -m bench.score") from None
+    if not isinstance(datasets, dict) or not all(isinstance(m, dict) for m in datasets.values()):
+        raise ResultsError(f"{path}: not a scores file ('datasets' is not an object of per-dataset metrics)")
+    record = run_record(model_dir)
+    if not record and any(m.get("verified") is True for m in datasets.values()):
+        raise ResultsError(f"{model_dir / 'bench_run.json'}: missing or not a readable JSON object, so what made the "
+                           "scores is unknown; run bench.run and bench.score again")
+    if record.get("status") == "running":
+        raise ResultsError(f"{model_dir}: its last bench.run did not finish (bench_run.json says running); run it again")
+    recorded = record.get("predictions") if isinstance(record.get("predictions"), dict) else {}
+    unverified = []
+    for dataset, metrics in datasets.items():
+        if metrics.get("verified") is not True:
+            if not allow_unverified:
+                raise ResultsError(f"{path}: {dataset} was scored from a file with no bench.run record (unverified); "
+                                   "run bench.run and bench.score again, or pass --allow-unverified")
+            unverified.append(dataset)
+            continue
+        entry = metrics.get("predictions")
+        if not isinstance(entry, dict) or entry != recorded.get(dataset):
+            raise ResultsError(f"{path}: {dataset}'s score is not of the predictions bench.run recorded last; "
+                               "run python -m bench.score again")
+        why = unlike_record(model_dir / str(entry.get("file")), entry)
+        if why:
+            raise ResultsError(f"{model_dir / str(entry.get('file'))}: {why}; its score is not used")
+    return datasets, unverified
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--mode", choices=("default", "paper"), default="default", help="verifier mode")
+    parser.add_argument("--allow-unverified", action="store_true",
+                        help="also score prediction files bench.run did not record (marked unverified everywhere)")
     args = parser.parse_args(argv)
     try:
-        frame = score_work_dir(args.work_dir, args.mode)
+        frame = score_work_dir(args.work_dir, args.mode, args.allow_unverified)
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(frame[["model", "dataset", "n", "accuracy", "format", "vlmeval_score"]].to_string(index=False))
+    print(frame[["model", "dataset", "n", "accuracy", "format", "vlmeval_score", "verified"]].to_string(index=False))
+    if not frame["verified"].all():
+        print(f"UNVERIFIED: {int((~frame['verified']).sum())} score(s) above come from files bench.run did not record")
     if frame.attrs.get("problems"):
         print(f"{frame.attrs['problems']} prediction file(s) skipped (see messages above)", file=sys.stderr)
     print(f"wrote {args.work_dir / 'scores.csv'}")

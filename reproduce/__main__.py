@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--work-dir", type=Path, nargs="+", required=True)
     t.add_argument("--out", type=Path, default=Path("results/paper_scale/table1"), help="path without extension")
     t.add_argument("--allow-partial", action="store_true")
+    t.add_argument("--allow-unverified", action="store_true",
+                   help="use scores of predictions bench.run did not record (their rows are labelled unverified)")
     t.add_argument("--columns", nargs="+", help="dataset names as columns instead of the paper's six (no paper values)")
     s = commands.add_parser("submit", help="leaderboard records and the supported_VLM entry")
     s.add_argument("--work-dir", type=Path, required=True)
@@ -69,9 +71,10 @@ def tables(args) -> int:
     try:
         if args.command == "table1":
             if args.columns:
-                paths = build_dataset_table(args.work_dir, args.out, args.columns, args.allow_partial)
+                paths = build_dataset_table(args.work_dir, args.out, args.columns, args.allow_partial,
+                                            allow_unverified=args.allow_unverified)
             else:
-                paths = build_paper_table1(args.work_dir, args.out, args.allow_partial)
+                paths = build_paper_table1(args.work_dir, args.out, args.allow_partial, args.allow_unverified)
             print(paths[0].read_text())
         else:
             paths = submit(args.work_dir, args.model, args.out, args.meta, args.model_path, args.mmbench_scores,

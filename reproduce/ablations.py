@@ -69,9 +69,9 @@ def run_ablations(force: bool = False, spec: MiniSpec | None = None, runs: Path 
                   on_idle=lambda done: head.start(list(stage_export(runs, done, force, fresh=exported).values())))
     models = stage_export(runs, rl, force, fresh=exported)
     work = stage_eval(spec, runs, data, list(models.values()), force, name="eval_ablations", head=head)
-    import json
+    from bench.score import checked_scores
 
-    scores = {p.parent.name: json.loads(p.read_text())["datasets"] for p in work.glob("*/r1_scores.json")}
+    scores = {p.parent.name: checked_scores(p.parent)[0] for p in work.glob("*/r1_scores.json")}
     texts, csvs = [], []
     for table in plan["tables"]:
         rows = [Row(label, {t: [scores[name][t]["accuracy"] for name in names] for t in spec.tasks},

@@ -50,7 +50,7 @@ from pathlib import Path
 from bench.data import MINIATURE_TASKS
 from bench.fileio import write_json_atomic
 from bench.provenance import weights_digest
-from bench.score import run_record, unlike_record
+from bench.score import checked_scores, run_record, unlike_record
 
 from .children import run as run_child
 from .children import spawn
@@ -753,7 +753,7 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
     from reproduce.table1 import Row, render, write_outputs
 
     tasks = list(spec.tasks)
-    scores = {p.parent.name: json.loads(p.read_text())["datasets"] for p in work.glob("*/r1_scores.json")}
+    scores = {p.parent.name: checked_scores(p.parent)[0] for p in work.glob("*/r1_scores.json")}
     names = {"Base (warm start)": ["Base"], **{m: [f"{m}-s{s}" for s in spec.seeds] for m in METHODS},
              EQUAL_COST: [step_name(f"Share-GRPO-s{s}", spec.rl_steps // 2) for s in spec.seeds]}
     rows = {label: Row(label, {t: [scores[n][t]["accuracy"] for n in ns] for t in tasks}, items=spec.bench_items)

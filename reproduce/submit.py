@@ -51,6 +51,7 @@ from jsonschema import Draft202012Validator, ValidationError, validators
 from bench.adapter import DEFAULT_PLACEMENT, PAPER_MODELS
 from bench.fileio import read_text_regular
 from bench.prompts import R1_PROMPT
+from bench.score import ResultsError, checked_scores
 
 from . import openvlm_app
 
@@ -267,17 +268,12 @@ def read_json_object(path: Path) -> dict:
     return data
 
 
-def evaluated_weights(run: dict, run_file: Path, model: str) -> str:
+def evaluated_weights(run: dict, run_file: Path) -> str:
     """The hub id of the weights bench.run evaluated, from its record (`settings.model`, the model as
     loaded): a paper model's registered name maps to its hub id, a hub id is itself. A local folder
     has no id the leaderboard could load, whatever its name (a folder named R1-ShareVL-7B holds
-    whatever was put there): the caller must name one (--model-path). Without a record, only a
-    paper model's registered name says which weights VLMEvalKit loaded."""
-    if not run:
-        if model in PAPER_MODELS:
-            return PAPER_MODELS[model].hub_id
-        raise SubmissionError(f"{model}: no {run_file.name} in {run_file.parent}; pass --model-path (the evaluated "
-                              "weights' hub id)")
+    whatever was put there): the caller must name one (--model-path). (A record always exists here:
+    `bench.score.checked_scores` refuses scores without one.)"""
     settings = run.get("settings")
     loaded = settings.get("model") if isinstance(settings, dict) else None
     loaded = loaded if isinstance(loaded, str) and loaded else run.get("model")
@@ -298,14 +294,14 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     scores_file = Path(work_dir) / model / "r1_scores.json"
     if not scores_file.exists():
         raise SubmissionError(f"{scores_file}: not found (run python -m bench.score --work-dir {work_dir})")
-    data = read_json_object(scores_file)
-    datasets = data.get("datasets")
-    if not isinstance(datasets, dict) or not all(isinstance(m, dict) for m in datasets.values()):
-        raise SubmissionError(f"{scores_file}: no 'datasets' object of per-dataset metrics (re-run python -m bench.score)")
+    try:  # every score re-checked against the predictions bench.run recorded; never an unverified one
+        datasets, _ = checked_scores(scores_file.parent)
+    except ResultsError as exc:
+        raise SubmissionError(str(exc)) from None
     if meta_overrides is not None and not isinstance(meta_overrides, dict):
         raise SubmissionError(f"--meta {json.dumps(meta_overrides)[:60]}: give a JSON object of META fields")
     run_file = Path(work_dir) / model / "bench_run.json"
-    run = read_json_object(run_file) if run_file.exists() else {}
+    run = read_json_object(run_file)
     if run.get("status") == "failed":
         raise SubmissionError(f"{run_file}: that evaluation failed ({'; '.join(f'{d}: {w}' for d, w in run.get('failed', {}).items())[:300]}); "
                               "fix it and re-run bench.run before submitting")
@@ -315,7 +311,7 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     unknown = sorted(set(boards) - set(LEADERBOARDS))
     if unknown or not boards:
         raise SubmissionError(f"--boards {' '.join(boards)}: choose from {', '.join(LEADERBOARDS)}")
-    model_path = model_path or evaluated_weights(run, run_file, model)
+    model_path = model_path or evaluated_weights(run, run_file)
     # a paper model's facts only where its own weights were evaluated, not a folder of that name
     known = next((p.meta for p in PAPER_MODELS.values() if p.hub_id == model_path), {})
     meta = {**known, **(meta_overrides or {})}

@@ -1,24 +1,27 @@
 """Table 1 from scored VLMEvalKit work dirs, side by side with the paper's numbers.
 
     python -m reproduce table1 --work-dir DIR [DIR ...] [--out results/table1] [--allow-partial]
+                               [--allow-unverified]
 
 Rows are models, columns the six benchmarks and their average; beside every measured cell the
 paper's value and the difference, or "not recovered". Inputs come from `python -m bench.score`
 (`{work_dir}/{model}/r1_scores.json`). Incomplete rows, or scores taken under different protocols
-(verifier modes), are refused with a message unless --allow-partial. Writes Markdown, CSV and
-LaTeX, atomically, with the provenance (work dirs, protocol) in the caption.
+(verifier modes), are refused with a message unless --allow-partial. Every score is re-checked
+against the predictions bench.run recorded (`bench.score.checked_scores`); a score of a file with no
+record is refused unless --allow-unverified, and then its row is labelled "(unverified)". Writes
+Markdown, CSV and LaTeX, atomically, with the provenance (work dirs, protocol) in the caption.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.adapter import PAPER_MODELS
-from bench.fileio import read_text_regular, write_text_atomic
+from bench.fileio import write_text_atomic
+from bench.score import ResultsError, checked_scores
 
 from .paper import PaperCell, load_paper_table, paper_cell
 
@@ -48,8 +51,9 @@ def standard_error(values: list[float], items: int, columns: int = 1) -> float:
     return math.sqrt(binomial**2 + runs**2)
 
 
-def collect_scores(work_dirs: list[Path]) -> tuple[dict[str, dict[str, dict]], set[str]]:
-    """{model: {dataset: metrics}} from r1_scores.json files, and the protocols seen."""
+def collect_scores(work_dirs: list[Path], allow_unverified: bool = False) -> tuple[dict[str, dict[str, dict]], set[str]]:
+    """{model: {dataset: metrics}} from r1_scores.json files, each re-checked against the
+    predictions bench.run recorded (`bench.score.checked_scores`), and the protocols seen."""
     scores: dict[str, dict[str, dict]] = {}
     origin: dict[str, Path] = {}
     protocols = set()
@@ -59,13 +63,10 @@ def collect_scores(work_dirs: list[Path]) -> tuple[dict[str, dict[str, dict]], s
             raise TableError(f"{wd}: no */r1_scores.json (run `python -m bench.score --work-dir {wd}` first)")
         for f in files:
             try:
-                data = json.loads(read_text_regular(f))
-                datasets = data["datasets"]
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError, KeyError, TypeError) as exc:
-                raise TableError(f"{f}: not a scores file ({type(exc).__name__})") from None
-            if not isinstance(datasets, dict) or not all(isinstance(m, dict) for m in datasets.values()):
-                raise TableError(f"{f}: not a scores file ('datasets' is not an object of per-dataset metrics)")
-            model = str(data.get("model", f.parent.name))
+                datasets, _ = checked_scores(f.parent, allow_unverified)
+            except ResultsError as exc:
+                raise TableError(str(exc)) from None
+            model = f.parent.name
             if model in origin:
                 raise TableError(f"model {model} is scored in both {origin[model]} and {f}; pass one of them")
             origin[model] = f
@@ -76,6 +77,11 @@ def collect_scores(work_dirs: list[Path]) -> tuple[dict[str, dict[str, dict]], s
                 protocols.add(str(metrics.get("verifier_mode", "unknown")))
             scores[model] = datasets
     return scores, protocols
+
+
+def row_label(model: str, datasets: dict[str, dict]) -> str:
+    """The model's row label, marked where any of its scores is of predictions bench.run did not record."""
+    return model + (" (unverified)" if any(m.get("verified") is not True for m in datasets.values()) else "")
 
 
 def fmt_cell(values: list[float] | None, paper: PaperCell | None, se: float | None = None) -> tuple[str, str]:
@@ -148,9 +154,9 @@ def write_outputs(outputs: dict[str, str], out: Path) -> list[Path]:
 
 
 def build_dataset_table(work_dirs: list[Path], out: Path, columns: list[str], allow_partial: bool = False,
-                        caption: str | None = None) -> list[Path]:
+                        caption: str | None = None, allow_unverified: bool = False) -> list[Path]:
     """A Table-1-shaped table over any datasets (no paper values), e.g. the synthetic benchmarks."""
-    scores, protocols = collect_scores(work_dirs)
+    scores, protocols = collect_scores(work_dirs, allow_unverified)
     if len(protocols) > 1 and not allow_partial:
         raise TableError(f"scores come from different protocols ({', '.join(sorted(protocols))}); "
                          "re-score with one --mode, or pass --allow-partial")
@@ -159,7 +165,7 @@ def build_dataset_table(work_dirs: list[Path], out: Path, columns: list[str], al
         missing = [c for c in columns if c not in datasets]
         if missing:
             problems.append(f"{model}: no score for {', '.join(missing)}")
-        rows.append(Row(model, {c: [datasets[c]["accuracy"]] for c in columns if c in datasets}))
+        rows.append(Row(row_label(model, datasets), {c: [datasets[c]["accuracy"]] for c in columns if c in datasets}))
     if problems and not allow_partial:
         raise TableError("incomplete inputs (pass --allow-partial to build the table anyway):\n  " + "\n  ".join(problems))
     caption = caption or (f"Accuracy 0-100 on {', '.join(columns)}, scored by bench.score (verifier mode: "
@@ -167,9 +173,10 @@ def build_dataset_table(work_dirs: list[Path], out: Path, columns: list[str], al
     return write_outputs(render(rows, columns, caption, with_paper=False), out)
 
 
-def build_paper_table1(work_dirs: list[Path], out: Path, allow_partial: bool = False) -> list[Path]:
+def build_paper_table1(work_dirs: list[Path], out: Path, allow_partial: bool = False,
+                       allow_unverified: bool = False) -> list[Path]:
     paper = load_paper_table()
-    scores, protocols = collect_scores(work_dirs)
+    scores, protocols = collect_scores(work_dirs, allow_unverified)
     if len(protocols) > 1 and not allow_partial:
         raise TableError(f"scores come from different protocols ({', '.join(sorted(protocols))}); "
                          "re-score with one --mode, or pass --allow-partial")
@@ -183,7 +190,8 @@ def build_paper_table1(work_dirs: list[Path], out: Path, allow_partial: bool = F
                             f"(VLMEvalKit datasets {', '.join(paper['vlmeval_datasets'][b] for b in missing)})")
         paper_row = PAPER_MODELS[model].paper_row if model in PAPER_MODELS else model
         in_paper = paper_row in paper["rows"]  # a CKPT row has no paper value, rather than an unrecovered one
-        rows.append(Row(model, cells, {b: paper_cell(paper, paper_row, b) for b in [*columns, "Average"]} if in_paper else {}))
+        rows.append(Row(row_label(model, datasets), cells,
+                        {b: paper_cell(paper, paper_row, b) for b in [*columns, "Average"]} if in_paper else {}))
     if problems and not allow_partial:
         raise TableError("incomplete inputs (pass --allow-partial to build the table anyway):\n  " + "\n  ".join(problems))
     exact = [f"{model} " + ", ".join(f"{b} {datasets[d]['exact_match']:.1f}" for b, d in paper["vlmeval_datasets"].items()

@@ -250,21 +250,23 @@ def test_table1_and_submit_name_a_malformed_scores_file(tmp_path, content):
 
 def good_scores(root: Path, model: str = "m") -> None:
     """Scores of every benchmark the two leaderboard records need."""
+    from tests.helpers.scores import write_scores
     from tests.test_eval import SUBMISSION
 
-    (root / model).mkdir(parents=True, exist_ok=True)
-    (root / model / "r1_scores.json").write_text(json.dumps(
-        {"model": model, "datasets": {k: {"accuracy": v, "verifier_mode": "default"} for k, v in SUBMISSION.items()}}))
+    write_scores(root / model, SUBMISSION)
 
 
 def test_submit_names_a_malformed_run_file_a_failed_run_and_meta_that_is_not_an_object(tmp_path):
+    from tests.helpers.scores import update_record
+
     good_scores(tmp_path)
     args = ["reproduce", "submit", "--work-dir", str(tmp_path), "--model", "m", "--out", str(tmp_path / "s")]
     assert "--meta [1]: give a JSON object of META fields" in one_error(cli(*args, "--meta", "[1]"))
+    kept = (tmp_path / "m" / "bench_run.json").read_text()
     (tmp_path / "m" / "bench_run.json").write_text("[")
-    assert f"{tmp_path / 'm' / 'bench_run.json'}: not a readable JSON file" in one_error(cli(*args))
-    (tmp_path / "m" / "bench_run.json").write_text(json.dumps({"model": "x/y", "status": "failed",
-                                                               "failed": {"MathVista_MINI": "no prediction file"}}))
+    assert f"{tmp_path / 'm' / 'bench_run.json'}: missing or not a readable JSON object" in one_error(cli(*args))
+    (tmp_path / "m" / "bench_run.json").write_text(kept)
+    update_record(tmp_path / "m", model="x/y", status="failed", failed={"MathVista_MINI": "no prediction file"})
     assert "that evaluation failed (MathVista_MINI: no prediction file)" in one_error(cli(*args))
     assert not list(tmp_path.glob("s.*"))
 

@@ -91,12 +91,14 @@ def test_batched_greedy_predictions_equal_one_at_a_time_through_vlmevalkit(tmp_p
     assert record["generation"]["items"] == 10 and record["generation"]["generate_calls"] == 4
     assert record["settings"]["batch_size"] == 3
     # what bench.run recorded is what bench.score then trusts
-    from bench.provenance import file_sha256
+    from bench.provenance import file_sha256, index_digest
+    from bench.run import file_md5
     from bench.score import score_work_dir
 
     assert record["status"] == "finished" and set(record["predictions"]) == {"SynthCount", "SynthCompare"}
-    assert record["predictions"]["SynthCount"] == {"file": "tiny_SynthCount.xlsx",
-                                                   "sha256": file_sha256(runs[3] / "tiny" / "tiny_SynthCount.xlsx")}
+    assert record["predictions"]["SynthCount"] == {
+        "file": "tiny_SynthCount.xlsx", "sha256": file_sha256(runs[3] / "tiny" / "tiny_SynthCount.xlsx"), "rows": 5,
+        "indices_sha256": index_digest(str(i) for i in range(5)), "tsv_md5": file_md5(tmp_path / "lmu" / "SynthCount.tsv")}
     assert score_work_dir(runs[3])["verified"].tolist() == [True, True]
     assert json.loads((runs[1] / "tiny" / "bench_run.json").read_text())["settings"]["batch_size"] == 1
 

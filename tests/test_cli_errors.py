@@ -158,7 +158,7 @@ MATRIX = [
     ("reproduce table1", "corrupt", lambda b, m: ["reproduce", "table1", "--work-dir", str(b / "corrupt_scores")],
      "r1_scores.json: not a scores file"),
     ("reproduce submit", "corrupt", lambda b, m: ["reproduce", "submit", "--work-dir", str(b / "corrupt_scores"),
-                                                  "--model", "m", "--out", str(b / "s")], "r1_scores.json: not a readable JSON file"),
+                                                  "--model", "m", "--out", str(b / "s")], "r1_scores.json: not a scores file (JSONDecodeError)"),
     ("reproduce submit", "missing", lambda b, m: ["reproduce", "submit", "--work-dir", str(b / "none"), "--model", "m",
                                                   "--out", str(b / "s")], "r1_scores.json: not found"),
 ]

@@ -12,7 +12,7 @@ import pytest
 
 from bench.score import normalise, score_file
 from reproduce.table1 import TableError, build_dataset_table, build_paper_table1
-from tests.helpers.scores import scores_dir
+from tests.helpers.scores import scores_dir, update_record
 
 
 def boxed(answer: str) -> str:
@@ -151,9 +151,8 @@ def test_submission_pull_request_keeps_the_prompt_and_the_models_own_weights(tmp
 
     six = SUBMISSION
     work = scores_dir(tmp_path, "my-ckpt", six)
-    (work / "my-ckpt" / "bench_run.json").write_text(json.dumps({
-        "model": "/data/ckpts/my-ckpt", "datasets": list(six), "prompt_placement": "every_text",
-        "argv": ["vlmeval", "--data", *six, "--model", "my-ckpt"], "versions": {"ms-vlmeval": "0.0.20"}}))
+    update_record(work / "my-ckpt", model="/data/ckpts/my-ckpt", datasets=list(six), prompt_placement="every_text",
+                  argv=["vlmeval", "--data", *six, "--model", "my-ckpt"], versions={"ms-vlmeval": "0.0.20"})
     meta = {"Method": ["my-ckpt", "https://example.org/my-ckpt"], "Parameters": "8.3B", "Language Model": "Qwen2.5-7B",
             "Vision Model": "QwenViT", "OpenSource": "Yes"}
     from reproduce.submit import SubmissionError

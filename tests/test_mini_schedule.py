@@ -54,14 +54,15 @@ class FakeRunners:
 
     def __call__(self, spec, work, data, models, tag):
         self.started.append((tag, [m.name for m in models]))
-        from bench.provenance import prediction_entry
+        import pandas as pd
+
+        from tests.helpers.scores import record_predictions
 
         for model in models:  # a predictions file and its record, as bench.run leaves them
             (work / model.name).mkdir(parents=True, exist_ok=True)
-            predictions = work / model.name / f"{model.name}_SynthCount.xlsx"
-            predictions.write_bytes(b"three rows of predictions")
-            (work / model.name / "bench_run.json").write_text(json.dumps(
-                {"status": "finished", "predictions": {"SynthCount": prediction_entry(predictions)}}))
+            predictions = work / model.name / f"{model.name}_SynthCount.csv"
+            pd.DataFrame({"index": range(3), "answer": "1", "prediction": "1"}).to_csv(predictions, index=False)
+            record_predictions(work / model.name, {"SynthCount": predictions})
         log = open(work / f"runner_{tag}.log", "w")  # noqa: SIM115 - the runner closes it
         proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({self.exit_code})"])
         return mini.Runner(tag, models, {m.name: eval_key(spec, data, m) for m in models}, proc, log)
@@ -117,7 +118,7 @@ def test_complete_predictions_are_kept_while_their_inputs_are_unchanged(tmp_path
     assert runners.started == [("0", ["Base"])] and len(scored) == 3
 
     runners.started.clear()  # a kept predictions file truncated since: it is not complete any more
-    (runs / "eval" / "B" / "B_SynthCount.xlsx").write_bytes(b"one row")
+    (runs / "eval" / "B" / "B_SynthCount.csv").write_text("index,answer,prediction\n0,1,1\n")
     stage_eval(spec, runs, data, models, False)
     assert runners.started == [("0", ["B"])] and len(scored) == 4
 

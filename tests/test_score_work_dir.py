@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.score import ResultsError, main, score_file, score_work_dir, vlmeval_scores
+from tests.helpers.scores import record_predictions
 
 OPTIONS = {"A": 1, "B": 2, "C": 3, "D": 4}  # numbers, as a spreadsheet reads them back
 
@@ -34,6 +35,7 @@ def work(tmp_path):
     pd.DataFrame([{"x": 1}]).to_csv(model / "other_MMStar.csv", index=False)  # not this model's
     pd.DataFrame([{"index": 0, "question": "q"}]).to_csv(model / "m_Broken.tsv", sep="\t", index=False)
     (model / "status.json").write_text(json.dumps({"datasets": {"MMStar": {"primary_metric_value": 0.6}}}))
+    record_predictions(model, {"MMStar": model / "m_MMStar.xlsx"})  # as bench.run leaves it
     (tmp_path / "work" / "n").mkdir()  # a model with nothing to score
     (tmp_path / "work" / "logs").mkdir()
     return tmp_path / "work"
@@ -51,7 +53,8 @@ def test_numeric_option_cells_are_options():
 
 def test_a_work_dir_is_scored_file_by_file(work, capsys):
     frame = score_work_dir(work)
-    assert frame.attrs["problems"] == 1 and "m_Broken.tsv: missing column(s) answer, prediction" in capsys.readouterr().err
+    assert frame.attrs["problems"] == 1
+    assert "m_Broken.tsv: not among the predictions bench.run recorded (bench_run.json); not scored" in capsys.readouterr().err
     assert frame[["model", "dataset", "n", "accuracy", "vlmeval_score"]].to_dict("records") == [
         {"model": "m", "dataset": "MMStar", "n": 4, "accuracy": 50.0, "vlmeval_score": 60.0}]
     assert frame["exact_match"].iloc[0] is not None
@@ -175,16 +178,18 @@ def test_answers_pandas_would_read_as_missing_are_answers(tmp_path):
 
 
 def test_a_stale_file_beside_the_predictions_is_named_and_neither_is_scored(work, capsys):
-    """A .csv left beside the .xlsx of the same dataset (a stale copy scoring 100): which holds the
-    run's predictions cannot be told from the names, so neither is scored."""
+    """A .csv left beside the .xlsx of the same dataset (a stale copy scoring 100) in a folder with
+    no record (scored unverified): which holds the run's predictions cannot be told from the names,
+    so neither is scored."""
     model = work / "m"
+    (model / "bench_run.json").unlink()
     rows = [{**r, "prediction": boxed("B")} for r in mmstar_rows()]
     pd.DataFrame(rows).to_csv(model / "m_MMStar.csv", index=False)
     with pytest.raises(ResultsError, match="no prediction file could be scored"):
-        score_work_dir(work)
+        score_work_dir(work, allow_unverified=True)
     assert "m_MMStar.csv, m_MMStar.xlsx all claim MMStar; none is scored" in capsys.readouterr().err
     (model / "m_MMStar.csv").unlink()
-    assert list(score_work_dir(work)["dataset"]) == ["MMStar"]
+    assert list(score_work_dir(work, allow_unverified=True)["dataset"]) == ["MMStar"]
 
 
 def test_a_model_folder_a_running_bench_run_holds_is_not_scored(work, capsys):
@@ -206,19 +211,25 @@ def test_a_model_folder_a_running_bench_run_holds_is_not_scored(work, capsys):
 
 
 def test_only_the_predictions_bench_run_recorded_are_scored_and_marked_verified(work, capsys):
-    """With a bench_run.json record, a file is scored only while its name and sha256 are the
-    recorded ones (then `verified`); a run that never finished (killed: the record still says
-    running) scores nothing and its old scores go; files without a record are marked unverified."""
-    from bench.provenance import prediction_entry
-
+    """With a bench_run.json record, a file is scored only while its name, sha256, row count and
+    index set are the recorded ones (then `verified`); a run that never finished (killed: the record
+    still says running) scores nothing and its old scores go; a file without a record (an earlier
+    version's folder, VLMEvalKit's own run) is refused unless --allow-unverified, then marked so."""
     model = work / "m"
-    assert score_work_dir(work)["verified"].tolist() == [False]  # no record: an earlier version's folder
-    record = {"status": "finished", "predictions": {"MMStar": prediction_entry(model / "m_MMStar.xlsx")}}
+    record = json.loads((model / "bench_run.json").read_text())
+    (model / "bench_run.json").unlink()
+    with pytest.raises(ResultsError, match="no prediction file could be scored"):
+        score_work_dir(work)
+    assert "m_MMStar.xlsx: no bench.run record of what made it" in capsys.readouterr().err
+    assert score_work_dir(work, allow_unverified=True)["verified"].tolist() == [False]
+    assert main(["--work-dir", str(work), "--allow-unverified"]) == 0
+    assert "UNVERIFIED: 1 score(s) above come from files bench.run did not record" in capsys.readouterr().out
+
     (model / "bench_run.json").write_text(json.dumps(record))
-    capsys.readouterr()
     frame = score_work_dir(work)
     assert frame["verified"].tolist() == [True] and frame["n"].tolist() == [4]
-    assert json.loads((model / "r1_scores.json").read_text())["datasets"]["MMStar"]["verified"] is True
+    scored = json.loads((model / "r1_scores.json").read_text())["datasets"]["MMStar"]
+    assert scored["verified"] is True and scored["predictions"] == record["predictions"]["MMStar"]
     pd.DataFrame(mmstar_rows()[:1]).to_csv(model / "m_MMStar.csv", index=False)  # a stale sibling: the record says which
     assert score_work_dir(work)["n"].tolist() == [4] and "claim" not in capsys.readouterr().err
     (model / "m_MMStar.csv").unlink()
@@ -239,3 +250,25 @@ def test_only_the_predictions_bench_run_recorded_are_scored_and_marked_verified(
     with pytest.raises(ResultsError):
         score_work_dir(work)
     assert "not among the predictions bench.run recorded" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rows, entry, message", [
+    ([0, 1, 1], None, "answers index '1' more than once (1 such)"),
+    ([0, 1], {"rows": 3}, "answers other items than the 3 bench.run recorded"),
+    ([0, 1], {"indices_sha256": "0" * 64}, "answers other items than the 2 bench.run recorded"),
+    ([0, 1], "drop", "recorded by an earlier bench.run, without its row count and index set; run bench.run again"),
+])
+def test_a_recorded_file_must_answer_each_recorded_index_once(tmp_path, rows, entry, message):
+    """Matching the recorded sha256 is not enough: every index answered once, and the row count and
+    index set bench.run recorded (which an older record lacks)."""
+    from bench.run import recorded_entry
+    from bench.score import unlike_record
+
+    path = tmp_path / "m_X.csv"
+    pd.DataFrame({"index": rows, "answer": "A", "prediction": "A"}).to_csv(path, index=False)
+    recorded = recorded_entry(path, None)
+    if entry == "drop":
+        recorded = {k: v for k, v in recorded.items() if k in ("file", "sha256")}
+    elif entry:
+        recorded.update(entry)
+    assert unlike_record(path, recorded) == message

@@ -20,7 +20,7 @@ from reproduce.submit import (
     submit,
     supported_vlm_entry,
 )
-from tests.helpers.scores import scores_dir
+from tests.helpers.scores import scores_dir, update_record
 
 
 def test_pull_request_text_by_hand():
@@ -129,8 +129,7 @@ REASONING = {d: 40.0 for d in LEADERBOARDS["reasoning"]}
 
 def test_submit_writes_the_record_the_entry_and_the_pull_request(tmp_path):
     work = scores_dir(tmp_path, "mine", REASONING)
-    (work / "mine" / "bench_run.json").write_text(json.dumps({"model": "/ckpts/mine", "status": "finished",
-                                                              "prompt_placement": "last_text"}))
+    update_record(work / "mine", model="/ckpts/mine", prompt_placement="last_text")
     meta = {"OpenSource": "Yes", "Parameters": "8.3B", "Language Model": "l", "Vision Model": "v"}
     with pytest.raises(SubmissionError, match="the evaluated weights are /ckpts/mine, not a hub id; pass --model-path"):
         submit(work, "mine", tmp_path / "sub.json", meta_overrides=meta, boards=("reasoning",))
@@ -150,16 +149,15 @@ def test_the_submissions_model_id_is_the_evaluated_weights_not_a_folders_name(tm
     HuanjinYao/R1-ShareVL-7B nor take that model's facts. The paper model, evaluated by its
     registered name, maps to its hub id; a hub id bench.run loaded is itself."""
     work = scores_dir(tmp_path, "R1-ShareVL-7B", REASONING)
-    run_file = work / "R1-ShareVL-7B" / "bench_run.json"
-    run_file.write_text(json.dumps({"model": "ckpts/R1-ShareVL-7B", "settings": {"model": "/abs/ckpts/R1-ShareVL-7B"},
-                                    "status": "finished"}))
+    folder = work / "R1-ShareVL-7B"
+    update_record(folder, model="ckpts/R1-ShareVL-7B", settings={"model": "/abs/ckpts/R1-ShareVL-7B"})
     with pytest.raises(SubmissionError, match="the evaluated weights are /abs/ckpts/R1-ShareVL-7B, not a hub id"):
         submit(work, "R1-ShareVL-7B", tmp_path / "s.json", boards=("reasoning",))
-    run_file.write_text(json.dumps({"model": "R1-ShareVL-7B", "settings": {"model": "R1-ShareVL-7B"}, "status": "finished"}))
+    update_record(folder, model="R1-ShareVL-7B", settings={"model": "R1-ShareVL-7B"})
     paths = submit(work, "R1-ShareVL-7B", tmp_path / "s.json", boards=("reasoning",))
     assert 'model_path="HuanjinYao/R1-ShareVL-7B"' in paths[1].read_text()
     assert json.loads(paths[0].read_text())["results"]["R1-ShareVL-7B"]["META"]["Parameters"] == "8.3B"
-    run_file.write_text(json.dumps({"model": "org/other", "settings": {"model": "org/other"}, "status": "finished"}))
+    update_record(folder, model="org/other", settings={"model": "org/other"})
     paths = submit(work, "R1-ShareVL-7B", tmp_path / "t.json", meta_overrides={"Parameters": "8.3B", "OpenSource": "Yes",
                    "Language Model": "l", "Vision Model": "v"}, boards=("reasoning",))
     assert 'model_path="org/other"' in paths[1].read_text()
@@ -169,14 +167,20 @@ def test_the_submissions_model_id_is_the_evaluated_weights_not_a_folders_name(tm
 @pytest.mark.parametrize("setup, kwargs, message", [
     (lambda w: None, {"model": "nobody"}, "r1_scores.json: not found (run python -m bench.score --work-dir"),
     (lambda w: (w / "mine" / "r1_scores.json").write_text('{"datasets": [1]}'), {},
-     "no 'datasets' object of per-dataset metrics"),
-    (lambda w: (w / "mine" / "bench_run.json").write_text('{"status": "failed", "failed": {"MathVision": "3 rows"}}'),
+     "not a scores file ('datasets' is not an object of per-dataset metrics)"),
+    (lambda w: update_record(w / "mine", status="failed", failed={"MathVision": "3 rows"}),
      {}, "that evaluation failed (MathVision: 3 rows)"),
-    (lambda w: (w / "mine" / "bench_run.json").write_text("[]"), {}, "bench_run.json: not a JSON object"),
+    (lambda w: (w / "mine" / "bench_run.json").write_text("[]"), {},
+     "bench_run.json: missing or not a readable JSON object, so what made the scores is unknown"),
+    (lambda w: (w / "mine" / "r1_scores.json").write_text(
+        (w / "mine" / "r1_scores.json").read_text().replace('"verified": true', '"verified": false')), {},
+     "MathVista_MINI was scored from a file with no bench.run record (unverified)"),
+    (lambda w: (w / "mine" / "mine_MathVision.csv").write_text("index,answer,prediction\n0,A,B\n"), {},
+     "mine_MathVision.csv: changed since bench.run wrote it"),
     (lambda w: None, {"meta_overrides": [1]}, "--meta [1]: give a JSON object of META fields"),
     (lambda w: None, {"boards": ("nope",)}, "--boards nope: choose from openvlm, reasoning"),
     (lambda w: None, {"boards": ()}, "--boards : choose from"),
-    (lambda w: None, {}, "mine: no bench_run.json in"),
+    (lambda w: update_record(w / "mine", model=None), {}, "bench_run.json: no model recorded; pass --model-path"),
 ])
 def test_submit_refuses_with_the_reason_and_writes_nothing(tmp_path, setup, kwargs, message):
     work = scores_dir(tmp_path, "mine", REASONING)

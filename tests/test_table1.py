@@ -23,7 +23,7 @@ from reproduce.table1 import (
     render,
     standard_error,
 )
-from tests.helpers.scores import scores_dir
+from tests.helpers.scores import scores_dir, update_record
 
 PAPER_MODEL = {"MathVista_MINI": 74.0, "MMStar": 66.0, "MMMU_DEV_VAL": 55.0, "MathVerse_MINI": 50.0,
                "MathVision": 28.0, "AI2D_TEST": 83.0}
@@ -136,24 +136,53 @@ def test_broken_scores_files_are_named(tmp_path, content, message):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "r1_scores.json").write_text(content)
     with pytest.raises(TableError, match="r1_scores.json") as err:
-        collect_scores([tmp_path])
+        collect_scores([tmp_path], allow_unverified=True)
     assert message in str(err.value)
 
 
 def test_scores_are_read_by_model_with_their_protocols(tmp_path):
     work = scores_dir(tmp_path, "a", {"X": 0.0, "Y": 100.0}, mode="paper")
     (work / "b").mkdir()
-    (work / "b" / "r1_scores.json").write_text(json.dumps({"datasets": {"X": {"accuracy": 5}}}))  # no model, no mode
-    scores, protocols = collect_scores([work])
-    assert scores == {"a": {"X": {"accuracy": 0.0, "verifier_mode": "paper", "categories": {}},
-                            "Y": {"accuracy": 100.0, "verifier_mode": "paper", "categories": {}}},
-                      "b": {"X": {"accuracy": 5}}}
-    assert protocols == {"paper", "unknown"}
+    (work / "b" / "r1_scores.json").write_text(json.dumps({"datasets": {"X": {"accuracy": 5}}}))  # no record, no mode
+    with pytest.raises(TableError, match="b/r1_scores.json: X was scored from a file with no bench.run record"):
+        collect_scores([work])
+    scores, protocols = collect_scores([work], allow_unverified=True)
+    assert {m: {d: v["accuracy"] for d, v in ds.items()} for m, ds in scores.items()} == \
+        {"a": {"X": 0.0, "Y": 100.0}, "b": {"X": 5}}
+    assert scores["a"]["X"]["verified"] is True and protocols == {"paper", "unknown"}
     with pytest.raises(TableError, match=r"no \*/r1_scores.json \(run `python -m bench.score --work-dir"):
         collect_scores([tmp_path / "empty"])
     other = scores_dir(tmp_path / "o", "a", {"X": 1.0})
     with pytest.raises(TableError, match="model a is scored in both"):
-        collect_scores([work, other])
+        collect_scores([work, other], allow_unverified=True)
+
+
+def test_a_table_uses_only_scores_of_the_recorded_predictions_or_says_unverified(tmp_path):
+    """Every score is re-checked against bench.run's record when the table is built: predictions
+    changed after scoring, a re-run that did not finish, or a score of another file than the one
+    recorded are refused with the file named; a score of an unrecorded file needs
+    --allow-unverified, and its row then says so in every output."""
+    work = scores_dir(tmp_path, "a", {"X": 50.0})
+    assert "| a | 50.0 |" in build_dataset_table([work], tmp_path / "t", ["X"])[0].read_text()
+    predictions = work / "a" / "a_X.csv"
+    kept = predictions.read_text()
+    predictions.write_text(kept.replace(",A\n", ",B\n"))  # the answer rewritten after scoring
+    with pytest.raises(TableError, match="a_X.csv: changed since bench.run wrote it"):
+        build_dataset_table([work], tmp_path / "t", ["X"])
+    predictions.write_text(kept)
+    update_record(work / "a", status="running")  # a re-run killed before its end
+    with pytest.raises(TableError, match="its last bench.run did not finish"):
+        build_dataset_table([work], tmp_path / "t", ["X"])
+    update_record(work / "a", status="finished", predictions={})  # the record no longer holds what was scored
+    with pytest.raises(TableError, match="X's score is not of the predictions bench.run recorded last"):
+        build_dataset_table([work], tmp_path / "t", ["X"])
+    scores = json.loads((work / "a" / "r1_scores.json").read_text())
+    scores["datasets"]["X"].update(verified=False, predictions=None)
+    (work / "a" / "r1_scores.json").write_text(json.dumps(scores))
+    with pytest.raises(TableError, match="unverified"):
+        build_dataset_table([work], tmp_path / "t", ["X"])
+    paths = build_dataset_table([work], tmp_path / "t", ["X"], allow_unverified=True)
+    assert all("a (unverified)" in p.read_text() for p in paths)
 
 
 def test_paper_rows_captions_and_messages_in_full(tmp_path):
