@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(*(f"--model {' and '.join(items)} would share the work folder {name} (VLMEvalKit files results "
                            "by folder name): give them distinct folder names" for name, items in clashes.items()))
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    settings = {name: run_settings(args, source) for name, source in zip(names, args.model, strict=True)}
+    # rank 0 alone records the run: the weights' digest reads every weight file once, not once per rank
+    settings = {name: run_settings(args, source) for name, source in zip(names, args.model, strict=True)} if rank0 else {}
     locks = []
     if rank0:  # one run per model folder: parallel runs over disjoint models may share a work dir
         locks = [hold_folder_lock(args.work_dir / name, "--work-dir", f"bench.run of {name}") for name in names]
@@ -225,12 +226,14 @@ def run_settings(args: argparse.Namespace, source: str) -> dict:
 
 def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bool, settings: dict) -> None:
     """Without --reuse a run starts afresh: VLMEvalKit would otherwise silently reuse an earlier
-    prediction file of the same model and dataset (made with other settings, maybe) and unpickle
-    its intermediate files (vlmeval/inference.py `infer_data`, vlmeval/smp/file.py `load`), so
-    both are removed. With --reuse the earlier run's settings must match, and the work dir must be
-    trusted: VLMEvalKit unpickles what it finds there."""
+    prediction file of the same model and dataset (made with other settings, maybe) and its
+    intermediate files (vlmeval/inference.py `infer_data`), so both are removed. With --reuse the
+    earlier run's settings must match. Either way, no pickle is left for VLMEvalKit to load: its
+    intermediates are JSON (`bench.no_pickle`), and any other .pkl in the folder is removed."""
+    from .no_pickle import remove_foreign
     from .score import run_record
 
+    remove_foreign(model_dir)  # VLMEvalKit would unpickle them (its resume state), with or without --reuse
     before = run_record(model_dir).get("settings")
     # Predictions of other weights in the folder (another model of the same folder name, or this
     # folder retrained): those of datasets not run now would be scored as this model's.

@@ -102,8 +102,11 @@ def import_vlmeval():
 
     `vlmeval.vlm` switches autograd off for the whole process at import time
     (`torch.set_grad_enabled(False)`); the caller's grad mode is restored, so importing the
-    evaluation side never breaks training in the same process."""
+    evaluation side never breaks training in the same process. Its `.pkl` intermediates are
+    written and read as JSON (`bench.no_pickle`)."""
     import torch
+
+    from . import no_pickle
 
     install_placeholder()
     grad_enabled = torch.is_grad_enabled()
@@ -112,6 +115,7 @@ def import_vlmeval():
         import vlmeval.config  # noqa: F401
     finally:
         torch.set_grad_enabled(grad_enabled)
+    no_pickle.install()
     return vlmeval
 
 

@@ -171,6 +171,20 @@ def test_a_failed_model_is_marked_failed_and_the_others_are_kept(assets, tmp_pat
     assert len(pd.read_excel(work / "model" / "model_SynthCount.xlsx")) == 3
 
 
+class Payload:
+    """Unpickled, it creates its marker file: a pickle that runs code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def payload_pickle(marker: Path) -> bytes:
+    return pickle.dumps(Payload(marker))
+
+
 def test_a_rerun_without_reuse_starts_afresh_and_never_unpickles(assets, tmp_path):
     """VLMEvalKit alone would keep the first run's predictions (made with 2 tokens) and unpickle a
     crafted intermediate file; without --reuse both are removed first. --reuse with other
@@ -181,12 +195,7 @@ def test_a_rerun_without_reuse_starts_afresh_and_never_unpickles(assets, tmp_pat
     short = pd.read_excel(work / "model" / "model_SynthCount.xlsx")["prediction"].astype(str).str.len()
 
     marker = tmp_path / "payload_ran"
-
-    class Payload:
-        def __reduce__(self):
-            return Path.touch, (marker,)
-
-    (work / "model" / "01_SynthCount.pkl").write_bytes(pickle.dumps(Payload()))
+    (work / "model" / "01_SynthCount.pkl").write_bytes(payload_pickle(marker))
     result = bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "12")
     assert result.returncode == 0, result.stderr[-3000:]
     assert not marker.exists()
@@ -210,7 +219,11 @@ def test_reuse_is_refused_for_other_weights_in_the_same_folder_or_unknown_settin
     shutil.copytree(model, mine)
     work = tmp_path / "work"
     assert bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", model=mine).returncode == 0
-    assert bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", "--reuse", model=mine).returncode == 0
+    marker = tmp_path / "payload_ran"  # VLMEvalKit's --reuse would unpickle its rank file (`infer_data`)
+    (work / "model" / "01_SynthCount.pkl").write_bytes(payload_pickle(marker))
+    reused = bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", "--reuse", model=mine)
+    assert reused.returncode == 0 and not marker.exists()
+    assert f"note: {work / 'model' / '01_SynthCount.pkl'}: removed (a pickle" in reused.stderr
     build_tiny(mine, seed=1)  # retrained in place: same folder, same name, other weights
     refused = bench_run(root, work, "--data", "SynthCount", "--max-new-tokens", "2", "--reuse", model=mine)
     assert refused.returncode == 2 and "were made with other settings (weights_sha256=" in errors(refused)[0]
