@@ -27,6 +27,7 @@ import argparse
 import base64
 import hashlib
 import io
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -217,8 +218,15 @@ MIN_SIDE = 28  # pixels: one 2x2 group of Qwen2.5-VL's 14-pixel patches, and roo
 MAX_SIDE = 4096  # pixels: 48 MiB an image, 4x the released max_pixels (1,048,576)
 
 
+def item_bytes(side: int) -> int:
+    """An upper bound on the memory one item takes while a split is built: its image as base64 of an
+    uncompressed PNG (side x side x 3 bytes, x 4/3) and 1 KiB of text."""
+    return side * side * 3 * 4 // 3 + 1024
+
+
 def check_sizes(n: int, side: int, n_train: int = 0) -> None:
-    """Before anything is written: sizes that can make every task."""
+    """Before anything is written: sizes that can make every task, and splits that fit in a quarter
+    of this machine's memory (each split is built in memory before it is written)."""
     if n < 1:
         raise UsageError(f"--n {n}: give at least 1 item per benchmark")
     if side < MIN_SIDE:
@@ -228,6 +236,12 @@ def check_sizes(n: int, side: int, n_train: int = 0) -> None:
                          f"(side x side x 3 bytes); the largest side is {MAX_SIDE}")
     if n_train < 0:
         raise UsageError(f"--train {n_train}: give 0 (no training split) or more rows")
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    need = max(n, n_train) * item_bytes(side)
+    if need > memory // 4:
+        raise UsageError(f"--n {n} --train {n_train} at --side {side}: a split would take up to {need / 2**30:.1f} GiB "
+                         f"of memory while it is built, more than a quarter of this machine's {memory / 2**30:.0f} GiB; "
+                         f"write at most {memory // 4 // item_bytes(side)} items per split")
 
 
 def write(out: Path, n: int, seed: int, side: int, n_train: int = 0, tasks: list[str] | None = None,

@@ -44,7 +44,8 @@ def exit_on_usage_error(main: Callable[[], int | None]) -> int:
     except OSError as exc:
         if exc.errno not in ENVIRONMENT_ERRNOS and not (exc.errno in PATH_ERRNOS and exc.filename):
             raise
-        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f) or "a file"
+        # a rename names its source and destination: the destination is the path the user gave
+        where = exc.filename2 or exc.filename or "a file"
         print(f"error: {where}: {KIND_HINTS.get(exc.errno, exc.strerror)}", file=sys.stderr)
         return 2
     except RecursionError:  # a JSON or YAML value nested thousands deep

@@ -23,6 +23,11 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
         os.close(fd)
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a full disk fails a write(), which names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -80,3 +85,23 @@ def regular_file(path: str | Path) -> Path:
 def read_text_regular(path: str | Path) -> str:
     """The UTF-8 text of a regular file (`regular_file`)."""
     return regular_file(path).read_text(encoding="utf-8")
+
+
+def output_stem(out: str | Path, name: str) -> Path:
+    """The path, without extension, of outputs written as `{stem}.{ext}` for an --out of `out`: a
+    folder (one that exists, or written with a trailing slash, or "." or "/") gets `{out}/{name}`,
+    anything else is the stem itself, less an output extension it ends with (`sub.json`: `sub`).
+    An empty --out is a mistake (UsageError): an unset variable."""
+    from .errors import UsageError
+
+    text = str(out)
+    if not text.strip():
+        raise UsageError("--out '': give a folder, or a path without extension")
+    path = Path(text)
+    if text.endswith(("/", os.sep)) or path.name in ("", ".", "..") or path.is_dir():
+        return path / name
+    return path.with_suffix("") if path.suffix in OUTPUT_SUFFIXES else path
+
+
+OUTPUT_SUFFIXES = (".json", ".md", ".csv", ".tex", ".py")
+"""Extensions `output_stem` drops from a stem it is given (they are added per output)."""

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     s = commands.add_parser("submit", help="leaderboard records and the supported_VLM entry")
     s.add_argument("--work-dir", type=Path, required=True)
     s.add_argument("--model", required=True)
-    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--out", required=True, help="path without extension, or a folder (then named after --model)")
     s.add_argument("--meta", type=json_argument, default=None, help='JSON object of META fields, e.g. \'{"Parameters": "8.3B"}\'')
     s.add_argument("--model-path", help="hub id of the evaluated weights (default: what bench.run loaded)")
     s.add_argument("--mmbench-scores", type=json_argument, default=None,

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from bench.errors import UsageError, exit_on_usage_error
-from bench.fileio import write_json_atomic, write_text_atomic
+from bench.fileio import regular_file, write_json_atomic, write_text_atomic
 
 from .children import child_env
 from .machine import describe
@@ -64,7 +64,10 @@ def item_counts(lmudata: Path | None) -> dict[str, tuple[int, str]]:
     for dataset in table1_datasets():
         tsv = lmudata / f"{dataset}.tsv" if lmudata else None
         if tsv and tsv.is_file():
-            counts[dataset] = (len(pd.read_csv(tsv, sep="\t", usecols=["index"])), str(tsv))
+            try:
+                counts[dataset] = (len(pd.read_csv(regular_file(tsv), sep="\t", usecols=["index"])), str(tsv))
+            except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:  # no index column, not a TSV
+                raise UsageError(f"{tsv}: cannot count its items ({' '.join(str(exc).split())[:120]})") from None
         else:
             counts[dataset] = (FULL_ITEMS[dataset], "published")
     return counts
@@ -151,6 +154,7 @@ def smoke(args: argparse.Namespace) -> int:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be > 0")
     if args.count_items_in and not args.count_items_in.is_dir():
         raise UsageError(f"--count-items-in {args.count_items_in}: no such folder")
+    counts = item_counts(args.count_items_in)  # before any step: a TSV it cannot count stops the smoke now
     deadline = time.monotonic() + args.budget_s
     import torch
 
@@ -189,8 +193,7 @@ def smoke(args: argparse.Namespace) -> int:
         run = json.loads(record.read_text())
         result["generation"], result["cuda_max_memory_gib"] = run.get("generation"), run.get("cuda_max_memory_gib")
         if result["generation"] and result["generation"].get("tokens_per_s"):
-            result["full_run_cost"] = full_run_cost(result["generation"]["tokens_per_s"],
-                                                    item_counts(args.count_items_in))
+            result["full_run_cost"] = full_run_cost(result["generation"]["tokens_per_s"], counts)
     result["torch"] = torch.__version__
     save()
     print(markdown(result))

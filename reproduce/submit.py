@@ -49,7 +49,7 @@ from pathlib import Path
 from jsonschema import Draft202012Validator, ValidationError, validators
 
 from bench.adapter import DEFAULT_PLACEMENT, PAPER_MODELS
-from bench.fileio import read_text_regular
+from bench.fileio import output_stem, read_text_regular
 from bench.prompts import R1_PROMPT
 from bench.score import ResultsError, checked_scores
 
@@ -290,7 +290,9 @@ def evaluated_weights(run: dict, run_file: Path) -> str:
 def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = None,
            model_path: str | None = None, mmbench: dict | None = None,
            boards: tuple[str, ...] = tuple(LEADERBOARDS)) -> list[Path]:
-    """Write {out}.{board}.json for each board, {out}.supported_vlm.py and {out}.pull_request.md."""
+    """Write {out}.{board}.json for each board, {out}.supported_vlm.py and {out}.pull_request.md
+    (`out` a folder: {out}/{model}.{board}.json, ...; `bench.fileio.output_stem`)."""
+    out = output_stem(out, model)
     scores_file = Path(work_dir) / model / "r1_scores.json"
     if not scores_file.exists():
         raise SubmissionError(f"{scores_file}: not found (run python -m bench.score --work-dir {work_dir})")
@@ -321,9 +323,8 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     records = build_records(scored, model, meta, mmbench, tuple(boards))
     from bench.fileio import write_json_atomic, write_text_atomic
 
-    out = Path(out)
-    paths = [write_json_atomic(out.with_suffix(f".{board}.json"), record) for board, record in records.items()]
-    entry = write_text_atomic(out.with_suffix(".supported_vlm.py"),
+    paths = [write_json_atomic(out.with_name(f"{out.name}.{board}.json"), record) for board, record in records.items()]
+    entry = write_text_atomic(out.with_name(f"{out.name}.supported_vlm.py"),
                               supported_vlm_entry(model, model_path, run.get("prompt_placement", DEFAULT_PLACEMENT)))
-    pr = write_text_atomic(out.with_suffix(".pull_request.md"), pull_request_text(model, model_path, run, scores, modes))
+    pr = write_text_atomic(out.with_name(f"{out.name}.pull_request.md"), pull_request_text(model, model_path, run, scores, modes))
     return [*paths, entry, pr]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.adapter import PAPER_MODELS
-from bench.fileio import write_text_atomic
+from bench.fileio import output_stem, write_text_atomic
 from bench.score import ResultsError, checked_scores
 
 from .paper import PaperCell, load_paper_table, paper_cell
@@ -149,8 +149,10 @@ def render(rows: list[Row], columns: list[str], caption: str, with_paper: bool) 
     return {"md": md, "csv": buf.getvalue(), "tex": tex}
 
 
-def write_outputs(outputs: dict[str, str], out: Path) -> list[Path]:
-    return [write_text_atomic(out.with_suffix(f".{ext}"), text) for ext, text in outputs.items()]
+def write_outputs(outputs: dict[str, str], out: str | Path) -> list[Path]:
+    """`{out}.md`, `.csv`, ... (`out` a folder: `{out}/table1.md`, ...; `bench.fileio.output_stem`)."""
+    stem = output_stem(out, "table1")
+    return [write_text_atomic(stem.with_name(f"{stem.name}.{ext}"), text) for ext, text in outputs.items()]
 
 
 def build_dataset_table(work_dirs: list[Path], out: Path, columns: list[str], allow_partial: bool = False,

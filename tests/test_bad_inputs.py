@@ -7,6 +7,7 @@ import ast
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -209,15 +210,6 @@ def test_a_failed_save_removes_its_partial_folder_and_says_the_disk_is_full(tmp_
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [done.name]
 
 
-def test_no_pickle_is_read_on_resume():
-    """Resume restores no RNG state (each step reseeds from seed, step and rank), and the
-    checkpoint code loads nothing with pickle."""
-    import re
-
-    source = (REPO / "train" / "checkpoint.py").read_text()
-    assert not re.search(r"torch\.load\(|pickle\.loads?\(|weights_only=False|rng_rank", source)
-
-
 # ---------------------------------------------------------------- corrupt results files
 @pytest.mark.parametrize("content", [b"[]", b"\xff\xfe not utf-8", b'{"datasets": [1]}', b'{"datasets": {"X": 1}}'],
                          ids=["list", "not UTF-8", "datasets a list", "entry a number"])
@@ -324,6 +316,36 @@ def checkpoint(inputs):
                  "trainer.progress_bar=false", "worker.reward.function=tests.helpers.rewards:length_parity", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return root / "run" / "checkpoints" / "step_1"
+
+
+def test_a_checkpoint_holding_a_pickle_payload_is_refused_and_never_runs(inputs, checkpoint, tmp_path):
+    """DeepSpeed loads its ds/*.pt with torch.load(weights_only=False): resume and export load them
+    weights-only (DeepSpeed's own few classes allowed), so a state file holding an object whose
+    unpickling runs code is refused with one line naming the checkpoint, and the code never runs.
+    The genuine checkpoint resumes and exports (the resume tests check it bit-exact)."""
+    import torch
+
+    from tests.test_bench_run_reliability import Payload
+
+    root, model = inputs
+    run = tmp_path / "run"
+    shutil.copytree(checkpoint.parent, run / "checkpoints")
+    marker = tmp_path / "payload_ran"
+    states = run / "checkpoints" / "step_1" / "ds" / "mp_rank_00_model_states.pt"
+    genuine = torch.load(states, weights_only=True)
+    torch.save({**genuine, "client_state": Payload(marker)}, states)
+    resumed = cli("train", "--config", str(TINY), f"worker.actor.model.model_path={model}",
+                  f"data.train_files={root / 'train.parquet'}", f"trainer.output_dir={run}", "trainer.max_steps=2",
+                  "trainer.resume=auto", "trainer.progress_bar=false",
+                  "worker.reward.function=tests.helpers.rewards:length_parity", timeout=600)
+    errors = [line for line in resumed.stderr.splitlines() if line.startswith("error: ")]  # after the model's load bar
+    assert resumed.returncode == 2 and len(errors) == 1, resumed.stderr[-2000:]
+    assert f"{run / 'checkpoints' / 'step_1'}: its DeepSpeed state holds more than tensors" in errors[0]
+    assert "(Unsupported global: GLOBAL getattr was not an allowed global by default)" in errors[0]
+    exported = cli("train.export", str(run / "checkpoints" / "step_1"), str(tmp_path / "hf"))
+    errors = [line for line in exported.stderr.splitlines() if line.startswith("error: ")]
+    assert exported.returncode == 2 and len(errors) == 1 and "its DeepSpeed state holds more than tensors" in errors[0]
+    assert not marker.exists() and not (tmp_path / "hf").exists()
 
 
 READ_ONLY_CASES = [
@@ -453,13 +475,102 @@ DEEP = "[" * 20_000
     (("bench.data", "--out", "{file}", "--n", "2"), "{file}: exists already (a file where a folder is needed?)"),
     (("train.tiny", "--out", "{file}"), "{file}: exists already (a file where a folder is needed?)"),
     (("reproduce.paper_smoke", "--out", "{file}", "--shape", "tiny"), "{file}/LMUData: a file where a folder is needed"),
-], ids=["bench.data", "train.tiny", "paper_smoke"])
+    (("bench.verify", "--jsonl", "{rows}", "--out", "{folder}"), "{folder}: a folder where a file is needed"),
+    (("reproduce.wheelhouse", "--out", "{file}"), "{file}: exists already (a file where a folder is needed?)"),
+    (("train.export", "{folder}", "{file}"), "{folder}: not a complete training checkpoint"),
+    (("reproduce", "submit", "--work-dir", "{folder}", "--model", "m", "--out", ""),
+     "--out '': give a folder, or a path without extension"),
+    (("reproduce", "table1", "--work-dir", "{folder}", "--out", "{file}/t"), "{file}: exists already"),
+], ids=["bench.data", "train.tiny", "paper_smoke", "bench.verify", "wheelhouse", "train.export", "submit", "table1"])
 def test_an_output_path_of_the_wrong_kind_is_one_line_for_every_entry_point(tmp_path, args, needle):
     """One wrapper (bench.errors.exit_on_usage_error) turns a path error into one line naming the path."""
-    afile = tmp_path / "afile"
+    afile, folder, rows = tmp_path / "afile", tmp_path / "adir", tmp_path / "rows.jsonl"
     afile.write_text("mine")
-    line = one_error(cli(*(a.format(file=afile) for a in args)))
-    assert line == f"error: {needle.format(file=afile)}" and afile.read_text() == "mine"
+    folder.mkdir()
+    rows.write_text(json.dumps({"response": "\\boxed{1}", "answer": "1"}) + "\n")
+    if "table1" in args:
+        good_scores(folder)
+    names = {"file": afile, "folder": folder, "rows": rows}
+    line = one_error(cli(*(a.format(**names) for a in args)))
+    assert line.startswith(f"error: {needle.format(**names)}"), line
+    assert afile.read_text() == "mine" and not list(tmp_path.glob("*.tmp")) and not list(folder.glob(".*"))
+
+
+def test_an_export_never_replaces_a_folder_that_is_not_an_earlier_export(inputs, checkpoint, tmp_path):
+    """`train.export CKPT OUT` used to remove whatever OUT was (a file: rename failed, leaving
+    OUT.tmp/; a folder: deleted). Only an earlier export (it holds training_config.yaml) is replaced."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for out in (mine, tmp_path / "afile"):
+        if out.name == "afile":
+            out.write_text("mine")
+        line = one_error(cli("train.export", str(checkpoint), str(out)))
+        assert f"{out}: exists and is not an earlier export" in line
+    assert (mine / "notes.txt").read_text() == "keep me" and (tmp_path / "afile").read_text() == "mine"
+    assert not list(tmp_path.glob("*.tmp"))
+    first = cli("train.export", str(checkpoint), str(tmp_path / "hf"))
+    assert first.returncode == 0 and (tmp_path / "hf" / "training_config.yaml").is_file()
+    assert cli("train.export", str(checkpoint), str(tmp_path / "hf")).returncode == 0  # an export is replaced
+
+
+@pytest.mark.parametrize("out, written", [
+    (".", "R1-ShareVL-7B.reasoning.json"), ("sub/", "sub/R1-ShareVL-7B.reasoning.json"),
+    ("sub.json", "sub.reasoning.json"), ("other", "other.reasoning.json"),
+])
+def test_submit_and_table1_out_is_a_stem_or_a_folder(tmp_path, out, written):
+    """--out '.' and '/' used to be tracebacks and 'dir/' wrote beside the folder: a folder gets
+    files named after the model (the table: table1.*) inside it."""
+    good_scores(tmp_path / "work", "R1-ShareVL-7B")
+    (tmp_path / "sub").mkdir()
+    result = subprocess.run([sys.executable, "-m", "reproduce", "submit", "--work-dir", str(tmp_path / "work"), "--model",
+                             "R1-ShareVL-7B", "--out", out, "--boards", "reasoning"], capture_output=True, text=True,
+                            cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / written).is_file()
+    from reproduce.table1 import build_dataset_table
+
+    paths = build_dataset_table([tmp_path / "work"], tmp_path / "sub", ["MathVista_MINI"], allow_partial=True)
+    assert paths[0] == tmp_path / "sub" / "table1.md"
+
+
+def test_sizes_bench_data_cannot_hold_are_refused_before_anything_is_written(tmp_path):
+    """`bench.data --n 100000000` grew memory without bound for minutes."""
+    for args in (("--n", "100000000"), ("--n", "1", "--train", "100000000")):
+        line = one_error(cli("bench.data", "--out", str(tmp_path / "d"), *args))
+        assert "a split would take up to" in line and "more than a quarter of this machine's" in line
+    assert not (tmp_path / "d").exists()
+
+
+def test_paper_smoke_checks_the_tsvs_it_counts_before_any_step(tmp_path):
+    (tmp_path / "tsvs").mkdir()
+    (tmp_path / "tsvs" / "MathVista_MINI.tsv").write_text("a\tb\n1\t2\n")
+    line = one_error(cli("reproduce.paper_smoke", "--out", str(tmp_path / "o"), "--shape", "tiny", "--count-items-in",
+                         str(tmp_path / "tsvs")))
+    assert f"{tmp_path / 'tsvs' / 'MathVista_MINI.tsv'}: cannot count its items" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_yaml_nested_thousands_deep_names_the_file_or_the_override(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text(TINY.read_text() + "\nx: " + "[" * 3000 + "\n")
+    assert one_error(cli("train", "--config", str(deep), "--dry-run")) == \
+        f"error: {deep}: the config is nested too deeply to be read"
+    line = one_error(cli("train", "--config", str(TINY), "--dry-run", "trainer.seed=" + "[" * 3000))
+    assert line == "error: override 'trainer.seed': the value is nested too deeply to be read"
+
+
+def test_a_full_disk_during_an_atomic_write_names_the_file(tmp_path, capsys):
+    """A write() that fails for a full disk names no file: the atomic writer names the one it was
+    writing, and leaves no temporary file."""
+    from bench.fileio import write_atomic
+
+    def full(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    assert exit_on_usage_error(lambda: write_atomic(tmp_path / "bench_run.json", full)) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'bench_run.json'}: No space left on device\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("option", ["--meta", "--mmbench-scores"])

@@ -7,20 +7,28 @@ that, so a killed save never leaves a corrupt "latest". A save that fails (a ful
 its `.tmp` folder and says why.
 
 No RNG state is stored: every step reseeds its generators from (trainer.seed, step, rank), so a
-resumed run draws exactly what an uninterrupted one would (`test_resume_is_exact`), and nothing
-has to be unpickled on resume.
+resumed run draws exactly what an uninterrupted one would (`test_resume_is_exact`). DeepSpeed's
+`ds/*.pt` files are pickles that it loads with `torch.load(weights_only=False)`
+(deepspeed/runtime/checkpoint_engine/torch_checkpoint_engine.py:37 and
+deepspeed/utils/zero_to_fp32.py:146/153/204 in DeepSpeed 0.19.8); resume and `train.export` load
+them inside `weights_only_loading()`, which makes every `torch.load` a weights-only one with the
+four DeepSpeed classes its state holds allowed (`DEEPSPEED_SAFE_GLOBALS`), so a checkpoint holding
+anything else is refused, not run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import pickle
 import re
 import shutil
 import sys
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 import yaml
 
@@ -133,10 +141,44 @@ def find_resume(output_dir: str | Path, resume: str) -> Path | None:
     return newest
 
 
+def deepspeed_safe_globals() -> list[type]:
+    """The classes DeepSpeed's checkpoint state holds besides tensors and plain containers (found
+    with `torch.serialization.get_unsafe_globals_in_checkpoint` on ZeRO-1/2/3 checkpoints)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+
+@contextlib.contextmanager
+def weights_only_loading(checkpoint: Path):
+    """Within: every `torch.load` (DeepSpeed's own calls included) is weights-only, with
+    `deepspeed_safe_globals` allowed; a file that needs anything else is a UsageError naming
+    `checkpoint`, and nothing in it runs."""
+    original = torch.load
+
+    def load(*args, weights_only=None, **kwargs):  # noqa: ARG001 - DeepSpeed passes False
+        return original(*args, weights_only=True, **kwargs)
+
+    torch.load = load
+    try:
+        with torch.serialization.safe_globals(deepspeed_safe_globals()):
+            yield
+    except pickle.UnpicklingError as exc:
+        text = str(exc)  # torch's message: advice, then "WeightsUnpickler error: Unsupported global: ..."
+        reason = " ".join(text.split("WeightsUnpickler error:")[-1].split(". Please use")[0].split())[:160]
+        raise UsageError(f"{checkpoint}: its DeepSpeed state holds more than tensors and DeepSpeed's own state, so it "
+                         f"is not loaded ({reason})") from None
+    finally:
+        torch.load = original
+
+
 def load_checkpoint(engine, path: Path, world: int = 1) -> dict:
     """Restore the engine's state; returns the trainer state (step, data position), checked first."""
     state = read_state(path / "trainer_state.json", world)
-    engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
+    with weights_only_loading(path):
+        engine.load_checkpoint(str(path), tag=DS_TAG, load_optimizer_states=True, load_lr_scheduler_states=True)
     return state
 
 

@@ -403,6 +403,8 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
             raise ConfigError(f"{file}: cannot read the config ({exc.strerror or exc})") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{file}: the config is not UTF-8 text") from None
+        except RecursionError:
+            raise ConfigError(f"{file}: the config is nested too deeply to be read") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
@@ -418,7 +420,9 @@ def load_config(path: str | Path | list | None = None, overrides: list[str] | No
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
-            raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+            raise ConfigError(f"override {item[:60]!r}: the value is not valid YAML") from None
+        except RecursionError:
+            raise ConfigError(f"override {key.strip()!r}: the value is nested too deeply to be read") from None
         _check_size(value, f"override {key.strip()}")
         _set_dotted(tree, key.strip(), value)
     cfg = _build(Config, tree, "")

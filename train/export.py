@@ -14,17 +14,17 @@ import yaml
 
 from bench.errors import UsageError, exit_on_usage_error
 
-from .checkpoint import DS_TAG, is_complete
+from .checkpoint import DS_TAG, is_complete, weights_only_loading
 
 
 def consolidated_state_dict(checkpoint: Path) -> dict[str, torch.Tensor]:
     ds_dir = checkpoint / DS_TAG
-    if any(ds_dir.glob("*optim_states.pt")) and any(ds_dir.glob("zero_pp_rank_*")):
-        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    with weights_only_loading(checkpoint):
+        if any(ds_dir.glob("*optim_states.pt")) and any(ds_dir.glob("zero_pp_rank_*")):
+            from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-        return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=DS_TAG)
-    states = torch.load(ds_dir / "mp_rank_00_model_states.pt", map_location="cpu", weights_only=True)  # tensors only
-    return states["module"]
+            return get_fp32_state_dict_from_zero_checkpoint(str(checkpoint), tag=DS_TAG)
+        return torch.load(ds_dir / "mp_rank_00_model_states.pt", map_location="cpu")["module"]
 
 
 def export(checkpoint: str | Path, out: str | Path) -> Path:
@@ -41,6 +41,10 @@ def export(checkpoint: str | Path, out: str | Path) -> Path:
         base, frozen = cfg["worker"]["actor"]["model"]["model_path"], cfg["worker"]["actor"]["model"]["freeze_vision_tower"]
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise UsageError(f"{checkpoint / 'config.yaml'}: not valid YAML of a training config ({type(exc).__name__})") from None
+    out = out.resolve()  # "." or "dir/" name the folder itself
+    if out.exists() and not (out.is_dir() and (out / "training_config.yaml").is_file()):
+        raise UsageError(f"{out}: exists and is not an earlier export (no training_config.yaml); give a new folder "
+                         "(an export replaces only an earlier export)")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)  # an unwritable destination stops here, before the model loads
