@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import exit_on_usage_error
 from .fileio import read_text_regular, regular_file, write_json_atomic, write_text_atomic
 from .lock import holder
 from .provenance import file_sha256, index_digest, index_key
@@ -477,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-unverified", action="store_true",
                         help="also score prediction files bench.run did not record (marked unverified everywhere)")
     args = parser.parse_args(argv)
+    return exit_on_usage_error(lambda: _score(args))
+
+
+def _score(args: argparse.Namespace) -> int:
     try:
         frame = score_work_dir(args.work_dir, args.mode, args.allow_unverified)
     except ResultsError as exc:

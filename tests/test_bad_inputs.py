@@ -376,6 +376,25 @@ def test_a_read_only_output_folder_is_one_line(inputs, checkpoint, tmp_path, bui
     assert str(ro) in line and ("Read-only file system" in line or "cannot write there" in line), line
 
 
+@pytest.mark.parametrize("setup", ["read-only", "full"])
+def test_bench_score_on_a_read_only_or_full_work_folder_is_one_line(inputs, tmp_path, setup):
+    """bench.score writes its scores into the work folder: read-only (errno 30) or full (errno 28)
+    is one line naming the file, not a traceback."""
+    root, _ = inputs
+    work = tmp_path / "work"
+    work.mkdir()
+    if setup == "read-only":
+        shutil.copytree(root / "scored", work, dirs_exist_ok=True)
+        mount = read_only(work)
+    else:  # a 64 KiB tmpfs, filled up once the inputs are in it
+        mount = (f"mount -t tmpfs -o size=64k tmpfs {work} && cp -r {root / 'scored'}/. {work} && "
+                 f"(head -c 1M /dev/zero > {work}/filler 2>/dev/null; true)")
+    result = in_mount_namespace(mount, sys.executable, "-m", "bench.score", "--work-dir", str(work))
+    line = one_error(result)
+    assert str(work) in line and ("Read-only file system" in line if setup == "read-only" else
+                                  "No space left on device" in line), line
+
+
 def test_a_full_disk_during_a_checkpoint_is_cleaned_up_and_named(inputs, tmp_path):
     """The output folder is a 1 MiB tmpfs: the lock, config and metrics fit, a checkpoint does not."""
     import pandas as pd
