@@ -668,6 +668,28 @@ def verdict(a: str, b: str, diff: float, se: float) -> str:
     return f"{ahead} is ahead of {behind} by {abs(diff):.1f} ± {se:.1f} points"
 
 
+def rl_gain(diff: float, se: float, above: int, seeds: int) -> str:
+    """The sentence on RL's gain over the warm start (GRPO - Base, with its standard error), by the
+    2-SE rule of every other verdict: no gain is claimed unless the difference exceeds 2 SE."""
+    runs = f"{above} of {seeds} seed{'s' * (seeds != 1)} above it"
+    if diff > 2 * se:
+        return f"RL learns: GRPO is {diff:+.1f} ± {se:.1f} points above the warm start on average ({runs})."
+    if diff < -2 * se:
+        return f"RL loses ground: GRPO is {diff:+.1f} ± {se:.1f} points below the warm start on average ({runs})."
+    return (f"RL: no gain over the warm start is detectable at this size (GRPO {diff:+.1f} ± {se:.1f} points; "
+            f"{runs}).")
+
+
+def speed_verdict(diff: float, se: float) -> str:
+    """Which method learns faster, from the difference of the areas under the held-out curves
+    (Share-GRPO - GRPO) and its standard error, by the 2-SE rule."""
+    if diff > 2 * se:
+        return "Share-GRPO learns faster"
+    if diff < -2 * se:
+        return "GRPO learns faster"
+    return "neither learns detectably faster"
+
+
 def compare(rows: dict, tasks: tuple[str, ...], items: int) -> dict:
     """Held-out averages (mean over tasks, per run) of every row with their standard errors, and
     the differences that the conclusions rest on."""
@@ -787,8 +809,7 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
     rendered = render(list(rows.values()), tasks, caption, with_paper=False)
     g, e, c = result["grpo_vs_base"], result["equal_responses"], result["equal_cost"]
     sentences = [
-        f"RL learns: GRPO is {g['diff']:+.1f} ± {g['se']:.1f} points above the warm start on average "
-        f"({result['grpo_runs_above_base']} of {len(spec.seeds)} seeds above it).",
+        rl_gain(g["diff"], g["se"], result["grpo_runs_above_base"], len(spec.seeds)),
         f"At equal generated responses per question, {verdict('Share-GRPO', 'GRPO', e['diff'], e['se'])}.",
         f"At about equal cost ({half_cost:.2f}x GRPO's tokens), {verdict(EQUAL_COST, 'GRPO', c['diff'], c['se'])}.",
         f"Power: with {len(spec.seeds)} seed{'s' * (len(spec.seeds) != 1)} and {spec.bench_items} items per task "
@@ -819,9 +840,8 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
     sentences.append(f"Learning speed (area under the held-out curve over {spec.rl_steps} steps, the mean held-out "
                      f"accuracy over training): Share-GRPO {statistics.fmean(curves['Share-GRPO']['auc']):.1f} ± "
                      f"{curves['Share-GRPO']['auc_se']:.1f}, GRPO {statistics.fmean(curves['GRPO']['auc']):.1f} ± "
-                     f"{curves['GRPO']['auc_se']:.1f}; " + ("Share-GRPO learns faster" if a["diff"] > 2 * a["se"] else
-                     "GRPO learns faster" if a["diff"] < -2 * a["se"] else "neither learns detectably faster")
-                     + f" ({a['diff']:+.1f} ± {a['se']:.1f} points).")
+                     f"{curves['GRPO']['auc_se']:.1f}; {speed_verdict(a['diff'], a['se'])} "
+                     f"({a['diff']:+.1f} ± {a['se']:.1f} points).")
     lines.append("\n**Held-out accuracy at the same steps** (average over tasks, mean over seeds; step 0 is the warm "
                  "start; `heldout_curves.png` plots it against steps and against cost).\n\n"
                  "| method | " + " | ".join(f"step {x}" for x in curves["steps"]) + " | area under the curve |\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import random
 from pathlib import Path
 
@@ -277,7 +278,59 @@ def test_learning_curve_areas_hand_worked(tmp_path):
     assert curves["steps"] == [0, 1, 2]
     assert curves["GRPO"]["accuracy"] == [[40.0, 50.0, 60.0]] and curves["GRPO"]["auc"] == [50.0]
     assert curves["Share-GRPO"]["auc"] == [55.0] and curves["Share-GRPO"]["cost"] == [[0.0, 200.0, 400.0]]
-    assert curves["auc_diff"]["diff"] == pytest.approx(5.0) and curves["auc_diff"]["se"] > 0
+    # each area's error: the binomial error over items x tasks x points x seeds answers (3 x 3 x 3 x 1 = 27),
+    # no seed-to-seed term with one seed; counted over one benchmark's items (9) it would be sqrt(3)x larger
+    assert len(tasks) == 3 and spec.bench_items == 3
+    assert curves["GRPO"]["auc_se"] == pytest.approx(100 * math.sqrt(0.50 * 0.50 / 27))  # 9.62
+    assert curves["Share-GRPO"]["auc_se"] == pytest.approx(100 * math.sqrt(0.55 * 0.45 / 27))  # 9.57
+    assert curves["auc_diff"]["diff"] == pytest.approx(5.0)
+    assert curves["auc_diff"]["se"] == pytest.approx(math.hypot(100 * math.sqrt(0.25 / 27), 100 * math.sqrt(0.2475 / 27)))
+
+
+def test_learning_curve_area_error_with_seeds_hand_worked(tmp_path):
+    """Two seeds, GRPO areas 50 and 60 (mean 55): binomial sqrt(.55 x .45 / (3 x 3 x 3 x 2)) x 100 = 6.77
+    and seed-to-seed std / sqrt(2) = 7.07 / 1.414 = 5.0, combined 8.42."""
+    from dataclasses import replace
+
+    from reproduce.mini import SMOKE, learning_curves, load_metrics, step_name
+
+    spec = replace(SMOKE, seeds=(1, 2))
+    at = {"Base": 40.0}
+    for seed, last in ((1, 60.0), (2, 100.0)):  # areas (40 + 50) / 2 / 2 + (50 + last) / 2 / 2 = 50, 60
+        at |= {step_name(f"GRPO-s{seed}", 1): 50.0, f"GRPO-s{seed}": last,
+               step_name(f"Share-GRPO-s{seed}", 1): 50.0, f"Share-GRPO-s{seed}": last}
+    scores = {model: {t: {"accuracy": v} for t in spec.tasks} for model, v in at.items()}
+    rl = {f"{m}-s{s}": _metrics_run(tmp_path / f"{m}-s{s}", 2, 1.0, 100.0) for m in ("GRPO", "Share-GRPO") for s in (1, 2)}
+    curves = learning_curves(spec, scores, {name: load_metrics(path) for name, path in rl.items()})
+    assert curves["GRPO"]["auc"] == [50.0, 60.0]
+    binomial, runs = 100 * math.sqrt(0.55 * 0.45 / 54), math.sqrt(50.0) / math.sqrt(2)
+    assert runs == pytest.approx(5.0)
+    assert curves["GRPO"]["auc_se"] == pytest.approx(math.hypot(binomial, runs))  # 8.42
+
+
+@pytest.mark.parametrize(("diff", "se", "expected"), [
+    (2.01, 1.0, "Share-GRPO learns faster"), (-2.01, 1.0, "GRPO learns faster"),
+    (1.5, 1.0, "neither learns detectably faster"), (-1.9, 1.0, "neither learns detectably faster"),
+    (2.0, 1.0, "neither learns detectably faster"), (0.0, 0.0, "neither learns detectably faster"),
+])
+def test_the_learning_speed_verdict_claims_only_beyond_two_standard_errors(diff, se, expected):
+    from reproduce.mini import speed_verdict
+
+    assert speed_verdict(diff, se) == expected
+
+
+@pytest.mark.parametrize(("diff", "se", "start"), [
+    (1.8, 2.4, "RL: no gain over the warm start is detectable at this size (GRPO +1.8 ± 2.4 points; 2 of 3 seeds"),
+    (10.9, 2.4, "RL learns: GRPO is +10.9 ± 2.4 points above the warm start on average (2 of 3 seeds above it)."),
+    (-6.0, 2.0, "RL loses ground: GRPO is -6.0 ± 2.0 points below the warm start"),
+    (4.8, 2.4, "RL: no gain over the warm start is detectable"),
+])
+def test_the_rl_gain_sentence_is_computed_by_the_two_se_rule(diff, se, start):
+    """The committed table once opened with "RL learns: GRPO is +1.8 ± 2.4 points above the warm
+    start", fixed text, for a gain no larger than its error."""
+    from reproduce.mini import rl_gain
+
+    assert rl_gain(diff, se, 2, 3).startswith(start)
 
 
 def test_the_comparisons_the_conclusions_rest_on_hand_worked():
