@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     a = commands.add_parser("ablations", help="the paper's ablation tables at the CPU scale")
     a.add_argument("--force", action="store_true")
     args = parser.parse_args(argv)
+    if args.command == "ablations" or (args.command == "run" and args.scale == "mini"):
+        from .numerics import pin
+
+        pin(sys.argv[1:] if argv is None else argv)  # one instruction set and thread layout (reproduce/numerics.py)
     if args.command in ("run", "ablations"):
         from .children import end_children_on_exit
 

@@ -55,6 +55,7 @@ from bench.score import checked_scores, run_record, unlike_record
 from .children import run as run_child
 from .children import spawn
 from .machine import describe
+from .numerics import recorded
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "reproduce" / "configs"
@@ -867,7 +868,9 @@ def write_results(spec: MiniSpec, runs: Path, work: Path, rl: dict, out: Path, e
             "held_out": result, "share_step_time_ratio": ratio, "equal_time_fraction": half_time,
             "equal_cost_fraction": half_cost, "learning_curves": curves,
             "conclusion": sentences,
-            "warm_start": json.loads((runs / "models" / "Base" / "done.json").read_text()),
+            "warm_start": {**json.loads((runs / "models" / "Base" / "done.json").read_text()),
+                           "weights_sha256": weights_digest(runs / "models" / "Base")},
+            "numerics": recorded(),
             "versions": {p: version(p) for p in ("torch", "transformers", "deepspeed", "ms-vlmeval", "math-verify")},
             "machine": describe(),
             "commit": _commit()}

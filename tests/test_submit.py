@@ -192,3 +192,16 @@ def test_submit_refuses_with_the_reason_and_writes_nothing(tmp_path, setup, kwar
         submit(work, kwargs.pop("model"), tmp_path / "sub.json", **kwargs)
     assert message in str(err.value)
     assert not list(tmp_path.glob("sub.*"))
+
+
+@pytest.mark.parametrize("given", [
+    {"MMBench_TEST_EN_V11": 0.821, "MMBench_TEST_CN_V11": 80.4},
+    {"MMBench_TEST_EN_V11": {"Overall": 0.821, "AR": 0.79}, "MMBench_TEST_CN_V11": 80.4},
+])
+def test_mmbench_server_scores_on_the_0_1_scale_are_refused_not_rounded(given):
+    """The server's 0.821 was written as 0.8: a score on the 0-1 scale is refused, naming it."""
+    from reproduce.submit import mmbench_blocks
+
+    with pytest.raises(SubmissionError, match=r"look like the 0-1 scale .*0\.821"):
+        mmbench_blocks(given)
+    assert mmbench_blocks({"MMBench_TEST_EN_V11": 82.1})["MMBench_TEST_EN_V11"] == {"Overall": 82.1}
