@@ -55,11 +55,11 @@ def recorded() -> dict:
 PROBES = {
     # the tests' (tiny model, a few steps)
     "smoke": dict(seeds=(1,), bench_items=3, train_rows=32, warm_eval_items=4, side=56, model_size="tiny",
-                  vision_steps=2, warmup_max_steps=2, warmup_eval_every=2, rl_steps=2, rl_save_freq=1,
+                  vision_steps=2, warmup_steps=2, warmup_eval_every=2, rl_steps=2, rl_save_freq=1,
                   curve_steps=(1, 2), parallel=1,
                   extra_overrides=("data.min_pixels=3136", "data.max_pixels=3136", "data.max_response_length=8")),
     # the miniature's own model and data, its warm start cut to 50 + 50 steps and 4 RL steps
-    "pilot": dict(seeds=(1,), train_rows=600, warm_eval_items=32, vision_steps=50, warmup_max_steps=50,
+    "pilot": dict(seeds=(1,), train_rows=600, warm_eval_items=32, vision_steps=50, warmup_steps=50,
                   warmup_eval_every=50, rl_steps=4, rl_save_freq=2, curve_steps=(2, 4), parallel=1),
 }
 
