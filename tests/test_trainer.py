@@ -152,8 +152,11 @@ def test_resume_is_exact(assets, tmp_path):
     for x, y in zip(a, b, strict=True):
         for key in ("actor/pg_loss", "reward/mean", "actor/grad_norm", "adv/abs_mean", "response/length_mean"):
             assert x[key] == pytest.approx(y[key], abs=1e-6), (x["step"], key)
-    sa = torch.load(straight / "checkpoints/step_4/ds/mp_rank_00_model_states.pt", weights_only=False)["module"]
-    sb = torch.load(resumed / "checkpoints/step_4/ds/mp_rank_00_model_states.pt", weights_only=False)["module"]
+    from train.checkpoint import weights_only_loading
+
+    with weights_only_loading(straight):  # DeepSpeed's state, read as resume reads it: nothing unpickled
+        sa = torch.load(straight / "checkpoints/step_4/ds/mp_rank_00_model_states.pt")["module"]
+        sb = torch.load(resumed / "checkpoints/step_4/ds/mp_rank_00_model_states.pt")["module"]
     for k in sa:
         torch.testing.assert_close(sa[k], sb[k], atol=1e-6, rtol=0)
     # save_limit=2 kept the last two checkpoints only
@@ -298,7 +301,10 @@ def test_bf16_on_cpu(assets, tmp_path):
               "worker.actor.bf16=true")
     rows = metrics(out)
     assert all(v == v and abs(v) != float("inf") for r in rows for v in r.values())
-    state = torch.load(out / "checkpoints/step_2/ds/mp_rank_00_model_states.pt", weights_only=False)["module"]
+    from train.checkpoint import weights_only_loading
+
+    with weights_only_loading(out):
+        state = torch.load(out / "checkpoints/step_2/ds/mp_rank_00_model_states.pt")["module"]
     assert {v.dtype for v in state.values()} == {torch.bfloat16}
 
 

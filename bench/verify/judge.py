@@ -150,6 +150,7 @@ class _Worker:
         header = self.proc.stdout.read(4)
         if len(header) < 4:
             raise EOFError("verifier worker exited")
+        # the pipe from the worker this process started, never a file: only our own child writes it
         return pickle.loads(self.proc.stdout.read(struct.unpack("<I", header)[0]))
 
     def kill(self) -> None:

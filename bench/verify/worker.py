@@ -69,6 +69,7 @@ def serve(stdin, stdout, limit_cpu=_limit_cpu) -> None:
 
     _reply(stdout, "ready")
     while header := stdin.read(4):
+        # the pipe from the parent that started this worker, never a file: only our own process writes it
         judge, pred, gold, bound_s = pickle.loads(stdin.read(struct.unpack("<I", header)[0]))
         limit_cpu(bound_s)
         try:
