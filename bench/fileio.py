@@ -23,13 +23,10 @@ def write_atomic(path: str | Path, write: Callable[[str], None]) -> Path:
         os.close(fd)
         write(tmp)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None:  # a full disk fails a write(), which names no file: name the one being written
+        if isinstance(exc, OSError) and exc.filename is None:  # a full disk fails a write(), which names no file
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
