@@ -66,10 +66,12 @@ cell. pandas' default markers ("None", "NA", "null", "N/A", "nan", "NaN", ...) a
 benchmarks have (read as missing, 6 of 7 such exact answers scored 0)."""
 
 
-def read_predictions(path: Path, text: bool = False) -> pd.DataFrame:
-    """A results file as a frame. `text`: every cell as the string it holds (empty cells "", no
-    value read as missing: see EMPTY_MARKERS), as scoring and coverage checks read it; otherwise
-    pandas' types, for the files this project rewrites in place."""
+def read_predictions(path: Path, text: bool = False, require: tuple[str, ...] = ("answer", "prediction")
+                     ) -> pd.DataFrame:
+    """A results file as a frame (.xlsx, .tsv, .csv or JSON), with the columns `require`. `text`:
+    every cell as the string it holds (empty cells "", no value read as missing: see
+    EMPTY_MARKERS), as scoring and coverage checks read it; otherwise pandas' types, for the files
+    this project rewrites in place."""
     as_text = {"dtype": str, "keep_default_na": False} if text else {}
     try:
         regular_file(path)
@@ -85,7 +87,7 @@ def read_predictions(path: Path, text: bool = False) -> pd.DataFrame:
                 frame = frame.map(lambda v: "" if v is None else v if isinstance(v, str) else json.dumps(v))
     except Exception as exc:  # noqa: BLE001 - any reader failure is a broken results file
         raise ResultsError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
-    missing = {"answer", "prediction"} - set(frame.columns)
+    missing = set(require) - set(frame.columns)
     if missing:
         raise ResultsError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
     return frame

@@ -19,16 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--allow-unverified", action="store_true",
                    help="use scores of predictions bench.run did not record (their rows are labelled unverified)")
     t.add_argument("--columns", nargs="+", help="dataset names as columns instead of the paper's six (no paper values)")
-    s = commands.add_parser("submit", help="leaderboard records and the supported_VLM entry")
+    s = commands.add_parser("submit", help="the OpenVLM leaderboard record and the supported_VLM entry")
     s.add_argument("--work-dir", type=Path, required=True)
     s.add_argument("--model", required=True)
     s.add_argument("--out", required=True, help="path without extension, or a folder (then named after --model)")
     s.add_argument("--meta", type=json_argument, default=None, help='JSON object of META fields, e.g. \'{"Parameters": "8.3B"}\'')
     s.add_argument("--model-path", help="hub id of the evaluated weights (default: what bench.run loaded)")
     s.add_argument("--mmbench-scores", type=json_argument, default=None,
-                   help='the official MMBench server\'s scores, e.g. \'{"MMBench_TEST_EN_V11": 82.1, '
-                        '"MMBench_TEST_CN_V11": 80.4}\' (the OpenVLM record needs them)')
-    s.add_argument("--boards", nargs="+", default=["openvlm", "reasoning"], help="records to write")
+                   help='the official MMBench server\'s per-category result file of each split, e.g. '
+                        '\'{"MMBench_TEST_EN_V11": "en.xlsx", "MMBench_TEST_CN_V11": "cn.xlsx"}\' (the record needs them)')
     r = commands.add_parser("run", help="the whole Table 1 pipeline at a scale (what make reproduce-table1 runs)")
     r.add_argument("--scale", required=True, help="mini (CPU, default of make) or paper (GPU)")
     r.add_argument("--ckpt", nargs="*", default=[], help="SCALE=paper: trained checkpoints to add as rows")
@@ -81,8 +80,7 @@ def tables(args) -> int:
                 paths = build_paper_table1(args.work_dir, args.out, args.allow_partial, args.allow_unverified)
             print(paths[0].read_text())
         else:
-            paths = submit(args.work_dir, args.model, args.out, args.meta, args.model_path, args.mmbench_scores,
-                           tuple(args.boards))
+            paths = submit(args.work_dir, args.model, args.out, args.meta, args.model_path, args.mmbench_scores)
     except (TableError, SubmissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -93,25 +93,37 @@ def mmbench_v11(model: str, item: dict) -> float:
 
 
 def main_table(results: dict, fields: tuple[str, ...] = MAIN_FIELDS) -> dict[str, dict]:
-    """Per model: META columns, each field's score (None where the model lacks it) and the average
-    score, None when any field is missing."""
+    """Per model: META columns, each field's score (None where the model lacks it), the average
+    score and the average rank (1 + the number of models with a higher score, per field), both
+    None when any field is missing."""
     table = {}
     for model, item in results.items():
         row = meta_row(model, item)
-        scores = []
         for field in fields:
             if field == "MMBench_V11":
-                value = mmbench_v11(model, item)
+                row[field] = mmbench_v11(model, item)
             elif field in item:
-                value = _score(model, item, field, "Final Score" if field == "OCRBench" else "Overall")
+                row[field] = _score(model, item, field, "Final Score" if field == "OCRBench" else "Overall")
             else:
-                value = None
-            row[field] = value
-            scale = {"MME": 28, "OCRBench": 10}.get(field, 1)
-            scores.append(None if value is None else value / scale)
-        row["Avg Score"] = None if None in scores or not scores else round(sum(scores) / len(scores), 1)
+                row[field] = None
         table[model] = row
+    for row in table.values():
+        scores = [None if row[f] is None else row[f] / {"MME": 28, "OCRBench": 10}.get(f, 1) for f in fields]
+        ranks = [None if row[f] is None else 1 + sum(1 for other in table.values() if other[f] is not None
+                                                     and other[f] > row[f]) for f in fields]
+        row["Avg Score"] = None if None in scores or not scores else round(sum(scores) / len(scores), 1)
+        row["Avg Rank"] = None if None in ranks or not ranks else round(sum(ranks) / len(ranks), 2)
     return table
+
+
+def row_markdown(data: dict, model: str) -> str:
+    """`model`'s row of the app's main table as it opens (its default columns: the META essentials,
+    Avg Score, Avg Rank and DEFAULT_BENCH), as a markdown table; "-" where the app shows nothing."""
+    row = load(data)["default"][model]
+    columns = ["Method", "Param (B)", "Language Model", "Vision Model", "Avg Score", "Avg Rank", *DEFAULT_BENCH]
+    name, link = row["Method"]
+    cells = [f"[{name}]({link})", *("-" if row[c] is None else str(row[c]) for c in columns[1:])]
+    return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), "| " + " | ".join(cells) + " |"])
 
 
 def dataset_table(results: dict, dataset: str) -> dict[str, dict]:

@@ -1,7 +1,7 @@
 """`make reproduce-table1 SCALE=paper`: evaluate the paper's checkpoints on the six benchmarks with
 VLMEvalKit (R1 prompt), score them, and build Table 1 beside the paper's numbers. It also evaluates
 what the leaderboard records need beyond them (BENCHMARKS=all, the default: the OpenVLM record's
-benchmarks with MMBench v1.1, and the reasoning record's six), so that `python -m reproduce
+benchmarks with MMBench v1.1, and the reasoning leaderboard's six), so that `python -m reproduce
 submit` runs on the same work dir; BENCHMARKS=table1, openvlm or reasoning runs one set.
 
 Before any work it checks everything it needs (a GPU, each checkpoint, each dataset, the judge
@@ -19,14 +19,18 @@ from bench.adapter import PAPER_MODELS
 
 from .children import spawn
 from .paper import load_paper_table
-from .submit import LEADERBOARDS, MMBENCH_SERVER
+from .submit import MMBENCH_SERVER, OPENVLM
+
+REASONING = ("MathVista_MINI", "MathVision", "MathVerse_MINI_Vision_Only", "DynaMath", "WeMath", "LogicVista")
+"""The Open LMM Reasoning leaderboard's six benchmarks (MathVerse on its vision-only testmini
+subset), evaluated and scored here; no record of them is written (`reproduce.submit`)."""
 
 
 def benchmark_sets() -> dict[str, list[str]]:
     """BENCHMARKS= choices: Table 1's six datasets, the OpenVLM record's (with MMBench v1.1, whose
-    predictions go to the official server), the reasoning record's six, or all of them."""
+    predictions go to the official server), the reasoning leaderboard's six, or all of them."""
     sets = {"table1": list(load_paper_table()["vlmeval_datasets"].values()),
-            "openvlm": [*LEADERBOARDS["openvlm"], *MMBENCH_SERVER], "reasoning": list(LEADERBOARDS["reasoning"])}
+            "openvlm": [*OPENVLM, *MMBENCH_SERVER], "reasoning": list(REASONING)}
     sets["all"] = list(dict.fromkeys(d for names in sets.values() for d in names))
     return sets
 

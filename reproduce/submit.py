@@ -1,41 +1,43 @@
-"""Leaderboard submission: the OpenVLM and Open LMM Reasoning records, and what a VLMEvalKit pull
-request needs (both leaderboards take models by PR; their maintainers re-run the evaluation).
+"""Leaderboard submission: the OpenVLM record, and what a VLMEvalKit pull request needs (the
+leaderboard takes models by PR; its maintainers re-run the evaluation).
 
-    python -m reproduce submit --work-dir DIR --model NAME --out results/submission.json \
-        --mmbench-scores '{"MMBench_TEST_EN_V11": 82.1, "MMBench_TEST_CN_V11": 80.4}'
+    python -m reproduce submit --work-dir DIR --model NAME --out results/submission \
+        --mmbench-scores '{"MMBench_TEST_EN_V11": "server/en.xlsx", "MMBench_TEST_CN_V11": "server/cn.xlsx"}'
 
-writes `submission.openvlm.json` and `submission.reasoning.json`, each in the layout of the
-leaderboards' data file (OpenVLM.json, which the leaderboard app reads):
+writes `submission.openvlm.json` in the layout of the leaderboard's data file (OpenVLM.json,
+which the leaderboard app reads):
 
     {"time": "YYYYMMDDHHMMSS",
      "results": {MODEL: {"META": {"Method": [name, url], "Parameters": "8.3B", "Language Model": ...,
                                   "Vision Model": ..., "OpenSource": "Yes", "Verified": "Yes"},
-                         LEADERBOARD_KEY: {"Overall": score, CATEGORY: score, ...}, ...}}}
+                         LEADERBOARD_KEY: {"Overall": score, SUB_SCORE: score, ...}, ...}}}
 
-Each record is loaded by `reproduce.openvlm_app` (the app's own rules) before it is written, so
-no record the app cannot load is ever written. What that means here:
+Before it is written, the record is loaded by `reproduce.openvlm_app` (the app's own rules) twice:
+placed after a complete first model (`openvlm_keys.reference_model`) and placed first, as it may
+stand in the real file. What that means here:
 
+- Sub-scores: every benchmark carries exactly the keys of `openvlm_keys.SUBSCORES`, every
+  category of the full benchmark under the app's names. Scores of part of a benchmark (a
+  `--limit` run) lack some and are refused, naming them.
 - MMBench v1.1: the app asserts that every model has `MMBench_TEST_EN_V11` and
-  `MMBench_TEST_CN_V11`. Their test splits have no public answers, so our scorer cannot score
-  them: evaluate them with bench.run, upload VLMEvalKit's prediction files
-  (`{model}_MMBench_TEST_EN_V11.xlsx`, `..._CN_V11.xlsx`) to the official MMBench evaluation
-  server, and pass its overall scores with `--mmbench-scores`. Without them the OpenVLM record is
-  refused, naming what is missing (`--boards reasoning` writes the other record alone).
-- Sub-scores: each benchmark carries `Overall` and the categories VLMEvalKit's own result tables
-  report for it (`bench.score`'s `categories`: multiple choice per `l2-category` and `category`,
-  MathVista per task and skill), since a benchmark's tab takes its columns from the first model
-  in the file that has it.
+  `MMBench_TEST_CN_V11`. Their test splits have no public answers: evaluate them with bench.run,
+  upload VLMEvalKit's prediction files to the official MMBench evaluation server, and pass its
+  per-category result file for each split with `--mmbench-scores` (a table in the layout of
+  VLMEvalKit's `report_acc`: `Overall`, the six abilities, the 20 dimensions, on 0-1 or 0-100).
 - `Verified`: in the app, among closed models, API models ("Yes") versus proprietary ones ("No");
   it is not read for an open-source model. Open-source records say "Yes" (public weights); a
   closed model must say which with `--meta`.
-- Keys: OpenVLM's are the app's (`MMMU_DEV_VAL` is shown as `MMMU_VAL`, validation only, which
-  `bench.score` scores). The reasoning leaderboard reads its own file; its six benchmarks go under
-  VLMEvalKit's dataset names, which no public source confirms as that file's keys (README).
+- Keys: the app's (`MMMU_DEV_VAL` is shown as `MMMU_VAL`, validation only, which `bench.score`
+  scores).
+- No reasoning record: no public leaderboard app reads one (VLMEvalKit's repository has the
+  OpenVLM app only, on its `leaderboard` branch). The pull request lists every scored benchmark
+  in its scores table instead.
 
-Scores come from `bench.score` (`{work_dir}/{model}/r1_scores.json`, 0-100, judge-free); how they
-were scored is written in the pull-request description. Files are also validated against
-reproduce/schemas/leaderboard_file.schema.json, which describes what this module writes; missing
-benchmarks, non-numeric scores and mixed 0-1 / 0-100 scales are errors.
+Scores come from `bench.score` (`{work_dir}/{model}/r1_scores.json`, 0-100, judge-free), each
+re-checked against the predictions bench.run recorded; how they were scored is written in the
+pull-request description. The record is also validated against
+reproduce/schemas/leaderboard_file.schema.json; missing benchmarks, non-numeric scores and 0-1
+scores given as numbers are errors.
 """
 
 from __future__ import annotations
@@ -54,21 +56,15 @@ from bench.prompts import R1_PROMPT
 from bench.score import ResultsError, checked_scores
 
 from . import openvlm_app
+from .openvlm_keys import REFERENCE_MODEL, SubscoreError, leaderboard_block, reference_model
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "leaderboard_file.schema.json"
-LEADERBOARDS: dict[str, dict[str, str]] = {
-    # leaderboard -> {VLMEvalKit dataset we evaluate and score: the key the leaderboard's data file uses}
-    "openvlm": {"MMStar": "MMStar", "MMMU_DEV_VAL": "MMMU_VAL", "MathVista_MINI": "MathVista", "AI2D_TEST": "AI2D"},
-    # The Open LMM Reasoning leaderboard's six benchmarks (MathVerse on its vision-only testmini
-    # subset), under VLMEvalKit's names: unconfirmed as that leaderboard's own keys.
-    "reasoning": {"MathVista_MINI": "MathVista_MINI", "MathVision": "MathVision",
-                  "MathVerse_MINI_Vision_Only": "MathVerse_MINI_Vision_Only", "DynaMath": "DynaMath",
-                  "WeMath": "WeMath", "LogicVista": "LogicVista"},
-}
+OPENVLM: dict[str, str] = {"MMStar": "MMStar", "MMMU_DEV_VAL": "MMMU_VAL", "MathVista_MINI": "MathVista", "AI2D_TEST": "AI2D"}
+"""VLMEvalKit dataset we evaluate and score -> the key the leaderboard's data file uses."""
 MMBENCH_SERVER = openvlm_app.MMBENCH_V11
 """Scored by the official MMBench server only (no public answers): given with --mmbench-scores."""
-SUBMISSION_DATASETS = sorted({d for keys in LEADERBOARDS.values() for d in keys} | set(MMBENCH_SERVER))
-"""Every VLMEvalKit dataset the two records need evaluated."""
+SUBMISSION_DATASETS = sorted(set(OPENVLM) | set(MMBENCH_SERVER))
+"""Every VLMEvalKit dataset the record needs evaluated."""
 
 
 class SubmissionError(ValueError):
@@ -135,73 +131,118 @@ def timestamp(now: datetime.datetime | None = None) -> str:
 
 
 def benchmark_block(metrics: dict, dataset: str) -> dict[str, float]:
-    """{"Overall": accuracy, category: accuracy, ...} of one scored dataset, on 0-100, one decimal."""
-    block = {"Overall": round(metrics["accuracy"], 1)}
+    """The record's block for one scored dataset: {"Overall": accuracy, sub-score: accuracy, ...} on
+    0-100, one decimal, exactly the leaderboard's keys (`openvlm_keys.leaderboard_block`)."""
     categories = metrics.get("categories") or {}
     if not isinstance(categories, dict):
         raise SubmissionError(f"{dataset}: 'categories' is not an object of scores")
-    for name, value in check_scores({str(k): v for k, v in categories.items()}, scale_check=False).items():
-        if name != "Overall":
-            block[name] = round(value, 1)
-    return block
+    scores = check_scores({str(k): v for k, v in categories.items()}, scale_check=False)
+    scores = {k: round(v, 1) for k, v in scores.items()} | {"Overall": round(metrics["accuracy"], 1)}
+    try:
+        return leaderboard_block(OPENVLM[dataset], scores)
+    except SubscoreError as exc:
+        hint = ("; scores of part of the benchmark (a --limit run, a subset TSV) cannot be submitted: evaluate all "
+                f"of {dataset} (python -m bench.run --data {dataset} ...) and score it again") if exc.missing else \
+            f"; {dataset} is not the benchmark the leaderboard holds (its TSV has other categories)"
+        raise SubmissionError(f"{dataset} -> {exc}{hint}") from None
+
+
+def read_server_table(path: Path, name: str) -> dict[str, float]:
+    """The MMBench server's per-category result for one split, as a table in the layout of
+    VLMEvalKit's `report_acc` (.xlsx, .csv or .json: one row; `split`, `Overall`, the abilities, the
+    dimensions). Scores on 0-1 become 0-100, as bench.score does with VLMEvalKit's own metrics."""
+    from bench.score import ResultsError, normalise, read_predictions
+
+    try:
+        if path.suffix not in (".xlsx", ".csv", ".json"):
+            raise ResultsError(f"{path}: give the server's result table as .xlsx, .csv or .json")
+        frame = read_predictions(path, require=())
+    except ResultsError as exc:
+        raise SubmissionError(f"--mmbench-scores {name}: {exc}") from None
+    if len(frame) != 1:
+        raise SubmissionError(f"--mmbench-scores {name}: {path} has {len(frame)} rows; the server's result for one "
+                              "split has one")
+    row = frame.drop(columns=[c for c in ("split",) if c in frame.columns]).iloc[0]
+    values = {}
+    for column, value in row.items():
+        try:
+            values[str(column)] = float(value)
+        except (TypeError, ValueError):
+            raise SubmissionError(f"--mmbench-scores {name}: {path} column {column!r} = {value!r} is not a number") from None
+    checked = check_scores(values, scale_check=False)
+    on_0_1 = all(0.0 <= v <= 1.0 for v in checked.values())
+    if not on_0_1 and any(0.0 < v < 1.0 for v in checked.values()):
+        raise SubmissionError(f"--mmbench-scores {name}: {path} mixes 0-1 and 0-100 scores")
+    return {k: normalise(v) if on_0_1 else v for k, v in checked.items()}
 
 
 def mmbench_blocks(given: dict | None) -> dict[str, dict[str, float]]:
-    """--mmbench-scores: {dataset: overall} or {dataset: {"Overall": x, category: y}} from the server."""
+    """--mmbench-scores: {split: the server's result file}, or {split: {"Overall": x, sub-score: y}}
+    (0-100), each with every sub-score the leaderboard holds. An overall score alone is refused."""
     if given is None:
         return {}
     if not isinstance(given, dict):
         raise SubmissionError("--mmbench-scores: give a JSON object, e.g. "
-                              '\'{"MMBench_TEST_EN_V11": 82.1, "MMBench_TEST_CN_V11": 80.4}\'')
+                              '\'{"MMBench_TEST_EN_V11": "en.xlsx", "MMBench_TEST_CN_V11": "cn.xlsx"}\'')
     unknown = sorted(set(given) - set(MMBENCH_SERVER))
     if unknown:
         raise SubmissionError(f"--mmbench-scores: {', '.join(unknown)} (expected {', '.join(MMBENCH_SERVER)})")
     blocks = {}
     for name, value in given.items():
-        block = value if isinstance(value, dict) else {"Overall": value}
-        if "Overall" not in block:
-            raise SubmissionError(f"--mmbench-scores: {name} has no Overall")
-        blocks[name] = {k: round(v, 1) for k, v in check_scores({str(k): v for k, v in block.items()}).items()}
+        if isinstance(value, str):
+            block = read_server_table(Path(value), name)
+        else:
+            block = value if isinstance(value, dict) else {"Overall": value}
+            block = check_scores({str(k): v for k, v in block.items()})
+        try:
+            blocks[name] = leaderboard_block(name, {k: round(v, 1) for k, v in block.items()})
+        except SubscoreError as exc:
+            hint = ("; the leaderboard holds every ability and dimension: pass the server's per-category result file "
+                    f"for this split, --mmbench-scores '{{\"{name}\": \"path/to/result.xlsx\", ...}}'") if exc.missing else ""
+            raise SubmissionError(f"--mmbench-scores {exc}{hint}") from None
     return blocks
 
 
-def build_records(scored: dict[str, dict], model: str, meta: dict, mmbench: dict | None = None,
-                  boards: tuple[str, ...] = tuple(LEADERBOARDS), now: datetime.datetime | None = None
-                  ) -> dict[str, dict]:
-    """{leaderboard: its data file holding this one model}; `scored` maps VLMEvalKit dataset names to
-    bench.score's metrics (accuracy, categories). Each record is loaded by the app's rules first."""
-    files = {}
+def build_record(scored: dict[str, dict], model: str, meta: dict, mmbench: dict | None = None,
+                 now: datetime.datetime | None = None) -> dict:
+    """The OpenVLM data file holding this one model; `scored` maps VLMEvalKit dataset names to
+    bench.score's metrics (accuracy, categories). Loaded by the app's rules twice before it is
+    returned: after a complete first model, and first."""
+    missing = [d for d in OPENVLM if d not in scored]
+    if missing:
+        raise SubmissionError(f"{model}: missing benchmark(s) for the OpenVLM record: {', '.join(missing)} "
+                              f"(evaluate them: python -m bench.run --data {' '.join(missing)} ..., then bench.score)")
+    entry = {"META": meta, **{key: benchmark_block(scored[d], d) for d, key in OPENVLM.items()}}
     server = mmbench_blocks(mmbench)
-    for board in boards:
-        keys = LEADERBOARDS[board]
-        missing = [d for d in keys if d not in scored]
-        if missing:
-            raise SubmissionError(f"{model}: missing benchmark(s) for the {board} record: {', '.join(missing)} "
-                                  f"(evaluate them: python -m bench.run --data {' '.join(missing)} ..., then bench.score)")
-        entry = {"META": meta, **{key: benchmark_block(scored[d], d) for d, key in keys.items()}}
-        if board == "openvlm":
-            absent = [k for k in MMBENCH_SERVER if k not in server]
-            if absent:
-                raise SubmissionError(
-                    f"{model}: the OpenVLM leaderboard app requires MMBench v1.1 for every model, and "
-                    f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} missing. Their test splits have no "
-                    "public answers: evaluate them (python -m bench.run --data MMBench_TEST_EN_V11 "
-                    "MMBench_TEST_CN_V11 ...), upload the prediction files to the official MMBench server, and pass "
-                    "its scores with --mmbench-scores; or write only the other record with --boards reasoning")
-            entry |= server
-        data = {"time": timestamp(now), "results": {model: entry}}
-        try:
-            validate(data)
-            openvlm_app.load(data, **({} if board == "openvlm" else {"main_fields": (), "default_bench": ()}))
-        except (SubmissionError, openvlm_app.AppError) as exc:
-            raise SubmissionError(f"{model}: the {board} record {exc}") from None
-        files[board] = data
-    return files
+    absent = [k for k in MMBENCH_SERVER if k not in server]
+    if absent:
+        raise SubmissionError(
+            f"{model}: the OpenVLM leaderboard app requires MMBench v1.1 for every model, and "
+            f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} missing. Their test splits have no "
+            "public answers: evaluate them (python -m bench.run --data MMBench_TEST_EN_V11 MMBench_TEST_CN_V11 ...), "
+            "upload the prediction files to the official MMBench server, and pass its per-category result files "
+            "with --mmbench-scores")
+    data = {"time": timestamp(now), "results": {model: entry | server}}
+    reference = REFERENCE_MODEL if model != REFERENCE_MODEL else REFERENCE_MODEL + "-2"
+    try:
+        validate(data)
+        openvlm_app.load({"time": data["time"], "results": {reference: reference_model(), model: entry | server}})
+        openvlm_app.load(data)
+    except (SubmissionError, openvlm_app.AppError) as exc:
+        raise SubmissionError(f"{model}: the OpenVLM record {exc}") from None
+    return data
+
+
+CONFIG_MARKER = "# 3. vlmeval/config.py, in the qwen2vl_series dict:\n"
 
 
 def supported_vlm_entry(model: str, model_path: str, placement: str) -> str:
     """What a VLMEvalKit pull request adds: a Qwen2VLChat subclass that appends the R1 prompt as the
-    evaluation did, and the `supported_VLM` entry that uses it with the model's own weights."""
+    evaluation did, its exports, and the `supported_VLM` entry that uses it with the model's own
+    weights. Paths and names as in ms-vlmeval 0.0.20: the class beside Qwen2VLChat
+    (vlmeval/vlm/qwen2_vl/model.py), exported as it is (vlm/qwen2_vl/__init__.py:1,
+    vlm/__init__.py:73), and the entry in `qwen2vl_series` (config.py:1846), whose entries name
+    their class through the `vlm` module (`partial(vlm.Qwen2VLChat, ...)`)."""
     every = placement == "every_text"
     where = "every text item, as the released evaluation patch does" if every else "the last text item"
     return (
@@ -215,9 +256,12 @@ def supported_vlm_entry(model: str, model_path: str, placement: str) -> str:
         f"        for i in {'texts' if every else 'texts[-1:]'}:\n"
         "            message[i]['value'] = message[i]['value'] + ' ' + R1_PROMPT\n"
         "        return super().generate_inner(message, dataset=dataset)\n\n\n"
-        "# 2. vlmeval/config.py, in the Qwen2.5-VL series dict:\n"
+        "# 2. export it where Qwen2VLChat is exported: add Qwen2VLChatR1 to the imports of\n"
+        "#    vlmeval/vlm/qwen2_vl/__init__.py (from .model import ...) and vlmeval/vlm/__init__.py\n"
+        "#    (from .qwen2_vl import ...).\n"
+        + CONFIG_MARKER +
         f"{json.dumps(model)}: partial(\n"  # JSON strings are Python literals: quotes in names stay quoted
-        "    Qwen2VLChatR1,\n"
+        "    vlm.Qwen2VLChatR1,\n"
         f"    model_path={json.dumps(model_path)},\n"
         "    min_pixels=1280 * 28 * 28,\n"
         "    max_pixels=16384 * 28 * 28,\n"
@@ -226,8 +270,10 @@ def supported_vlm_entry(model: str, model_path: str, placement: str) -> str:
     )
 
 
-def pull_request_text(model: str, model_path: str, run: dict, scores: dict[str, float], modes: list[str]) -> str:
-    """A short pull-request description: what is added, the scores, and the commands behind them."""
+def pull_request_text(model: str, model_path: str, run: dict, scores: dict[str, float], modes: list[str],
+                      row: str = "") -> str:
+    """A short pull-request description: what is added, the scores, the record's row as the
+    leaderboard's main table will show it (`row`, markdown), and the commands behind them."""
     datasets = run.get("datasets") or sorted(scores)
     placement = f" --prompt-placement {run['prompt_placement']}" if run.get("prompt_placement") else ""
     lines = [
@@ -243,6 +289,9 @@ def pull_request_text(model: str, model_path: str, run: dict, scores: dict[str, 
         "|---|---|",
         *(f"| {d} | {scores[d]:.1f} |" for d in sorted(scores)),
         "",
+        *([f"The attached `{model}.openvlm.json` record in the OpenVLM leaderboard's main table (its default "
+           "columns; Avg Score and Avg Rank stay empty until a model has all eight default benchmarks):", "", row, ""]
+          if row else []),
         "Commands (r1-sharevl harness):",
         "",
         "```bash",
@@ -288,10 +337,9 @@ def evaluated_weights(run: dict, run_file: Path) -> str:
 
 
 def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = None,
-           model_path: str | None = None, mmbench: dict | None = None,
-           boards: tuple[str, ...] = tuple(LEADERBOARDS)) -> list[Path]:
-    """Write {out}.{board}.json for each board, {out}.supported_vlm.py and {out}.pull_request.md
-    (`out` a folder: {out}/{model}.{board}.json, ...; `bench.fileio.output_stem`)."""
+           model_path: str | None = None, mmbench: dict | None = None) -> list[Path]:
+    """Write {out}.openvlm.json, {out}.supported_vlm.py and {out}.pull_request.md (`out` a folder:
+    {out}/{model}.openvlm.json, ...; `bench.fileio.output_stem`)."""
     out = output_stem(out, model)
     scores_file = Path(work_dir) / model / "r1_scores.json"
     if not scores_file.exists():
@@ -310,9 +358,6 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     scores = check_scores({d: m.get("accuracy") for d, m in datasets.items()})
     scored = {d: {**m, "accuracy": scores[d]} for d, m in datasets.items()}
     modes = sorted({str(m.get("verifier_mode")) for m in datasets.values()})
-    unknown = sorted(set(boards) - set(LEADERBOARDS))
-    if unknown or not boards:
-        raise SubmissionError(f"--boards {' '.join(boards)}: choose from {', '.join(LEADERBOARDS)}")
     model_path = model_path or evaluated_weights(run, run_file)
     # a paper model's facts only where its own weights were evaluated, not a folder of that name
     known = next((p.meta for p in PAPER_MODELS.values() if p.hub_id == model_path), {})
@@ -320,11 +365,13 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     meta.setdefault("Method", [model, f"https://huggingface.co/{model_path}"])
     if meta.get("OpenSource") == "Yes":
         meta.setdefault("Verified", "Yes")  # not read by the app for open-source models; public weights
-    records = build_records(scored, model, meta, mmbench, tuple(boards))
+    record = build_record(scored, model, meta, mmbench)
     from bench.fileio import write_json_atomic, write_text_atomic
 
-    paths = [write_json_atomic(out.with_name(f"{out.name}.{board}.json"), record) for board, record in records.items()]
+    path = write_json_atomic(out.with_name(f"{out.name}.openvlm.json"), record)
     entry = write_text_atomic(out.with_name(f"{out.name}.supported_vlm.py"),
                               supported_vlm_entry(model, model_path, run.get("prompt_placement", DEFAULT_PLACEMENT)))
-    pr = write_text_atomic(out.with_name(f"{out.name}.pull_request.md"), pull_request_text(model, model_path, run, scores, modes))
-    return [*paths, entry, pr]
+    row = openvlm_app.row_markdown(record, model)
+    pr = write_text_atomic(out.with_name(f"{out.name}.pull_request.md"),
+                           pull_request_text(model, model_path, run, scores, modes, row))
+    return [path, entry, pr]

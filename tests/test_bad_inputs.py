@@ -240,19 +240,21 @@ def test_table1_and_submit_name_a_malformed_scores_file(tmp_path, content):
     assert f"{tmp_path / 'm' / 'r1_scores.json'}: not a" in line or "no 'datasets' object" in line
 
 
-def good_scores(root: Path, model: str = "m") -> None:
-    """Scores of every benchmark the two leaderboard records need."""
-    from tests.helpers.scores import write_scores
-    from tests.test_eval import SUBMISSION
+def good_scores(root: Path, model: str = "m") -> list[str]:
+    """A work dir as a user's run leaves it for a submission (every category of the record's
+    benchmarks, scored by bench.score) and the MMBench server's result tables: returns the
+    `--mmbench-scores` option and its value."""
+    from tests.helpers.scores import mmbench_server_tables, scored_work_dir
 
-    write_scores(root / model, SUBMISSION)
+    scored_work_dir(root, model)
+    return ["--mmbench-scores", json.dumps(mmbench_server_tables(root / "server"))]
 
 
 def test_submit_names_a_malformed_run_file_a_failed_run_and_meta_that_is_not_an_object(tmp_path):
     from tests.helpers.scores import update_record
 
-    good_scores(tmp_path)
-    args = ["reproduce", "submit", "--work-dir", str(tmp_path), "--model", "m", "--out", str(tmp_path / "s")]
+    server = good_scores(tmp_path)
+    args = ["reproduce", "submit", "--work-dir", str(tmp_path), "--model", "m", "--out", str(tmp_path / "s"), *server]
     assert "--meta [1]: give a JSON object of META fields" in one_error(cli(*args, "--meta", "[1]"))
     kept = (tmp_path / "m" / "bench_run.json").read_text()
     (tmp_path / "m" / "bench_run.json").write_text("[")
@@ -299,7 +301,7 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("ro_inputs")
     write(root / "lmu", n=2, seed=0, side=28, tasks=["SynthCount"])
     (root / "rows.jsonl").write_text(json.dumps({"response": "\\boxed{1}", "answer": "1"}) + "\n")
-    good_scores(root / "scored", "R1-ShareVL-7B")
+    (root / "server.json").write_text(good_scores(root / "scored", "R1-ShareVL-7B")[1])
     pd.DataFrame({"problem": pd.Series([], dtype=str)}).to_parquet(root / "no_questions.parquet")
     return root, build_tiny(root / "model", seed=0)
 
@@ -357,7 +359,8 @@ READ_ONLY_CASES = [
     ("reproduce table1", lambda r, m, ro: ["reproduce", "table1", "--work-dir", str(r / "scored"), "--out", str(ro / "t"),
                                            "--columns", "MathVista_MINI"]),
     ("reproduce submit", lambda r, m, ro: ["reproduce", "submit", "--work-dir", str(r / "scored"), "--model",
-                                           "R1-ShareVL-7B", "--out", str(ro / "s"), "--boards", "reasoning"]),
+                                           "R1-ShareVL-7B", "--out", str(ro / "s"), "--mmbench-scores",
+                                           (r / "server.json").read_text()]),
     ("train", lambda r, m, ro: ["train", "--config", str(TINY), f"worker.actor.model.model_path={m}",
                                 f"trainer.output_dir={ro / 'o'}"]),
     ("train.export", lambda r, m, ro: ["train.export", str(r / "run" / "checkpoints" / "step_1"), str(ro / "hf")]),
@@ -508,7 +511,10 @@ def test_an_output_path_of_the_wrong_kind_is_one_line_for_every_entry_point(tmp_
     folder.mkdir()
     rows.write_text(json.dumps({"response": "\\boxed{1}", "answer": "1"}) + "\n")
     if "table1" in args:
-        good_scores(folder)
+        from tests.helpers.scores import write_scores
+        from tests.test_eval import PAPER_SIX
+
+        write_scores(folder / "m", PAPER_SIX)
     names = {"file": afile, "folder": folder, "rows": rows}
     line = one_error(cli(*(a.format(**names) for a in args)))
     assert line.startswith(f"error: {needle.format(**names)}"), line
@@ -534,16 +540,16 @@ def test_an_export_never_replaces_a_folder_that_is_not_an_earlier_export(inputs,
 
 
 @pytest.mark.parametrize("out, written", [
-    (".", "R1-ShareVL-7B.reasoning.json"), ("sub/", "sub/R1-ShareVL-7B.reasoning.json"),
-    ("sub.json", "sub.reasoning.json"), ("other", "other.reasoning.json"),
+    (".", "R1-ShareVL-7B.openvlm.json"), ("sub/", "sub/R1-ShareVL-7B.openvlm.json"),
+    ("sub.json", "sub.openvlm.json"), ("other", "other.openvlm.json"),
 ])
 def test_submit_and_table1_out_is_a_stem_or_a_folder(tmp_path, out, written):
     """--out '.' and '/' used to be tracebacks and 'dir/' wrote beside the folder: a folder gets
     files named after the model (the table: table1.*) inside it."""
-    good_scores(tmp_path / "work", "R1-ShareVL-7B")
+    server = good_scores(tmp_path / "work", "R1-ShareVL-7B")
     (tmp_path / "sub").mkdir()
     result = subprocess.run([sys.executable, "-m", "reproduce", "submit", "--work-dir", str(tmp_path / "work"), "--model",
-                             "R1-ShareVL-7B", "--out", out, "--boards", "reasoning"], capture_output=True, text=True,
+                             "R1-ShareVL-7B", "--out", out, *server], capture_output=True, text=True,
                             cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / written).is_file()

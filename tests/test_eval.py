@@ -20,9 +20,9 @@ from bench.adapter import add_r1_prompt, model_name_for
 from bench.data import benchmark_frame, write
 from bench.prompts import R1_PROMPT
 from bench.score import ResultsError, full_response, normalise, score_file
-from reproduce.submit import SubmissionError, build_records, check_scores, submit
+from reproduce.submit import SubmissionError, build_record, check_scores, submit
 from reproduce.table1 import TableError, build_dataset_table, build_paper_table1
-from tests.helpers.scores import scores_dir
+from tests.helpers.scores import mmbench_server_tables, scored_work_dir, scores_dir
 from train.tiny import build_tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,42 +224,41 @@ def test_paper_table1_refuses_mixed_protocols(tmp_path):
     assert build_paper_table1([work], tmp_path / "t", allow_partial=True)
 
 
-SUBMISSION = {**PAPER_SIX, "MathVerse_MINI_Vision_Only": 45.0, "DynaMath": 40.0, "WeMath": 35.0, "LogicVista": 44.0}
-"""Every dataset the two records need that bench.score scores (MMBench v1.1 comes from its server)."""
-MMBENCH = {"MMBench_TEST_EN_V11": 82.0, "MMBench_TEST_CN_V11": 80.4}
+def full_scored(accuracy: float = 60.0) -> dict[str, dict]:
+    """bench.score's metrics of the record's four benchmarks, every category present."""
+    from reproduce.openvlm_keys import MATHVISTA, SUBSCORES
+    from reproduce.submit import OPENVLM
 
-
-def scored(scores: dict[str, float]) -> dict[str, dict]:
-    return {k: {"accuracy": v} for k, v in scores.items()}
+    raw = {"MathVista": list(MATHVISTA.values())}
+    return {d: {"accuracy": accuracy, "categories": dict.fromkeys(raw.get(k, SUBSCORES[k][1:]), 50.0)}
+            for d, k in OPENVLM.items()}
 
 
 def test_submission_validates_and_writes_entry(tmp_path):
-    work = scores_dir(tmp_path, "R1-ShareVL-7B", SUBMISSION)
-    paths = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", mmbench=MMBENCH)
-    assert [p.name for p in paths] == ["sub.openvlm.json", "sub.reasoning.json", "sub.supported_vlm.py",
-                                       "sub.pull_request.md"]
+    work = scored_work_dir(tmp_path / "work", "R1-ShareVL-7B")
+    paths = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", mmbench=mmbench_server_tables(tmp_path / "server"))
+    assert [p.name for p in paths] == ["sub.openvlm.json", "sub.supported_vlm.py", "sub.pull_request.md"]
     openvlm = json.loads(paths[0].read_text())["results"]["R1-ShareVL-7B"]
-    assert openvlm["MMStar"] == {"Overall": 66.0} and openvlm["MMMU_VAL"] == {"Overall": 55.0}
-    assert openvlm["MMBench_TEST_EN_V11"] == {"Overall": 82.0} and openvlm["MMBench_TEST_CN_V11"] == {"Overall": 80.4}
-    reasoning = json.loads(paths[1].read_text())["results"]["R1-ShareVL-7B"]
-    assert set(reasoning) == {"META", "MathVista_MINI", "MathVision", "MathVerse_MINI_Vision_Only", "DynaMath",
-                              "WeMath", "LogicVista"}
-    assert reasoning["MathVerse_MINI_Vision_Only"] == {"Overall": 45.0}
+    assert set(openvlm) == {"META", "MMStar", "MMMU_VAL", "MathVista", "AI2D", "MMBench_TEST_EN_V11",
+                            "MMBench_TEST_CN_V11"}
+    # 18 MMStar rows, every third wrong: 12 right; each axis has one row, each category three
+    assert openvlm["MMStar"]["Overall"] == 66.7 and openvlm["MMStar"]["math"] == 66.7
+    assert openvlm["MMStar"]["image emotion"] == 0.0 and openvlm["MMStar"]["recognition"] == 100.0
+    assert openvlm["MMBench_TEST_EN_V11"]["Overall"] == 82.1 and openvlm["MMBench_TEST_CN_V11"]["Overall"] == 80.4
     assert openvlm["META"] == {"Method": ["R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B"],
                                "Parameters": "8.3B", "Language Model": "Qwen2.5-7B", "Vision Model": "QwenViT",
                                "OpenSource": "Yes", "Verified": "Yes"}
-    entry = paths[2].read_text()
+    entry = paths[1].read_text()
     assert '"R1-ShareVL-7B": partial(' in entry and 'model_path="HuanjinYao/R1-ShareVL-7B"' in entry
-    compile(entry.replace("),\n", ")\n").replace('"R1-ShareVL-7B": ', "x = "), "entry", "exec")
+    compile(entry.split("dict:\n")[1].replace("),\n", ")\n").replace('"R1-ShareVL-7B": ', "x = "), "entry", "exec")
 
 
-def test_submission_errors():
+def test_submission_errors(tmp_path):
     meta = {"Method": ["m", "https://x"], "Parameters": "8.3B", "Language Model": "l", "Vision Model": "v",
             "OpenSource": "Yes", "Verified": "No"}
-    with pytest.raises(SubmissionError, match="missing benchmark"):
-        build_records(scored({"MMStar": 60.0}), "m", meta, MMBENCH)
-    with pytest.raises(SubmissionError, match="reasoning record: MathVerse_MINI_Vision_Only, DynaMath, WeMath"):
-        build_records(scored(PAPER_SIX), "m", meta, MMBENCH)  # Table 1's MathVerse_MINI is not the reasoning one
+    server = mmbench_server_tables(tmp_path)
+    with pytest.raises(SubmissionError, match="missing benchmark.*MMMU_DEV_VAL, MathVista_MINI, AI2D_TEST"):
+        build_record({"MMStar": full_scored()["MMStar"]}, "m", meta, server)
     with pytest.raises(SubmissionError, match="non-numeric"):
         check_scores({"MMStar": "sixty"})
     with pytest.raises(SubmissionError, match="mixed scales"):
@@ -268,28 +267,25 @@ def test_submission_errors():
         check_scores({"MMStar": 0.6, "AI2D_TEST": 0.8})
     for field, value in (("OpenSource", "maybe"), ("Parameters", 8.3), ("Verified", True)):
         with pytest.raises(SubmissionError, match=field):
-            build_records(scored(SUBMISSION), "m", {**meta, field: value}, MMBENCH)
+            build_record(full_scored(), "m", {**meta, field: value}, server)
     with pytest.raises(SubmissionError, match="Verified"):
-        build_records(scored(SUBMISSION), "m", {k: v for k, v in meta.items() if k != "Verified"}, MMBENCH)
+        build_record(full_scored(), "m", {k: v for k, v in meta.items() if k != "Verified"}, server)
     with pytest.raises(SubmissionError, match="--mmbench-scores: MMBench_DEV_EN"):
-        build_records(scored(SUBMISSION), "m", meta, {**MMBENCH, "MMBench_DEV_EN": 80.0})
-    with pytest.raises(SubmissionError, match="--mmbench-scores: MMBench_TEST_CN_V11 has no Overall"):
-        build_records(scored(SUBMISSION), "m", meta, {**MMBENCH, "MMBench_TEST_CN_V11": {"CP": 80.0}})
+        build_record(full_scored(), "m", meta, {**server, "MMBench_DEV_EN": 80.0})
+    with pytest.raises(SubmissionError, match="--mmbench-scores MMBench_TEST_CN_V11: 27 of its 27 sub-scores missing"):
+        build_record(full_scored(), "m", meta, {**server, "MMBench_TEST_CN_V11": {}})
 
 
 def test_the_openvlm_record_needs_mmbench_v11_and_nothing_is_written_without_it(tmp_path):
-    """The app asserts MMBench v1.1 for every model: without the server's scores the OpenVLM record
-    is refused, naming both splits, and no file is written; the reasoning record alone can be."""
-    work = scores_dir(tmp_path, "R1-ShareVL-7B", SUBMISSION)
+    """The app asserts MMBench v1.1 for every model: without the server's scores the record is
+    refused, naming both splits, and no file is written."""
+    work = scored_work_dir(tmp_path / "work", "R1-ShareVL-7B")
+    server = mmbench_server_tables(tmp_path / "server")
     with pytest.raises(SubmissionError, match="MMBench_TEST_EN_V11, MMBench_TEST_CN_V11 are missing.*--mmbench-scores"):
         submit(work, "R1-ShareVL-7B", tmp_path / "sub.json")
     with pytest.raises(SubmissionError, match="MMBench_TEST_CN_V11 is missing"):
-        submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", mmbench={"MMBench_TEST_EN_V11": 82.0})
+        submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", mmbench={"MMBench_TEST_EN_V11": server["MMBench_TEST_EN_V11"]})
     assert not list(tmp_path.glob("sub.*"))
-    paths = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", boards=("reasoning",))
-    assert [p.name for p in paths] == ["sub.reasoning.json", "sub.supported_vlm.py", "sub.pull_request.md"]
-    with pytest.raises(SubmissionError, match="--boards nope: choose from openvlm, reasoning"):
-        submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", boards=("nope",))
 
 
 def test_paper_scale_preflight_lists_everything_missing(tmp_path, monkeypatch):

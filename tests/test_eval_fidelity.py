@@ -12,7 +12,7 @@ import pytest
 
 from bench.score import normalise, score_file
 from reproduce.table1 import TableError, build_dataset_table, build_paper_table1
-from tests.helpers.scores import scores_dir, update_record
+from tests.helpers.scores import scores_dir
 
 
 def boxed(answer: str) -> str:
@@ -144,22 +144,22 @@ def test_paper_table_says_which_number_is_which(tmp_path):
 
 def test_submission_pull_request_keeps_the_prompt_and_the_models_own_weights(tmp_path):
     from functools import partial
+    from types import SimpleNamespace
 
     from bench.prompts import R1_PROMPT
-    from reproduce.submit import submit
-    from tests.test_eval import MMBENCH, SUBMISSION
+    from reproduce.submit import CONFIG_MARKER, SubmissionError, submit
+    from tests.helpers.scores import mmbench_server_tables, scored_work_dir
 
-    six = SUBMISSION
-    work = scores_dir(tmp_path, "my-ckpt", six)
-    update_record(work / "my-ckpt", model="/data/ckpts/my-ckpt", datasets=list(six), prompt_placement="every_text",
-                  argv=["vlmeval", "--data", *six, "--model", "my-ckpt"], versions={"ms-vlmeval": "0.0.20"})
+    four = ["MMStar", "MMMU_DEV_VAL", "MathVista_MINI", "AI2D_TEST"]
+    work = scored_work_dir(tmp_path / "work", "my-ckpt", model="/data/ckpts/my-ckpt", datasets=four,
+                           prompt_placement="every_text", argv=["vlmeval", "--data", *four, "--model", "my-ckpt"],
+                           versions={"ms-vlmeval": "0.0.20"})
+    server = mmbench_server_tables(tmp_path / "server")
     meta = {"Method": ["my-ckpt", "https://example.org/my-ckpt"], "Parameters": "8.3B", "Language Model": "Qwen2.5-7B",
             "Vision Model": "QwenViT", "OpenSource": "Yes"}
-    from reproduce.submit import SubmissionError
-
     with pytest.raises(SubmissionError, match="the evaluated weights are /data/ckpts/my-ckpt, not a hub id"):
-        submit(work, "my-ckpt", tmp_path / "sub.json", meta, mmbench=MMBENCH)  # a local folder: which hub id?
-    _, _, entry, pr = submit(work, "my-ckpt", tmp_path / "sub.json", meta, model_path="org/my-ckpt", mmbench=MMBENCH)
+        submit(work, "my-ckpt", tmp_path / "sub.json", meta, mmbench=server)  # a local folder: which hub id?
+    _, entry, pr = submit(work, "my-ckpt", tmp_path / "sub.json", meta, model_path="org/my-ckpt", mmbench=server)
     code = entry.read_text()
     assert 'model_path="org/my-ckpt"' in code  # the evaluated weights' id, not R1-ShareVL-7B's
 
@@ -171,41 +171,34 @@ def test_submission_pull_request_keeps_the_prompt_and_the_models_own_weights(tmp
             return message
 
     namespace = {"Qwen2VLChat": Qwen2VLChat, "partial": partial}
-    exec(compile(code.replace('"my-ckpt": partial(', "entry = partial(", 1).rstrip().rstrip(","), "entry", "exec"),
+    classes, config = code.split(CONFIG_MARKER)
+    exec(compile(classes, "classes", "exec"), namespace)
+    namespace["vlm"] = SimpleNamespace(Qwen2VLChatR1=namespace["Qwen2VLChatR1"])  # config.py's `import vlmeval.vlm as vlm`
+    exec(compile(config.replace('"my-ckpt": partial(', "entry = partial(", 1).rstrip().rstrip(","), "entry", "exec"),
          namespace)
     model = namespace["entry"]()
     out = model.generate_inner([{"type": "text", "value": "Look:"}, {"type": "image", "value": "a.png"},
                                 {"type": "text", "value": "How many?"}])
     assert [m["value"] for m in out if m["type"] == "text"] == ["Look: " + R1_PROMPT, "How many? " + R1_PROMPT]
     text = pr.read_text()
-    assert "python -m bench.run --model /data/ckpts/my-ckpt --data MathVista_MINI" in text
-    assert "| MMStar | 66.0 |" in text and "ms-vlmeval 0.0.20" in text
+    assert "python -m bench.run --model /data/ckpts/my-ckpt --data MMStar MMMU_DEV_VAL" in text
+    assert "| MMStar | 66.7 |" in text and "ms-vlmeval 0.0.20" in text
 
 
 LAYOUT = Path(__file__).parent / "data" / "leaderboard_file_layout.json"
 """A data file in the layout the OpenVLM app reads, its first model real-looking: META with Org and
-Time, MMBench v1.1 in both languages, sub-scores under the names VLMEvalKit's result tables give
-(MMStar's categories, MathVista's tasks and skills, MMBench's abilities), MME and OCRBench on their
-own scales."""
-MMBENCH_SERVER = {  # what the official server returns for each split: overall and per ability
-    "MMBench_TEST_EN_V11": {"Overall": 82.0, "AR": 80.0, "CP": 85.0, "FP-C": 70.0, "FP-S": 84.0, "LR": 66.0, "RR": 79.0},
-    "MMBench_TEST_CN_V11": {"Overall": 80.4, "AR": 78.0, "CP": 83.0, "FP-C": 68.0, "FP-S": 82.0, "LR": 64.0, "RR": 77.0},
-}
+Time, MMBench v1.1 in both languages, every benchmark with its full set of sub-scores under the
+app's names, MME and OCRBench on their own scales."""
 
 
-def first_model_categories(dataset: str) -> dict[str, float]:
-    first = next(iter(json.loads(LAYOUT.read_text())["results"].values()))
-    return {k: 50.0 for k in first[dataset] if k != "Overall"}
-
-
-def test_todays_records_fail_in_the_app_and_the_new_ones_load(tmp_path):
-    """Read by the app's rules (reproduce.openvlm_app) after a real-looking first model: a record
-    with only Overall per benchmark and no MMBench v1.1 (what submit wrote before) fails, on the
-    MMBench assertion and on the sub-score columns the tabs take from the first model; the record
-    submit writes now loads, with every column."""
+def test_old_records_fail_in_the_app_and_a_users_record_loads_wherever_it_stands(tmp_path):
+    """Read by the app's rules (reproduce.openvlm_app): a record with only Overall per benchmark and
+    no MMBench v1.1 (what submit wrote two rounds ago) fails on the MMBench assertion, and with
+    MMBench on the sub-score columns the tabs take from the first model. The record submit writes
+    from a user's bench.score output loads after a real-looking first model and first."""
     from reproduce import openvlm_app
     from reproduce.submit import submit
-    from tests.test_eval import SUBMISSION
+    from tests.helpers.scores import mmbench_server_tables, scored_work_dir
 
     layout = json.loads(LAYOUT.read_text())
     old = {"META": {**next(iter(layout["results"].values()))["META"], "Method": ["Old", "https://x"]},
@@ -213,30 +206,27 @@ def test_todays_records_fail_in_the_app_and_the_new_ones_load(tmp_path):
            "AI2D": {"Overall": 83.0}}
     with pytest.raises(openvlm_app.AppError, match="Old: no MMBench_TEST_EN_V11 or MMBench_TEST_CN_V11"):
         openvlm_app.load({**layout, "results": {**layout["results"], "Old": old}})
-    old |= MMBENCH_SERVER
-    with pytest.raises(openvlm_app.AppError, match="Old: MMStar has no 'coarse perception'.*first model"):
+    old |= {k: {"Overall": 80.0, "AR": 70.0} for k in ("MMBench_TEST_EN_V11", "MMBench_TEST_CN_V11")}
+    with pytest.raises(openvlm_app.AppError, match="Old: MMBench_TEST_EN_V11 has no 'CP'.*first model"):
         openvlm_app.load({**layout, "results": {**layout["results"], "Old": old}})
 
-    work = scores_dir(tmp_path, "R1-ShareVL-7B", SUBMISSION,
-                      categories={"MMStar": first_model_categories("MMStar"),
-                                  "MathVista_MINI": first_model_categories("MathVista")})
-    openvlm_path, reasoning_path, *_ = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", mmbench=MMBENCH_SERVER)
+    work = scored_work_dir(tmp_path / "work", "R1-ShareVL-7B")
+    openvlm_path, *_ = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json",
+                              mmbench=mmbench_server_tables(tmp_path / "server"))
     ours = json.loads(openvlm_path.read_text())
     assert len(ours["time"]) == 14
-    merged = {**layout, "results": {**layout["results"], **ours["results"]}}  # how the entry joins the file
-    app = openvlm_app.load(merged)
-    row = app["main"]["R1-ShareVL-7B"]
-    assert row["Method"] == ("R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B")
-    assert row["Param (B)"] == 8.3 and row["MMBench_V11"] == 81.2 and row["MMStar"] == 66.0
-    assert row["Avg Score"] is None  # the main table's other benchmarks (MME, OCRBench, ...) are not ours
-    assert app["tabs"]["MMStar"]["R1-ShareVL-7B"]["coarse perception"] == 50.0
-    assert app["tabs"]["MathVista"]["R1-ShareVL-7B"]["statistical reasoning"] == 50.0
-    assert app["tabs"]["MMBench_TEST_CN_V11"]["R1-ShareVL-7B"]["LR"] == 64.0
-    assert "MME" in app["tabs"] and "R1-ShareVL-7B" not in app["tabs"]["MME"]
-    assert app["time"] == "2025.06.12 18:30:00"
-    reasoning = json.loads(reasoning_path.read_text())
-    assert openvlm_app.load(reasoning, main_fields=(), default_bench=())["tabs"]["MathVision"]["R1-ShareVL-7B"][
-        "Overall"] == 28.0
+    for results in ({**layout["results"], **ours["results"]}, {**ours["results"], **layout["results"]}):
+        app = openvlm_app.load({**layout, "results": results})  # how the entry joins the file, at its end or first
+        row = app["main"]["R1-ShareVL-7B"]
+        assert row["Method"] == ("R1-ShareVL-7B", "https://huggingface.co/HuanjinYao/R1-ShareVL-7B")
+        assert row["Param (B)"] == 8.3 and row["MMBench_V11"] == 81.2 and row["MMStar"] == 66.7
+        assert row["Avg Score"] is None  # the main table's other benchmarks (MME, OCRBench, ...) are not ours
+        assert app["tabs"]["MMStar"]["R1-ShareVL-7B"]["image emotion"] == 0.0
+        assert app["tabs"]["MathVista"]["R1-ShareVL-7B"]["STA"] == 100.0
+        assert app["tabs"]["MMBench_TEST_CN_V11"]["R1-ShareVL-7B"]["LR"] == 75.0
+        assert app["time"] == "2025.06.12 18:30:00"
+        # the tabs are those of the file's first model's benchmarks (the app's LLaVA-v1.5-7B stands in)
+        assert ("MME" in app["tabs"]) == (next(iter(results)) != "R1-ShareVL-7B")
 
 
 @pytest.mark.parametrize(("change", "error"), [
@@ -295,3 +285,37 @@ def test_categories_are_grouped_as_vlmevalkits_result_tables_group_them(tmp_path
     assert not payload.exists()
     free = [{"question": "How many?", "answer": "7", "prediction": boxed("7")}]
     assert score_file(predictions(tmp_path, "MathVision", free), dataset="MathVision")["categories"] == {}
+
+
+def test_the_main_tables_average_score_and_rank_by_hand():
+    """Two complete models: A scores 60 everywhere, B 50 except MMStar 70; both OCRBench 700 (/10
+    in the average). A: score (7 x 60 + 70) / 8 = 61.25, ranks 1 but MMStar 2, 9 / 8 = 1.125;
+    B: (6 x 50 + 70 + 70) / 8 = 55.0, ranks 2 but MMStar and OCRBench (a tie) 1, 14 / 8 = 1.75.
+    The row as the table opens shows B's facts and "-" where the app shows nothing."""
+    from reproduce import openvlm_app
+    from reproduce.openvlm_keys import reference_model
+
+    a, b = reference_model(60.0), reference_model(50.0)
+    a["META"]["Method"], b["META"]["Method"] = ["A", "https://a"], ["B", "https://b"]
+    b["MMStar"]["Overall"] = 70.0
+    data = {"time": "20250101000000", "results": {"A": a, "B": b}}
+    table = openvlm_app.load(data)["default"]
+    assert (table["A"]["Avg Score"], table["A"]["Avg Rank"]) == (round(61.25, 1), round(1.125, 2))
+    assert (table["B"]["Avg Score"], table["B"]["Avg Rank"]) == (55.0, 1.75)
+    assert openvlm_app.row_markdown(data, "B").splitlines()[2] == \
+        "| [B](https://b) | 7.0 | LLM-7B | ViT | 55.0 | 1.75 | 50.0 | 70.0 | 50.0 | 50.0 | 700.0 | 50.0 | 50.0 | 50.0 |"
+    del b["MMVet"]
+    row = openvlm_app.load(data)["default"]["B"]
+    assert row["Avg Score"] is None and row["Avg Rank"] is None and row["MMVet"] is None
+
+
+def test_the_readmes_main_table_row_is_what_submit_renders(tmp_path):
+    from reproduce.submit import submit
+    from tests.helpers.scores import mmbench_server_tables, scored_work_dir
+
+    work = scored_work_dir(tmp_path / "work", "R1-ShareVL-7B")
+    *_, pr = submit(work, "R1-ShareVL-7B", tmp_path / "sub", mmbench=mmbench_server_tables(tmp_path / "server"))
+    lines = pr.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| Method |"))
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "\n  " + "\n  ".join(lines[start : start + 3]) + "\n" in readme
