@@ -9,8 +9,9 @@ These checks turn each such input into one line that names the file and the rows
   the images of the rows that will run decode.
 - Cells that VLMEvalKit evaluates as Python must be literals, since nothing from a data file may
   run: `index` (`vlmeval/smp/misc.py` `istype` calls `eval` on it), `image` and `image_path`
-  written as lists (`toliststr` calls `eval`), and `choices` (MathVista's and MathVision's
-  scorers, `vlmeval/dataset/utils/mathvista.py` and `mathv.py`, call `eval`).
+  written as lists (`toliststr` calls `eval`), `choices` (MathVista's and MathVision's
+  scorers, `vlmeval/dataset/utils/mathvista.py` and `mathv.py`, call `eval`), and the columns of
+  `EVALUATED_BY_SCORER` (OCRBench's `answer`).
 - `check_model_folder`: a local checkpoint has a `config.json` that parses and weights whose
   safetensors headers parse.
 - `prediction_problem`: after the run, a dataset's predictions cover exactly the items it had to
@@ -33,6 +34,11 @@ import pandas as pd
 
 from .provenance import index_key
 
+EVALUATED_BY_SCORER: dict[str, tuple[str, ...]] = {
+    "OCRBench": ("answer",),  # OCRBench.evaluate: `answers = eval(line['answer'])`, vlmeval/dataset/image_vqa.py:527
+}
+"""Dataset (its TSV's name) -> columns whose every cell its VLMEvalKit scorer evaluates as Python
+(ms-vlmeval 0.0.20; found by reading every `eval(` of the scorers of the datasets this project runs)."""
 SAFE_INDEX = re.compile(r"^[A-Za-z0-9_.\-]+$")  # no brackets or quotes: nothing a call can be made of
 SHOWN = 5  # rows named in one message
 
@@ -44,6 +50,10 @@ def _rows(labels: list[str]) -> str:
 
 def _is_list_cell(value: str) -> bool:
     return value.startswith("[") and value.endswith("]")  # VLMEvalKit's toliststr test
+
+
+def _any_cell(value: str) -> bool:
+    return True
 
 
 _NOT_A_LITERAL = object()
@@ -146,7 +156,8 @@ def check_tsv(path: Path, limit: int | None = None) -> TsvCheck:
                                                                len(set(values)) > 1 else "") + ")"
                                  for key, values in duplicated.items()])
                         + "; every index must be unique, or rows get one another's predictions")
-    for column, must_eval in (("image_path", _is_list_cell), ("choices", bool)):
+    evaluated = [("image_path", _is_list_cell), ("choices", bool), *((c, _any_cell) for c in EVALUATED_BY_SCORER.get(path.stem, ()))]
+    for column, must_eval in evaluated:
         if column in frame.columns:
             bad = [rows[k] for k, v in enumerate(frame[column].str.strip()) if must_eval(v) and not _is_literal(v)]
             if bad:

@@ -271,3 +271,16 @@ def test_a_second_run_on_one_model_folder_is_refused(assets, tmp_path):
     assert errors(result) == [f"error: --work-dir={work / 'model'} is in use by a running bench.run of model "
                               f"(pid {os.getpid()}); wait for it to end or choose another --work-dir"]
     assert not (work / "model" / "model_SynthCount.xlsx").exists()
+
+
+def test_ocrbench_answers_that_are_not_literals_are_refused_before_vlmevalkit_evaluates_them(assets):
+    """VLMEvalKit's OCRBench scorer runs `eval` on every `answer` cell (image_vqa.py:527 in
+    ms-vlmeval 0.0.20): in a TSV named OCRBench each must be a Python literal; the same column
+    elsewhere is plain text."""
+    root, _ = assets
+    call = "__import__('os').system('touch /tmp/owned')"
+    path = variant(root, "OCRBench", lambda f: (f.__setitem__("answer", "['3']"), set_cell("answer", 1, call)(f)))
+    assert check_tsv(path).problems == [
+        f"{path}: answer cells that are not Python literals (VLMEvalKit evaluates them): row 2"]
+    assert check_tsv(variant(root, "OCRBench", lambda f: f.__setitem__("answer", "['3', 'three']"))).problems == []
+    assert check_tsv(variant(root, "Other", set_cell("answer", 1, call))).problems == []
