@@ -342,17 +342,19 @@ def unlike_record(path: Path, entry) -> str | None:
     return None
 
 
-def prediction_files(model_dir: Path) -> dict[str, Path | list[Path]]:
+def prediction_files(model_dir: Path, judge: str | None = None) -> dict[str, Path | list[Path]]:
     """{dataset: its predictions file}, or every file that claims it where there are several (a
     stale .csv beside the .xlsx VLMEvalKit wrote, say): which one holds the run's predictions
-    cannot be told from the names, so `score_work_dir` scores the one bench.run recorded, or none."""
+    cannot be told from the names, so `score_work_dir` scores the one bench.run recorded, or none.
+    VLMEvalKit's own outputs are not predictions: its result tables, and the files its judge
+    (`judge`, the run's) wrote, `{model}_{dataset}_{judge}.xlsx`."""
     model = model_dir.name
     found: dict[str, list[Path]] = {}
     for path in sorted(model_dir.iterdir()):
         if path.suffix not in PRED_SUFFIXES or path.name.endswith(OWN_SUFFIXES) or not path.stem.startswith(f"{model}_"):
             continue
         dataset = path.stem[len(model) + 1 :]
-        if re.search(r"_(acc|score|judge|gpt|auxmatch|result)", dataset):  # VLMEvalKit's own outputs
+        if re.search(r"_(acc|score|judge|gpt|auxmatch|result)", dataset) or (judge and dataset.endswith(f"_{judge}")):
             continue
         found.setdefault(dataset, []).append(path)
     return {dataset: paths[0] if len(paths) == 1 else paths for dataset, paths in found.items()}
@@ -381,7 +383,8 @@ def score_work_dir(work_dir: Path, mode: str = "default", allow_unverified: bool
         recorded = record.get("predictions")
         theirs = vlmeval_scores(model_dir)
         summary = {}
-        for dataset, path in prediction_files(model_dir).items():
+        judge = record.get("judge") if isinstance(record.get("judge"), str) else None
+        for dataset, path in prediction_files(model_dir, judge).items():
             if isinstance(path, list):  # the record, where there is one, says which file is the run's
                 entry = recorded.get(dataset) if isinstance(recorded, dict) else None
                 named = [p for p in path if isinstance(entry, dict) and p.name == entry.get("file")]

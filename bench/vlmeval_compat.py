@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import logging
 import sys
 import types
 
@@ -110,10 +111,15 @@ def import_vlmeval():
 
     install_placeholder()
     grad_enabled = torch.is_grad_enabled()
+    # Importing logs an ERROR when VLMEvalKit finds no .env file of API keys beside its package
+    # (vlmeval/__init__.py:11-20), the normal case (keys come from the environment), and
+    # transformers warns that torchvision is absent: lines that would bury a command's one-line error.
+    logging.disable(logging.ERROR)
     try:
         import vlmeval
         import vlmeval.config  # noqa: F401
     finally:
+        logging.disable(logging.NOTSET)
         torch.set_grad_enabled(grad_enabled)
     no_pickle.install()
     return vlmeval

@@ -12,9 +12,12 @@ here. Its records are VLMEvalKit result tables, so each set is what VLMEvalKit w
 benchmark: for multiple choice, `report_acc` (ms-vlmeval 0.0.20,
 vlmeval/dataset/utils/multiple_choice.py:77-100) writes `Overall`, then every `l2-category`
 (MMBench's under the short names of lines 17-24), then every `category`, each sorted; the
-categories each benchmark has come from its own publication, cited per set below. Names the app
-shows differently are renamed (`APP_NAMES`: MathVista's, from the app's own tab description,
-meta_data.py:95).
+categories each benchmark has come from its own publication, cited per set below. Where
+VLMEvalKit published the table itself (its results/*.md, removed from the repository in commit
+1d4cd2be, 2024-02-27), that table decides: MMMU shows its disciplines, not its subjects. Names the
+app shows differently are renamed (`APP_NAMES`: MathVista's, from the app's own tab description,
+meta_data.py:95). OCRBench, HallusionBench and MMVet carry VLMEvalKit's own metrics
+(`reproduce.openvlm_metrics`).
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ MMBENCH_DIMENSIONS = (
     "image_style", "image_topic", "nature_relation", "object_localization", "ocr", "physical_property_reasoning",
     "physical_relation", "social_relation", "spatial_relationship", "structuralized_imagetext_understanding",
 )
-"""MMBench's 20 ability dimensions (Liu et al., MMBench, arXiv:2307.06281, Fig. 2), as its TSVs'
+"""MMBench's 20 ability dimensions (Liu et al., MMBench, arXiv:2307.06281), as its TSVs'
 `category` values; the same 20 are analysed from VLMEvalKit's published results in Zhang et al.,
-Redundancy Principles for MLLMs Benchmarks, arXiv:2501.13953, Fig. 10."""
+Redundancy Principles for MLLMs Benchmarks, arXiv:2501.13953 (its MMBench dimension-redundancy figures)."""
 
 MMSTAR_CATEGORIES = ("coarse perception", "fine-grained perception", "instance reasoning", "logical reasoning",
                      "math", "science & technology")
@@ -40,11 +43,14 @@ MMSTAR_L2 = (
     "image style & quality", "localization", "numeric commonsense and calculation", "object counting", "recognition",
     "single-instance reasoning", "statistical reasoning",
 )
-"""MMStar's 6 core capabilities and 18 axes (Chen et al., MMStar, arXiv:2403.20330, Fig. 5), its
+"""MMStar's 6 core capabilities and 18 axes (Chen et al., MMStar, arXiv:2403.20330), its
 TSV's `category` and `l2-category`."""
 
 MMMU_DISCIPLINES = ("Art & Design", "Business", "Health & Medicine", "Humanities & Social Science", "Science",
                     "Tech & Engineering")
+"""MMMU's 6 disciplines (Yue et al., MMMU, arXiv:2311.16502), its TSV's `l2-category`. The
+leaderboard shows these and not the 30 subjects (`category`): VLMEvalKit's own MMMU results table,
+results/MMMU.md before commit 1d4cd2be (2024-02-27), has Overall and the six disciplines only."""
 MMMU_SUBJECTS = (
     "Accounting", "Agriculture", "Architecture_and_Engineering", "Art", "Art_Theory", "Basic_Medical_Science", "Biology",
     "Chemistry", "Clinical_Medicine", "Computer_Science", "Design", "Diagnostics_and_Laboratory_Medicine", "Economics",
@@ -52,9 +58,20 @@ MMMU_SUBJECTS = (
     "Materials", "Math", "Mechanical_Engineering", "Music", "Pharmacy", "Physics", "Psychology", "Public_Health",
     "Sociology",
 )
-"""MMMU's 6 disciplines and 30 subjects (Yue et al., MMMU, arXiv:2311.16502, Fig. 3; the subjects
-as the dataset's configurations name them, MMMU/MMMU on the Hugging Face hub), its TSV's
-`l2-category` and `category`."""
+"""MMMU's 30 subjects as the dataset's configurations name them (MMMU/MMMU on the Hugging Face
+hub), its TSV's `category`: scored, and left out of the record."""
+
+OCRBENCH = ("Text Recognition", "Scene Text-centric VQA", "Doc-oriented VQA", "Key Information Extraction",
+            "Handwritten Mathematical Expression Recognition", "Final Score", "Final Score Norm")
+"""OCRBench's result as VLMEvalKit's scorer writes it (`OCRBench.evaluate`,
+vlmeval/dataset/image_vqa.py:551-566): items right per task (the six text recognition tasks
+summed), their total of 1000 and a tenth of it. The app sorts and averages by `Final Score`."""
+HALLUSIONBENCH = ("Overall", "aAcc", "fAcc", "qAcc")
+"""HallusionBench's three accuracies (VLMEvalKit's `Hallusion_rating`, vlmeval/dataset/utils/yorn.py:97-126;
+its results/HallusionBench.md before 1d4cd2be shows these three) and the Overall the app reads."""
+MMVET = ("Overall", "rec", "ocr", "know", "gen", "spat", "math")
+"""MM-Vet's six capabilities and Overall, the judge's mean score (VLMEvalKit's `MMVet_acc`,
+vlmeval/dataset/utils/mmvet.py:73-110; results/MMVet.md before 1d4cd2be)."""
 
 MATHVISTA = {
     "FQA": "figure question answering", "GPS": "geometry problem solving", "MWP": "math word problem",
@@ -63,7 +80,7 @@ MATHVISTA = {
     "SCI": "scientific reasoning", "STA": "statistical reasoning",
 }
 """MathVista's 5 tasks and 7 skills: the app's names (its MathVista tab description,
-meta_data.py:95) for VLMEvalKit's (`task`, `skills`; Lu et al., MathVista, arXiv:2310.02255, Fig. 1)."""
+meta_data.py:95) for VLMEvalKit's (`task`, `skills`; Lu et al., MathVista, arXiv:2310.02255)."""
 
 AI2D_TOPICS = (
     "atomStructure", "eclipses", "faultsEarthquakes", "foodChainsWebs", "lifeCycles", "moonPhaseEquinox", "partsOfA",
@@ -77,14 +94,19 @@ SUBSCORES: dict[str, tuple[str, ...]] = {
     "MMBench_TEST_EN_V11": ("Overall", *MMBENCH_ABILITIES, *MMBENCH_DIMENSIONS),
     "MMBench_TEST_CN_V11": ("Overall", *MMBENCH_ABILITIES, *MMBENCH_DIMENSIONS),
     "MMStar": ("Overall", *MMSTAR_L2, *MMSTAR_CATEGORIES),
-    "MMMU_VAL": ("Overall", *MMMU_DISCIPLINES, *MMMU_SUBJECTS),
+    "MMMU_VAL": ("Overall", *MMMU_DISCIPLINES),
     "MathVista": ("Overall", *MATHVISTA),
     "AI2D": ("Overall", *AI2D_TOPICS),
+    "OCRBench": OCRBENCH,
+    "HallusionBench": HALLUSIONBENCH,
+    "MMVet": MMVET,
 }
 """Leaderboard key -> every key its block carries, in the order VLMEvalKit's tables write them."""
 
 APP_NAMES: dict[str, dict[str, str]] = {"MathVista": {name: short for short, name in MATHVISTA.items()}}
 """Leaderboard key -> {VLMEvalKit's category name: the name the app shows}."""
+NOT_SHOWN: dict[str, frozenset[str]] = {"MMMU_VAL": frozenset(MMMU_SUBJECTS)}
+"""Leaderboard key -> VLMEvalKit categories the leaderboard does not show, left out of the record."""
 
 
 class SubscoreError(ValueError):
@@ -102,9 +124,11 @@ class SubscoreError(ValueError):
 
 def leaderboard_block(key: str, scores: dict[str, float]) -> dict[str, float]:
     """`scores` ({"Overall": x, category: y, ...} under VLMEvalKit's names) as the record's block
-    for `key`: the app's names, exactly the keys of `SUBSCORES[key]`, in its order. SubscoreError
-    when any is missing or any other is present."""
-    renamed = {APP_NAMES.get(key, {}).get(name, name): value for name, value in scores.items()}
+    for `key`: the app's names, exactly the keys of `SUBSCORES[key]`, in its order (categories the
+    leaderboard does not show, `NOT_SHOWN`, left out). SubscoreError when any is missing or any
+    other is present."""
+    renamed = {APP_NAMES.get(key, {}).get(name, name): value for name, value in scores.items()
+               if name not in NOT_SHOWN.get(key, ())}
     wanted = SUBSCORES[key]
     missing = [k for k in wanted if k not in renamed]
     unknown = sorted(k for k in renamed if k not in wanted)
@@ -119,8 +143,7 @@ REFERENCE_MODEL = "Reference-VLM"
 
 def reference_model(score: float = 50.0) -> dict:
     """A record in the shape of a real leaderboard model's: META as the app reads it, every default
-    benchmark with its full sub-score set (for OCRBench, HallusionBench and MMVet, the keys of
-    VLMEvalKit's own result tables), and MME on its own scale. `submit` places its record after
+    benchmark with its full sub-score set, and MME and OCRBench on their own scales. `submit` places its record after
     this one, so that the app's tabs take their columns from a complete first model."""
     record = {"META": {"Method": [REFERENCE_MODEL, "https://example.org/reference-vlm"], "Parameters": "7B",
                        "Language Model": "LLM-7B", "Vision Model": "ViT", "OpenSource": "Yes", "Verified": "Yes",
@@ -129,7 +152,5 @@ def reference_model(score: float = 50.0) -> dict:
     record["OCRBench"] = {"Text Recognition": 200, "Scene Text-centric VQA": 150, "Doc-oriented VQA": 150,
                           "Key Information Extraction": 150, "Handwritten Mathematical Expression Recognition": 50,
                           "Final Score": 700, "Final Score Norm": 70.0}
-    record["HallusionBench"] = {"aAcc": score, "fAcc": score, "qAcc": score, "Overall": score}
-    record["MMVet"] = {key: score for key in ("rec", "ocr", "know", "gen", "spat", "math", "Overall")}
     record["MME"] = {"Overall": 2000.0, "Perception": 1500.0, "Cognition": 500.0}
     return record

@@ -19,7 +19,7 @@ from bench.adapter import PAPER_MODELS
 
 from .children import spawn
 from .paper import load_paper_table
-from .submit import MMBENCH_SERVER, OPENVLM
+from .submit import MMBENCH_SERVER, OPENVLM, VLMEVAL_SCORED
 
 REASONING = ("MathVista_MINI", "MathVision", "MathVerse_MINI_Vision_Only", "DynaMath", "WeMath", "LogicVista")
 """The Open LMM Reasoning leaderboard's six benchmarks (MathVerse on its vision-only testmini
@@ -27,10 +27,11 @@ subset), evaluated and scored here; no record of them is written (`reproduce.sub
 
 
 def benchmark_sets() -> dict[str, list[str]]:
-    """BENCHMARKS= choices: Table 1's six datasets, the OpenVLM record's (with MMBench v1.1, whose
-    predictions go to the official server), the reasoning leaderboard's six, or all of them."""
+    """BENCHMARKS= choices: Table 1's six datasets, the OpenVLM record's (the app's eight default
+    benchmarks: MMBench v1.1's predictions go to the official server, OCRBench, HallusionBench and
+    MMVet are scored by VLMEvalKit), the reasoning leaderboard's six, or all of them."""
     sets = {"table1": list(load_paper_table()["vlmeval_datasets"].values()),
-            "openvlm": [*OPENVLM, *MMBENCH_SERVER], "reasoning": list(REASONING)}
+            "openvlm": [*OPENVLM, *VLMEVAL_SCORED, *MMBENCH_SERVER], "reasoning": list(REASONING)}
     sets["all"] = list(dict.fromkeys(d for names in sets.values() for d in names))
     return sets
 
@@ -84,6 +85,9 @@ def preflight(ckpts: list[str], judge: str | None, cuda: bool | None = None, ben
         problems.append("flash-attn is not installed, and VLMEvalKit's Qwen2VLChat loads Qwen2.5-VL with "
                         "attn_implementation='flash_attention_2': install it (pip install flash-attn "
                         "--no-build-isolation), or run with ATTN_IMPLEMENTATION=sdpa (PyTorch's attention, slower)")
+    if "MMVet" in datasets and not judge:
+        problems.append(f"BENCHMARKS={benchmarks} includes MMVet, which VLMEvalKit scores with a judge model only: pass "
+                        "JUDGE= (the leaderboard used gpt-4-turbo), with OPENAI_API_KEY or JUDGE_BASE_URL set")
     if judge and not (os.environ.get("OPENAI_API_KEY") or os.environ.get("JUDGE_BASE_URL")):
         problems.append(f"judge {judge} asked for, but neither OPENAI_API_KEY nor JUDGE_BASE_URL is set")
     return problems

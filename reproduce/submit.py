@@ -29,6 +29,10 @@ stand in the real file. What that means here:
   closed model must say which with `--meta`.
 - Keys: the app's (`MMMU_DEV_VAL` is shown as `MMMU_VAL`, validation only, which `bench.score`
   scores).
+- OCRBench, HallusionBench and MMVet carry VLMEvalKit's own metrics (`reproduce.openvlm_metrics`;
+  MMVet needs the judge model bench.run was given), so that the record has all eight of the
+  app's default benchmarks and ranks.
+- A run made with `--limit` is refused.
 - No reasoning record: no public leaderboard app reads one (VLMEvalKit's repository has the
   OpenVLM app only, on its `leaderboard` branch). The pull request lists every scored benchmark
   in its scores table instead.
@@ -57,13 +61,15 @@ from bench.score import ResultsError, checked_scores
 
 from . import openvlm_app
 from .openvlm_keys import REFERENCE_MODEL, SubscoreError, leaderboard_block, reference_model
+from .openvlm_metrics import LEADERBOARD_KEYS as VLMEVAL_SCORED
+from .openvlm_metrics import MetricError, leaderboard_scores
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "leaderboard_file.schema.json"
 OPENVLM: dict[str, str] = {"MMStar": "MMStar", "MMMU_DEV_VAL": "MMMU_VAL", "MathVista_MINI": "MathVista", "AI2D_TEST": "AI2D"}
 """VLMEvalKit dataset we evaluate and score -> the key the leaderboard's data file uses."""
 MMBENCH_SERVER = openvlm_app.MMBENCH_V11
 """Scored by the official MMBench server only (no public answers): given with --mmbench-scores."""
-SUBMISSION_DATASETS = sorted(set(OPENVLM) | set(MMBENCH_SERVER))
+SUBMISSION_DATASETS = sorted(set(OPENVLM) | set(VLMEVAL_SCORED) | set(MMBENCH_SERVER))
 """Every VLMEvalKit dataset the record needs evaluated."""
 
 
@@ -203,16 +209,35 @@ def mmbench_blocks(given: dict | None) -> dict[str, dict[str, float]]:
     return blocks
 
 
+def own_metric_blocks(model_dir: Path, datasets: dict[str, dict], judge: str | None) -> dict[str, dict[str, float]]:
+    """{leaderboard key: block} of the record's benchmarks VLMEvalKit scores with its own metric
+    (`reproduce.openvlm_metrics`), from the prediction files `datasets` (checked scores) recorded."""
+    blocks = {}
+    for dataset, key in VLMEVAL_SCORED.items():
+        if dataset in datasets:
+            path = model_dir / str(datasets[dataset]["predictions"]["file"])
+            try:
+                scores = leaderboard_scores(dataset, path, judge)
+                blocks[key] = leaderboard_block(key, {k: round(v, 1) if isinstance(v, float) else v
+                                                      for k, v in scores.items()})
+            except (MetricError, ResultsError, SubscoreError) as exc:
+                raise SubmissionError(f"{dataset}: {exc}") from None
+    return blocks
+
+
 def build_record(scored: dict[str, dict], model: str, meta: dict, mmbench: dict | None = None,
-                 now: datetime.datetime | None = None) -> dict:
+                 own: dict[str, dict] | None = None, now: datetime.datetime | None = None) -> dict:
     """The OpenVLM data file holding this one model; `scored` maps VLMEvalKit dataset names to
-    bench.score's metrics (accuracy, categories). Loaded by the app's rules twice before it is
-    returned: after a complete first model, and first."""
-    missing = [d for d in OPENVLM if d not in scored]
+    bench.score's metrics (accuracy, categories), `own` leaderboard keys to the blocks of VLMEvalKit's
+    own metrics (`own_metric_blocks`). Loaded by the app's rules twice before it is returned: after
+    a complete first model, and first."""
+    own = own or {}
+    missing = [d for d in OPENVLM if d not in scored] + [d for d, k in VLMEVAL_SCORED.items() if k not in own]
     if missing:
         raise SubmissionError(f"{model}: missing benchmark(s) for the OpenVLM record: {', '.join(missing)} "
-                              f"(evaluate them: python -m bench.run --data {' '.join(missing)} ..., then bench.score)")
-    entry = {"META": meta, **{key: benchmark_block(scored[d], d) for d, key in OPENVLM.items()}}
+                              f"(evaluate them: python -m bench.run --data {' '.join(missing)} --judge MODEL ..., "
+                              "then bench.score; MMVet needs the judge)")
+    entry = {"META": meta, **{key: benchmark_block(scored[d], d) for d, key in OPENVLM.items()}, **own}
     server = mmbench_blocks(mmbench)
     absent = [k for k in MMBENCH_SERVER if k not in server]
     if absent:
@@ -290,8 +315,8 @@ def pull_request_text(model: str, model_path: str, run: dict, scores: dict[str, 
         *(f"| {d} | {scores[d]:.1f} |" for d in sorted(scores)),
         "",
         *([f"The attached `{model}.openvlm.json` record in the OpenVLM leaderboard's main table (its default "
-           "columns; Avg Score and Avg Rank stay empty until a model has all eight default benchmarks):", "", row, ""]
-          if row else []),
+           "columns; Avg Rank among this file's one model). OCRBench, HallusionBench and MMVet carry VLMEvalKit's own "
+           f"metrics (judge: {run.get('judge') or 'none'}):", "", row, ""] if row else []),
         "Commands (r1-sharevl harness):",
         "",
         "```bash",
@@ -355,6 +380,9 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     if run.get("status") == "failed":
         raise SubmissionError(f"{run_file}: that evaluation failed ({'; '.join(f'{d}: {w}' for d, w in run.get('failed', {}).items())[:300]}); "
                               "fix it and re-run bench.run before submitting")
+    if "--limit" in (run.get("argv") or []):
+        raise SubmissionError(f"{run_file}: bench.run ran with --limit (a smoke run): its scores are of part of each "
+                              "benchmark; evaluate the full benchmarks before submitting")
     scores = check_scores({d: m.get("accuracy") for d, m in datasets.items()})
     scored = {d: {**m, "accuracy": scores[d]} for d, m in datasets.items()}
     modes = sorted({str(m.get("verifier_mode")) for m in datasets.values()})
@@ -365,13 +393,15 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     meta.setdefault("Method", [model, f"https://huggingface.co/{model_path}"])
     if meta.get("OpenSource") == "Yes":
         meta.setdefault("Verified", "Yes")  # not read by the app for open-source models; public weights
-    record = build_record(scored, model, meta, mmbench)
+    own = own_metric_blocks(scores_file.parent, datasets, run.get("judge"))
+    record = build_record(scored, model, meta, mmbench, own)
     from bench.fileio import write_json_atomic, write_text_atomic
 
     path = write_json_atomic(out.with_name(f"{out.name}.openvlm.json"), record)
     entry = write_text_atomic(out.with_name(f"{out.name}.supported_vlm.py"),
                               supported_vlm_entry(model, model_path, run.get("prompt_placement", DEFAULT_PLACEMENT)))
     row = openvlm_app.row_markdown(record, model)
+    judge_free = {d: v for d, v in scores.items() if d not in VLMEVAL_SCORED}  # those three: VLMEvalKit's metrics
     pr = write_text_atomic(out.with_name(f"{out.name}.pull_request.md"),
-                           pull_request_text(model, model_path, run, scores, modes, row))
+                           pull_request_text(model, model_path, run, judge_free, modes, row))
     return [path, entry, pr]

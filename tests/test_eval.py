@@ -234,13 +234,20 @@ def full_scored(accuracy: float = 60.0) -> dict[str, dict]:
             for d, k in OPENVLM.items()}
 
 
+def full_own() -> dict[str, dict]:
+    """Blocks of the three benchmarks VLMEvalKit scores with its own metrics."""
+    from reproduce.openvlm_keys import reference_model
+
+    return {k: v for k, v in reference_model().items() if k in ("OCRBench", "HallusionBench", "MMVet")}
+
+
 def test_submission_validates_and_writes_entry(tmp_path):
     work = scored_work_dir(tmp_path / "work", "R1-ShareVL-7B")
     paths = submit(work, "R1-ShareVL-7B", tmp_path / "sub.json", mmbench=mmbench_server_tables(tmp_path / "server"))
     assert [p.name for p in paths] == ["sub.openvlm.json", "sub.supported_vlm.py", "sub.pull_request.md"]
     openvlm = json.loads(paths[0].read_text())["results"]["R1-ShareVL-7B"]
     assert set(openvlm) == {"META", "MMStar", "MMMU_VAL", "MathVista", "AI2D", "MMBench_TEST_EN_V11",
-                            "MMBench_TEST_CN_V11"}
+                            "MMBench_TEST_CN_V11", "OCRBench", "HallusionBench", "MMVet"}
     # 18 MMStar rows, every third wrong: 12 right; each axis has one row, each category three
     assert openvlm["MMStar"]["Overall"] == 66.7 and openvlm["MMStar"]["math"] == 66.7
     assert openvlm["MMStar"]["image emotion"] == 0.0 and openvlm["MMStar"]["recognition"] == 100.0
@@ -257,8 +264,9 @@ def test_submission_errors(tmp_path):
     meta = {"Method": ["m", "https://x"], "Parameters": "8.3B", "Language Model": "l", "Vision Model": "v",
             "OpenSource": "Yes", "Verified": "No"}
     server = mmbench_server_tables(tmp_path)
-    with pytest.raises(SubmissionError, match="missing benchmark.*MMMU_DEV_VAL, MathVista_MINI, AI2D_TEST"):
-        build_record({"MMStar": full_scored()["MMStar"]}, "m", meta, server)
+    with pytest.raises(SubmissionError, match="missing benchmark.*MMMU_DEV_VAL, MathVista_MINI, AI2D_TEST, MMVet"):
+        build_record({"MMStar": full_scored()["MMStar"]}, "m", meta, server,
+                     {k: v for k, v in full_own().items() if k != "MMVet"})
     with pytest.raises(SubmissionError, match="non-numeric"):
         check_scores({"MMStar": "sixty"})
     with pytest.raises(SubmissionError, match="mixed scales"):
@@ -267,13 +275,13 @@ def test_submission_errors(tmp_path):
         check_scores({"MMStar": 0.6, "AI2D_TEST": 0.8})
     for field, value in (("OpenSource", "maybe"), ("Parameters", 8.3), ("Verified", True)):
         with pytest.raises(SubmissionError, match=field):
-            build_record(full_scored(), "m", {**meta, field: value}, server)
+            build_record(full_scored(), "m", {**meta, field: value}, server, full_own())
     with pytest.raises(SubmissionError, match="Verified"):
-        build_record(full_scored(), "m", {k: v for k, v in meta.items() if k != "Verified"}, server)
+        build_record(full_scored(), "m", {k: v for k, v in meta.items() if k != "Verified"}, server, full_own())
     with pytest.raises(SubmissionError, match="--mmbench-scores: MMBench_DEV_EN"):
-        build_record(full_scored(), "m", meta, {**server, "MMBench_DEV_EN": 80.0})
+        build_record(full_scored(), "m", meta, {**server, "MMBench_DEV_EN": 80.0}, full_own())
     with pytest.raises(SubmissionError, match="--mmbench-scores MMBench_TEST_CN_V11: 27 of its 27 sub-scores missing"):
-        build_record(full_scored(), "m", meta, {**server, "MMBench_TEST_CN_V11": {}})
+        build_record(full_scored(), "m", meta, {**server, "MMBench_TEST_CN_V11": {}}, full_own())
 
 
 def test_the_openvlm_record_needs_mmbench_v11_and_nothing_is_written_without_it(tmp_path):
@@ -301,9 +309,14 @@ def test_paper_scale_preflight_lists_everything_missing(tmp_path, monkeypatch):
     assert "no CUDA GPU" in text
     assert "HuanjinYao/R1-ShareVL-7B" in text and "Qwen/Qwen2.5-VL-7B-Instruct" in text
     assert "CKPT=" in text and "MathVista_MINI" in text and "AI2D_TEST" in text and "judge gpt-4o-mini" in text
-    assert "MMBench_TEST_CN_V11" in text and "LogicVista" in text  # BENCHMARKS=all: what both records need
+    assert "MMBench_TEST_CN_V11" in text and "LogicVista" in text and "OCRBench" in text  # BENCHMARKS=all
+    assert "includes MMVet" not in text  # a judge was given
     reasoning = "\n".join(preflight([], judge=None, cuda=False, benchmarks="reasoning"))
     assert "WeMath" in reasoning and "MMStar" not in reasoning and "MMBench" not in reasoning
+    assert "includes MMVet" not in reasoning
+    openvlm = "\n".join(preflight([], judge=None, cuda=False, benchmarks="openvlm"))
+    assert "BENCHMARKS=openvlm includes MMVet, which VLMEvalKit scores with a judge model only: pass JUDGE=" in openvlm
+    assert "HallusionBench" in openvlm and "LogicVista" not in openvlm
     out = subprocess.run([sys.executable, "-m", "reproduce", "run", "--scale", "paper", "--benchmarks", "nope"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "BENCHMARKS='nope': choose from table1, openvlm, reasoning, all" in out.stderr

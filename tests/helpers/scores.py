@@ -97,9 +97,35 @@ def _mcq(k: int, right: bool) -> dict:
             "prediction": f"<think>t</think>\\boxed{{{'A' if right else 'B'}}}"}
 
 
+OCRBENCH_TASKS = ["Regular Text Recognition", "Irregular Text Recognition", "Artistic Text Recognition",
+                  "Handwriting Recognition", "Digit String Recognition", "Non-Semantic Text Recognition",
+                  "Scene Text-centric VQA", "Doc-oriented VQA", "Key Information Extraction",
+                  "Handwritten Mathematical Expression Recognition"]
+MMVET_CATEGORIES = ["rec", "ocr,know", "gen,rec", "spat,ocr", "math,ocr", "know,rec,gen"]
+JUDGE = "judge-7b"
+"""The judge model the work dirs' bench.run record names (its judged files carry the name)."""
+
+
+def vlmeval_scored_rows() -> dict[str, list[dict]]:
+    """Prediction rows of OCRBench, HallusionBench and MMVet in VLMEvalKit's layouts, every task or
+    capability present, every third item wrong."""
+    ocr = [{"category": task, "answer": repr(["x^2"] if "Expression" in task else ["cat", "Cat"]),
+            "prediction": ("x ^ 2" if "Expression" in task else "It says CAT.") if k % 3 != 2 else "dog"}
+           for k, task in enumerate(OCRBENCH_TASKS)]
+    hallu = [{"index": f"{l2}_chart_{s}_{f}_{q}_0", "l2-category": l2, "category": "chart", "question": "q",
+              "answer": answer, "prediction": f"<think>t</think> {'No' if k % 3 == 2 else answer}, it is."}
+             for k, (l2, s, f, q, answer) in enumerate([("VD", 0, 0, 0, "Yes"), ("VD", 0, 1, 0, "No"),
+                                                         ("VD", 1, 0, 0, "Yes"), ("VS", 0, 0, 0, "Yes"),
+                                                         ("VS", 0, 0, 1, "No"), ("VS", 0, 1, 1, "Yes")])]
+    vet = [{"category": c, "question": "q", "answer": "a", "prediction": f"answer {k}"}
+           for k, c in enumerate(MMVET_CATEGORIES)]
+    return {"OCRBench": [{"index": k, **r} for k, r in enumerate(ocr)], "HallusionBench": hallu,
+            "MMVet": [{"index": k, **r} for k, r in enumerate(vet)]}
+
+
 def full_benchmark_rows(limit: int | None = None) -> dict[str, list[dict]]:
-    """Prediction rows of the OpenVLM record's four scored benchmarks covering every category (the
-    first `limit` rows of each: a --limit run), every third answer wrong."""
+    """Prediction rows of the OpenVLM record's four benchmarks bench.score scores, covering every
+    category (the first `limit` rows of each: a --limit run), every third answer wrong."""
     rows = {
         "MMStar": [{"category": c, "l2-category": a} for c, axes in MMSTAR_AXES.items() for a in axes],
         "MMMU_DEV_VAL": [{"l2-category": d, "category": s, "split": "validation"}
@@ -113,17 +139,22 @@ def full_benchmark_rows(limit: int | None = None) -> dict[str, list[dict]]:
 
 def scored_work_dir(work: Path, folder: str, limit: int | None = None, **record) -> Path:
     """{work}/{folder} as a user's run leaves it: prediction files with every category
-    (`full_benchmark_rows`), recorded by bench.run's record (`record`: more of its fields; "model" is the folder's name unless given), scored by bench.score's own command.
+    (`full_benchmark_rows`, `vlmeval_scored_rows`), MMVet's judged file, recorded by bench.run's record (`record`: more of its fields; "model" is the folder's name unless given), scored by bench.score's own command.
     Returns `work`."""
     from bench.score import main as score
 
     d = work / folder
     d.mkdir(parents=True, exist_ok=True)
     files = {}
-    for dataset, rows in full_benchmark_rows(limit).items():
+    for dataset, rows in {**full_benchmark_rows(limit), **vlmeval_scored_rows()}.items():
         files[dataset] = d / f"{folder}_{dataset}.csv"
         pd.DataFrame(rows).to_csv(files[dataset], index=False)
-    record_predictions(d, files, **{"model": folder, **record})
+    vet = pd.DataFrame(vlmeval_scored_rows()["MMVet"])  # VLMEvalKit's judged file: the judge's 0-1 score per item
+    vet.assign(score=[1.0, 0.5, 0.0, 1.0, 0.8, 0.2]).to_excel(d / f"{folder}_MMVet_{JUDGE}.xlsx", index=False)
+    hallu = pd.DataFrame(vlmeval_scored_rows()["HallusionBench"])  # VLMEvalKit's yes/no extractions, the judge's
+    hallu.assign(extracted=[("No" if k % 3 == 2 else a) for k, a in enumerate(hallu["answer"])]).to_excel(
+        d / f"{folder}_HallusionBench_auxmatch.xlsx", index=False)
+    record_predictions(d, files, **{"model": folder, "judge": JUDGE, **record})
     assert score(["--work-dir", str(work)]) == 0
     return work
 
