@@ -265,6 +265,30 @@ def test_submit_names_a_malformed_run_file_a_failed_run_and_meta_that_is_not_an_
     assert not list(tmp_path.glob("s.*"))
 
 
+def test_submit_names_a_broken_server_file_and_a_broken_judged_file(tmp_path):
+    """The MMBench server's result file and VLMEvalKit's judged MMVet file are read as data: a
+    broken one is one line naming it, and nothing is written."""
+    from tests.helpers.scores import JUDGE, mmbench_server_tables, update_record
+
+    option, given = good_scores(tmp_path)
+    update_record(tmp_path / "m", model="x/y")
+    args = ["reproduce", "submit", "--work-dir", str(tmp_path), "--model", "m", "--out", str(tmp_path / "s"), "--meta",
+            json.dumps({"Parameters": "7B", "Language Model": "l", "Vision Model": "v", "OpenSource": "Yes"})]
+    broken = tmp_path / "server" / "MMBench_TEST_CN_V11_acc.xlsx"
+    broken.write_bytes(b"not a workbook")
+    line = one_error(cli(*args, option, given))
+    assert line.startswith(f"error: --mmbench-scores MMBench_TEST_CN_V11: {broken}: cannot be read"), line
+    broken.unlink()
+    assert f"--mmbench-scores MMBench_TEST_CN_V11: {broken}: cannot be read (FileNotFoundError" in \
+        one_error(cli(*args, option, given))
+    given = json.dumps(mmbench_server_tables(tmp_path / "server"))
+    judged = tmp_path / "m" / f"m_MMVet_{JUDGE}.xlsx"
+    judged.write_text("garbage")
+    assert one_error(cli(*args, option, given)).startswith(f"error: MMVet: {judged}: cannot be read")
+    assert cli(*args, option, given.replace("MMBench_TEST_CN_V11_acc", "nope")).returncode == 2
+    assert not list(tmp_path.glob("s.*"))
+
+
 def test_the_supported_vlm_entry_quotes_the_model_path():
     from reproduce.submit import supported_vlm_entry
 
