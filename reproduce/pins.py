@@ -108,4 +108,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bench.errors import exit_on_usage_error
+
+    sys.exit(exit_on_usage_error(main))

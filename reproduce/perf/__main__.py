@@ -121,4 +121,6 @@ def grid_points(specs: list[str] | None) -> list[tuple[str, int, int]]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench.errors import exit_on_usage_error
+
+    raise SystemExit(exit_on_usage_error(main))

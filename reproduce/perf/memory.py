@@ -211,4 +211,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from bench.errors import exit_on_usage_error
+
+    raise SystemExit(exit_on_usage_error(main))
