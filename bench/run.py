@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attn-implementation", choices=("flash_attention_2", "sdpa", "eager"),
                         help="GPU models' attention (VLMEvalKit asks for flash_attention_2, which needs flash-attn)")
     args = parser.parse_args(argv)
-    return exit_on_usage_error(lambda: run(args))
+    # VLMEvalKit logs to a file under the work dir: a handler that cannot write (a full disk) must not
+    # print its own traceback; the write that fails next is reported as one line
+    logging.raiseExceptions = False
+    return exit_on_usage_error(lambda: run(args), output=args.work_dir)
 
 
 def run(args: argparse.Namespace) -> int:

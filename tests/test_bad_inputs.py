@@ -609,6 +609,39 @@ def test_yaml_nested_thousands_deep_names_the_file_or_the_override(tmp_path):
     assert line == "error: override 'trainer.seed': the value is nested too deeply to be read"
 
 
+@pytest.mark.parametrize("size", ["8k", "24k"])
+def test_bench_run_on_a_full_disk_is_one_line_naming_the_work_dir(inputs, tmp_path, size):
+    """A work dir on a tiny tmpfs fills up inside VLMEvalKit (its log file at 8k, its prediction
+    workbook at 24k): the failing calls name no file, VLMEvalKit's log handler and the workbook
+    closing in teardown used to print tracebacks. One line names the work dir, nothing else fails."""
+    root, model = inputs
+    full = tmp_path / "full"
+    full.mkdir()
+    result = in_mount_namespace(f"mount -t tmpfs -o size={size} tmpfs {full}", sys.executable, "-m", "bench.run",
+                                "--model", str(model), "--data", "SynthCount", "--work-dir", str(full / "w"),
+                                "--lmudata", str(root / "lmu"), "--max-new-tokens", "4")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and errors == [f"error: {full / 'w'} (a file under it): No space left on device"], \
+        result.stderr[-3000:]
+    assert not any(s in result.stderr for s in ("Traceback", "Exception ignored", "Logging error")), result.stderr[-3000:]
+
+
+def test_a_file_that_fails_to_close_on_a_full_disk_ends_the_command_in_one_line(capsys):
+    """Python reports a failing close in teardown as "Exception ignored" and carries on: the command
+    would end with status 0 and a truncated file. It ends in one line and status 2."""
+
+    class Workbook:
+        def __del__(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def main():
+        Workbook()  # freed at once: its close fails in __del__
+        return 0
+
+    assert exit_on_usage_error(main, output="/w") == 2
+    assert capsys.readouterr().err == "error: /w: No space left on device (a file failed to close)\n"
+
+
 def test_a_full_disk_during_an_atomic_write_names_the_file(tmp_path, capsys):
     """A write() that fails for a full disk names no file: the atomic writer names the one it was
     writing, and leaves no temporary file."""

@@ -58,7 +58,7 @@ cases = {
     "a usage error": errors.UsageError("config.yaml: trainer.seed: must be an integer", "second: line"),
 }
 
-def spy(main):
+def spy(main, output=None):
     seen = {}
     for name, exc in cases.items():
         def boom(exc=exc):
