@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
+import io
 import json
 import math
 import numbers
@@ -66,23 +68,24 @@ cell. pandas' default markers ("None", "NA", "null", "N/A", "nan", "NaN", ...) a
 benchmarks have (read as missing, 6 of 7 such exact answers scored 0)."""
 
 
-def read_predictions(path: Path, text: bool = False, require: tuple[str, ...] = ("answer", "prediction")
-                     ) -> pd.DataFrame:
+def read_predictions(path: Path, text: bool = False, require: tuple[str, ...] = ("answer", "prediction"),
+                     data: bytes | None = None) -> pd.DataFrame:
     """A results file as a frame (.xlsx, .tsv, .csv or JSON), with the columns `require`. `text`:
     every cell as the string it holds (empty cells "", no value read as missing: see
     EMPTY_MARKERS), as scoring and coverage checks read it; otherwise pandas' types, for the files
-    this project rewrites in place."""
+    this project rewrites in place. `data`: the file's bytes, already read (`read_recorded`), parsed
+    instead of reading `path` again."""
     as_text = {"dtype": str, "keep_default_na": False} if text else {}
     try:
-        regular_file(path)
+        source = io.BytesIO(data) if data is not None else regular_file(path)
         if path.suffix == ".xlsx":
-            frame = pd.read_excel(path, **as_text)
+            frame = pd.read_excel(source, **as_text)
         elif path.suffix == ".tsv":
-            frame = pd.read_csv(path, sep="\t", **as_text)
+            frame = pd.read_csv(source, sep="\t", **as_text)
         elif path.suffix == ".csv":
-            frame = pd.read_csv(path, **as_text)
+            frame = pd.read_csv(source, **as_text)
         else:
-            frame = pd.read_json(path, dtype=False) if text else pd.read_json(path)
+            frame = pd.read_json(source, dtype=False) if text else pd.read_json(source)
             if text:
                 frame = frame.map(lambda v: "" if v is None else v if isinstance(v, str) else json.dumps(v))
     except Exception as exc:  # noqa: BLE001 - any reader failure is a broken results file
@@ -240,10 +243,11 @@ def category_scores(frame: pd.DataFrame, correct: list[float], dataset: str) -> 
     return {name: 100.0 * sum(v) / len(v) for name, v in groups.items()}
 
 
-def score_file(path: Path, mode: str = "default", dataset: str = "") -> dict:
-    """Metrics of one prediction file. MMMU is scored on its validation split only (VLMEvalKit's
-    primary metric and the leaderboard's); the dev rows are left out."""
-    frame = read_predictions(path, text=True)
+def score_file(path: Path, mode: str = "default", dataset: str = "", data: bytes | None = None) -> dict:
+    """Metrics of one prediction file (`data`: its bytes, already read and checked). MMMU is scored
+    on its validation split only (VLMEvalKit's primary metric and the leaderboard's); the dev rows
+    are left out."""
+    frame = read_predictions(path, text=True, data=data)
     split = None
     if dataset.startswith("MMMU") and "split" in frame.columns:
         split = "validation"
@@ -310,28 +314,29 @@ RECORDED = ("file", "sha256", "rows", "indices_sha256")
 """The fields of a predictions record (`bench.provenance.prediction_entry`) that scoring checks."""
 
 
-def prediction_keys(path: Path) -> list[str]:
+def prediction_keys(path: Path, data: bytes | None = None) -> list[str]:
     """The index key of every row of a predictions file, in file order (`bench.provenance.index_key`)."""
-    frame = read_predictions(path, text=True)
+    frame = read_predictions(path, text=True, data=data)
     if "index" not in frame.columns:
         raise ResultsError(f"{path}: no index column")
     return [index_key(i) for i in frame["index"]]
 
 
-def unlike_record(path: Path, entry) -> str | None:
+def unlike_record(path: Path, entry, data: bytes | None = None) -> str | None:
     """Why `path` is not the predictions file bench.run recorded for its dataset (`entry`, from
     bench_run.json), or None: its name, sha256, row count and index set must all be the recorded
-    ones, and every index answered once."""
+    ones, and every index answered once. `data`: its bytes, read once by the caller, who then
+    parses the same bytes it checked here (`read_recorded`); otherwise the file is read."""
     if not isinstance(entry, dict):
         return "not among the predictions bench.run recorded (bench_run.json)"
     if entry.get("file") != path.name:
         return f"bench.run recorded {entry.get('file')!r} for this dataset, not this file"
     if any(k not in entry for k in RECORDED):
         return "recorded by an earlier bench.run, without its row count and index set; run bench.run again"
-    if file_sha256(path) != entry["sha256"]:
+    if (hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)) != entry["sha256"]:
         return "changed since bench.run wrote it (its sha256 is not the recorded one)"
     try:
-        keys = prediction_keys(path)
+        keys = prediction_keys(path, data)
     except ResultsError as exc:
         return str(exc)
     twice = sorted({k for k in keys if keys.count(k) > 1})
@@ -340,6 +345,20 @@ def unlike_record(path: Path, entry) -> str | None:
     if len(keys) != entry["rows"] or index_digest(keys) != entry["indices_sha256"]:
         return f"answers other items than the {entry['rows']} bench.run recorded"
     return None
+
+
+def read_recorded(path: Path, entry) -> bytes:
+    """The bytes of the predictions file bench.run recorded as `entry`, read once and checked
+    (`unlike_record`): what is parsed is what was checked, not a second read of a file that may
+    have changed in between. ResultsError naming the file otherwise."""
+    try:
+        data = regular_file(path).read_bytes()
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    why = unlike_record(path, entry, data)
+    if why:
+        raise ResultsError(f"{path}: {why}")
+    return data
 
 
 def prediction_files(model_dir: Path, judge: str | None = None) -> dict[str, Path | list[Path]]:
@@ -394,10 +413,12 @@ def score_work_dir(work_dir: Path, mode: str = "default", allow_unverified: bool
                     problems += 1
                     continue
                 path = named[0]
+            data = None
             if isinstance(recorded, dict):
-                why = unlike_record(path, recorded.get(dataset))
-                if why:
-                    print(f"{path}: {why}; not scored", file=sys.stderr)
+                try:  # read once: the bytes scored are the bytes checked against the record
+                    data = read_recorded(path, recorded.get(dataset))
+                except ResultsError as exc:
+                    print(f"{exc}; not scored", file=sys.stderr)
                     problems += 1
                     continue
             elif not allow_unverified:
@@ -407,7 +428,7 @@ def score_work_dir(work_dir: Path, mode: str = "default", allow_unverified: bool
                 problems += 1
                 continue
             try:
-                metrics = score_file(path, mode, dataset)
+                metrics = score_file(path, mode, dataset, data)
             except ResultsError as exc:
                 print(exc, file=sys.stderr)
                 problems += 1

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.score import ResultsError, read_predictions
+from bench.score import ResultsError, read_predictions, read_recorded
 
 RECOGNITION = ("Regular Text Recognition", "Irregular Text Recognition", "Artistic Text Recognition",
                "Handwriting Recognition", "Digit String Recognition", "Non-Semantic Text Recognition")
@@ -45,15 +45,24 @@ class MetricError(ValueError):
     """A prediction or judged file these metrics cannot be computed from; the message names it."""
 
 
+def _predictions(path: Path, entry: dict | None) -> pd.DataFrame:
+    """The prediction file as text; with bench.run's `entry`, read once and checked against it
+    (`bench.score.read_recorded`), so that what is scored is what was checked."""
+    try:
+        return read_predictions(path, text=True, data=read_recorded(path, entry) if entry is not None else None)
+    except ResultsError as exc:
+        raise MetricError(str(exc)) from None
+
+
 def _rows(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise MetricError(f"{path}: missing column(s) {', '.join(missing)}")
 
 
-def ocrbench(predictions: Path) -> dict[str, float]:
-    """VLMEvalKit's OCRBench result of one prediction file."""
-    frame = read_predictions(predictions, text=True)
+def ocrbench(predictions: Path, entry: dict | None = None) -> dict[str, float]:
+    """VLMEvalKit's OCRBench result of one prediction file (`entry`: bench.run's record of it)."""
+    frame = _predictions(predictions, entry)
     _rows(frame, predictions, ("category",))
     right = dict.fromkeys(OCR_TASKS, 0)
     for k, (_, row) in enumerate(frame.iterrows()):
@@ -105,14 +114,14 @@ def _rated(table: pd.DataFrame, rate) -> pd.DataFrame:
         return rate(str(path))
 
 
-def hallusionbench(predictions: Path, judge: str | None) -> dict[str, float]:
+def hallusionbench(predictions: Path, judge: str | None, entry: dict | None = None) -> dict[str, float]:
     """aAcc, fAcc, qAcc and their mean, as VLMEvalKit rates HallusionBench."""
     from bench.vlmeval_compat import import_vlmeval
 
     import_vlmeval()
     from vlmeval.dataset.utils.yorn import Hallusion_rating, YOrN_Extraction
 
-    frame = read_predictions(predictions, text=True)
+    frame = _predictions(predictions, entry)
     _rows(frame, predictions, ("index", "l2-category"))
     if judge:
         extracted = list(_judged(predictions, predictions.with_name(predictions.stem + "_auxmatch.xlsx"), frame,
@@ -129,7 +138,7 @@ def hallusionbench(predictions: Path, judge: str | None) -> dict[str, float]:
     return {"Overall": sum(block.values()) / 3, **block}
 
 
-def mmvet(predictions: Path, judge: str | None) -> dict[str, float]:
+def mmvet(predictions: Path, judge: str | None, entry: dict | None = None) -> dict[str, float]:
     """The six capabilities and Overall, as VLMEvalKit rates MMVet from its judge's scores."""
     if not judge:
         raise MetricError(f"{predictions}: MMVet is scored by a judge model and bench.run ran without one; run it "
@@ -139,7 +148,7 @@ def mmvet(predictions: Path, judge: str | None) -> dict[str, float]:
     import_vlmeval()
     from vlmeval.dataset.utils.mmvet import MMVet_acc
 
-    frame = read_predictions(predictions, text=True)
+    frame = _predictions(predictions, entry)
     _rows(frame, predictions, ("index", "category"))
     table = _judged(predictions, predictions.with_name(f"{predictions.stem}_{judge}.xlsx"), frame, ("score",))
     try:
@@ -151,8 +160,11 @@ def mmvet(predictions: Path, judge: str | None) -> dict[str, float]:
     return {str(c): float(a) for c, a in zip(rating["Category"], rating["acc"], strict=True)}
 
 
-def leaderboard_scores(dataset: str, predictions: Path, judge: str | None) -> dict[str, float]:
-    """The block's scores of a dataset VLMEvalKit scores with its own metric (`LEADERBOARD_KEYS`)."""
+def leaderboard_scores(dataset: str, predictions: Path, judge: str | None, entry: dict | None) -> dict[str, float]:
+    """The block's scores of a dataset VLMEvalKit scores with its own metric (`LEADERBOARD_KEYS`),
+    from its predictions file, checked against bench.run's `entry` as it is read."""
     if dataset == "OCRBench":
-        return ocrbench(predictions)
-    return hallusionbench(predictions, judge) if dataset == "HallusionBench" else mmvet(predictions, judge)
+        return ocrbench(predictions, entry)
+    if dataset == "HallusionBench":
+        return hallusionbench(predictions, judge, entry)
+    return mmvet(predictions, judge, entry)

@@ -215,9 +215,10 @@ def own_metric_blocks(model_dir: Path, datasets: dict[str, dict], judge: str | N
     blocks = {}
     for dataset, key in VLMEVAL_SCORED.items():
         if dataset in datasets:
-            path = model_dir / str(datasets[dataset]["predictions"]["file"])
+            entry = datasets[dataset]["predictions"]
+            path = model_dir / str(entry["file"])
             try:
-                scores = leaderboard_scores(dataset, path, judge)
+                scores = leaderboard_scores(dataset, path, judge, entry)
                 blocks[key] = leaderboard_block(key, {k: round(v, 1) if isinstance(v, float) else v
                                                       for k, v in scores.items()})
             except (MetricError, ResultsError, SubscoreError) as exc:

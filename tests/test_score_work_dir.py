@@ -272,3 +272,20 @@ def test_a_recorded_file_must_answer_each_recorded_index_once(tmp_path, rows, en
     elif entry:
         recorded.update(entry)
     assert unlike_record(path, recorded) == message
+
+
+def test_what_is_scored_is_the_bytes_that_were_checked(tmp_path):
+    """The record check and the scoring read the file once (`read_recorded`): a file rewritten
+    after the check is not what gets scored, and bytes unlike the record are refused by name."""
+    from bench.score import read_recorded
+
+    model = tmp_path / "m"
+    model.mkdir()
+    path = model / "m_D.csv"
+    pd.DataFrame({"index": [0, 1], "answer": ["A", "B"], "prediction": ["\\boxed{A}", "\\boxed{B}"]}).to_csv(path, index=False)
+    entry = record_predictions(model, {"D": path})["predictions"]["D"]
+    data = read_recorded(path, entry)
+    pd.DataFrame({"index": [0, 1], "answer": ["A", "B"], "prediction": ["\\boxed{C}", "\\boxed{C}"]}).to_csv(path, index=False)
+    assert score_file(path, data=data)["accuracy"] == 100.0  # the checked bytes, not the rewritten file
+    with pytest.raises(ResultsError, match=f"{path}: changed since bench.run wrote it"):
+        read_recorded(path, entry)
