@@ -277,10 +277,11 @@ def _safetensors_problem(file: Path) -> str | None:
 
 
 def prediction_problem(model_dir: Path, name: str, dataset: str, expected: list[str] | None,
-                       since: str) -> str | None:
+                       since: str, data: bytes | None = None) -> str | None:
     """Why the (model, dataset) pair did not finish, or None. `expected`: the indices it had to
     answer (None when the TSV is not local); `since`: this run's start, ISO 8601, as VLMEvalKit
-    stamps status.json."""
+    stamps status.json; `data`: the prediction file's bytes, read once by the caller, who records
+    the same bytes (`bench.run.recorded_entry`)."""
     from .score import PRED_SUFFIXES, ResultsError, read_predictions
 
     try:
@@ -295,7 +296,7 @@ def prediction_problem(model_dir: Path, name: str, dataset: str, expected: list[
     if not found:
         return "no prediction file was written (see VLMEvalKit's log above)"
     try:
-        frame = read_predictions(found[0], text=True)
+        frame = read_predictions(found[0], text=True, data=data)
     except ResultsError as exc:
         return str(exc)
     if expected is not None:

@@ -48,11 +48,12 @@ def index_digest(keys: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
 
 
-def prediction_entry(path: Path, keys: list[str], tsv_md5: str | None) -> dict:
+def prediction_entry(path: Path, keys: list[str], tsv_md5: str | None, data: bytes | None = None) -> dict:
     """What bench.run records of a finished predictions file: its name, sha256 and row count, the
     digest of the index keys it answers (`keys`, one per row, as read from it) and the md5 of the
     TSV they come from (None: a TSV VLMEvalKit fetched itself). bench.score scores the file only
     while all of it matches (a file truncated, rewritten or swapped for a sibling since, or one
-    answering an item twice, is refused)."""
-    return {"file": Path(path).name, "sha256": file_sha256(path), "rows": len(keys),
+    answering an item twice, is refused). `data`: the file's bytes, when the caller read them once."""
+    sha256 = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
+    return {"file": Path(path).name, "sha256": sha256, "rows": len(keys),
             "indices_sha256": index_digest(keys), "tsv_md5": tsv_md5}

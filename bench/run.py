@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .adapter import DEFAULT_PLACEMENT, PROMPT_PLACEMENTS, model_name_for
 from .errors import UsageError, exit_on_usage_error
-from .fileio import write_json_atomic
+from .fileio import regular_file, write_json_atomic
 from .lock import hold_folder_lock
 from .preflight import check_model_folder, check_tsv, prediction_problem
 from .provenance import prediction_entry, weights_digest
@@ -143,10 +143,12 @@ def run(args: argparse.Namespace) -> int:
     restore_records(kept)
     failures = []
     for name in names:
+        # each prediction file read once: the bytes checked for coverage are the bytes recorded
+        data = {d: _read_once(_prediction_file(args.work_dir, name, d)) for d in args.data}
         failed = {d: why for d in args.data
-                  if (why := prediction_problem(args.work_dir / name, name, d, expected.get(d), since))}
+                  if (why := prediction_problem(args.work_dir / name, name, d, expected.get(d), since, data[d]))}
         failures += [f"{name} x {d}: {why}" for d, why in failed.items()]
-        done = {d: recorded_entry(_prediction_file(args.work_dir, name, d), tsv_md5.get(d))
+        done = {d: recorded_entry(_prediction_file(args.work_dir, name, d), tsv_md5.get(d), data[d])
                 for d in args.data if d not in failed}
         write_json_atomic(args.work_dir / name / "bench_run.json", {
             **recorded[name], "lmudata": lmu,
@@ -266,11 +268,21 @@ def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bo
             path.unlink(missing_ok=True)
 
 
-def recorded_entry(path: Path, tsv_md5: str | None) -> dict:
-    """`bench.provenance.prediction_entry` of a finished predictions file, its index keys read from it."""
+def recorded_entry(path: Path, tsv_md5: str | None, data: bytes | None = None) -> dict:
+    """`bench.provenance.prediction_entry` of a finished predictions file, its index keys read from
+    it (`data`: its bytes, already read)."""
     from .score import prediction_keys
 
-    return prediction_entry(path, prediction_keys(path), tsv_md5)
+    return prediction_entry(path, prediction_keys(path, data), tsv_md5, data)
+
+
+def _read_once(path: Path | None) -> bytes | None:
+    """A prediction file's bytes (None where there is none, or it is not a regular file: the
+    coverage check then reads it and says why)."""
+    try:
+        return regular_file(path).read_bytes() if path is not None else None
+    except OSError:
+        return None
 
 
 def start_record(model_dir: Path, name: str, source: str, datasets: list[str], settings: dict) -> dict:
