@@ -290,11 +290,11 @@ def test_submit_names_a_broken_server_file_and_a_broken_judged_file(tmp_path):
 
 
 def test_the_supported_vlm_entry_quotes_the_model_path():
-    from reproduce.submit import supported_vlm_entry
+    from reproduce.submit import CONFIG_MARKER, supported_vlm_entry
 
     path = "/data/it's \"mine\"/ckpt"
     text = supported_vlm_entry("My-Model", path, "every_text")
-    entry = text.split("# 2. vlmeval/config.py, in the Qwen2.5-VL series dict:\n")[1]
+    entry = text.split(CONFIG_MARKER)[1]
     tree = ast.parse("{" + entry.rstrip().rstrip(",") + "}")
     call = tree.body[0].value.values[0]
     assert tree.body[0].value.keys[0].value == "My-Model"
@@ -413,9 +413,9 @@ def test_bench_score_on_a_read_only_or_full_work_folder_is_one_line(inputs, tmp_
     if setup == "read-only":
         shutil.copytree(root / "scored", work, dirs_exist_ok=True)
         mount = read_only(work)
-    else:  # a 64 KiB tmpfs, filled up once the inputs are in it
-        mount = (f"mount -t tmpfs -o size=64k tmpfs {work} && cp -r {root / 'scored'}/. {work} && "
-                 f"(head -c 1M /dev/zero > {work}/filler 2>/dev/null; true)")
+    else:  # a 1 MiB tmpfs, filled up once the inputs are in it
+        mount = (f"mount -t tmpfs -o size=1m tmpfs {work} && cp -r {root / 'scored'}/. {work} && "
+                 f"(head -c 2M /dev/zero > {work}/filler 2>/dev/null; true)")
     result = in_mount_namespace(mount, sys.executable, "-m", "bench.score", "--work-dir", str(work))
     line = one_error(result)
     assert str(work) in line and ("Read-only file system" in line if setup == "read-only" else
