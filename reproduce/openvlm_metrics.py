@@ -45,25 +45,20 @@ class MetricError(ValueError):
     """A prediction or judged file these metrics cannot be computed from; the message names it."""
 
 
-def _predictions(path: Path, entry: dict | None) -> pd.DataFrame:
-    """The prediction file as text; with bench.run's `entry`, read once and checked against it
-    (`bench.score.read_recorded`), so that what is scored is what was checked."""
+def _predictions(path: Path, entry: dict | None, columns: tuple[str, ...]) -> pd.DataFrame:
+    """The prediction file as text, with `columns` besides answer and prediction; with bench.run's
+    `entry`, read once and checked against it (`bench.score.read_recorded`), so that what is scored
+    is what was checked."""
     try:
-        return read_predictions(path, text=True, data=read_recorded(path, entry) if entry is not None else None)
+        return read_predictions(path, text=True, require=("answer", "prediction", *columns),
+                                data=read_recorded(path, entry) if entry is not None else None)
     except ResultsError as exc:
         raise MetricError(str(exc)) from None
 
 
-def _rows(frame: pd.DataFrame, path: Path, columns: tuple[str, ...]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise MetricError(f"{path}: missing column(s) {', '.join(missing)}")
-
-
 def ocrbench(predictions: Path, entry: dict | None = None) -> dict[str, float]:
     """VLMEvalKit's OCRBench result of one prediction file (`entry`: bench.run's record of it)."""
-    frame = _predictions(predictions, entry)
-    _rows(frame, predictions, ("category",))
+    frame = _predictions(predictions, entry, ("category",))
     right = dict.fromkeys(OCR_TASKS, 0)
     for k, (_, row) in enumerate(frame.iterrows()):
         where = f"{predictions}: row {k + 2}"
@@ -121,8 +116,7 @@ def hallusionbench(predictions: Path, judge: str | None, entry: dict | None = No
     import_vlmeval()
     from vlmeval.dataset.utils.yorn import Hallusion_rating, YOrN_Extraction
 
-    frame = _predictions(predictions, entry)
-    _rows(frame, predictions, ("index", "l2-category"))
+    frame = _predictions(predictions, entry, ("index", "l2-category"))
     if judge:
         extracted = list(_judged(predictions, predictions.with_name(predictions.stem + "_auxmatch.xlsx"), frame,
                                  ("extracted",))["extracted"])
@@ -148,8 +142,7 @@ def mmvet(predictions: Path, judge: str | None, entry: dict | None = None) -> di
     import_vlmeval()
     from vlmeval.dataset.utils.mmvet import MMVet_acc
 
-    frame = _predictions(predictions, entry)
-    _rows(frame, predictions, ("index", "category"))
+    frame = _predictions(predictions, entry, ("index", "category"))
     table = _judged(predictions, predictions.with_name(f"{predictions.stem}_{judge}.xlsx"), frame, ("score",))
     try:
         table["score"] = table["score"].astype(float)
