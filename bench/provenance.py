@@ -31,7 +31,10 @@ def weights_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, data: bytes | None = None) -> str:
+    """sha256 hex of a file's bytes; `data`: those bytes, when the caller has read them already."""
+    if data is not None:
+        return hashlib.sha256(data).hexdigest()
     with Path(path).open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
@@ -54,6 +57,5 @@ def prediction_entry(path: Path, keys: list[str], tsv_md5: str | None, data: byt
     TSV they come from (None: a TSV VLMEvalKit fetched itself). bench.score scores the file only
     while all of it matches (a file truncated, rewritten or swapped for a sibling since, or one
     answering an item twice, is refused). `data`: the file's bytes, when the caller read them once."""
-    sha256 = hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)
-    return {"file": Path(path).name, "sha256": sha256, "rows": len(keys),
+    return {"file": Path(path).name, "sha256": file_sha256(path, data), "rows": len(keys),
             "indices_sha256": index_digest(keys), "tsv_md5": tsv_md5}

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import io
 import json
 import math
 import numbers
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -333,13 +333,13 @@ def unlike_record(path: Path, entry, data: bytes | None = None) -> str | None:
         return f"bench.run recorded {entry.get('file')!r} for this dataset, not this file"
     if any(k not in entry for k in RECORDED):
         return "recorded by an earlier bench.run, without its row count and index set; run bench.run again"
-    if (hashlib.sha256(data).hexdigest() if data is not None else file_sha256(path)) != entry["sha256"]:
+    if file_sha256(path, data) != entry["sha256"]:
         return "changed since bench.run wrote it (its sha256 is not the recorded one)"
     try:
         keys = prediction_keys(path, data)
     except ResultsError as exc:
         return str(exc)
-    twice = sorted({k for k in keys if keys.count(k) > 1})
+    twice = sorted(k for k, n in Counter(keys).items() if n > 1)
     if twice:
         return f"answers index {twice[0]!r} more than once ({len(twice)} such)"
     if len(keys) != entry["rows"] or index_digest(keys) != entry["indices_sha256"]:
