@@ -116,10 +116,11 @@ def main_table(results: dict, fields: tuple[str, ...] = MAIN_FIELDS) -> dict[str
     return table
 
 
-def row_markdown(data: dict, model: str) -> str:
+def row_markdown(loaded: dict, model: str) -> str:
     """`model`'s row of the app's main table as it opens (its default columns: the META essentials,
-    Avg Score, Avg Rank and DEFAULT_BENCH), as a markdown table; "-" where the app shows nothing."""
-    row = load(data)["default"][model]
+    Avg Score, Avg Rank and DEFAULT_BENCH), as a markdown table; "-" where the app shows nothing.
+    `loaded`: the file as `load` builds it."""
+    row = loaded["default"][model]
     columns = ["Method", "Param (B)", "Language Model", "Vision Model", "Avg Score", "Avg Rank", *DEFAULT_BENCH]
     name, link = row["Method"]
     cells = [f"[{name}]({link})", *("-" if row[c] is None else str(row[c]) for c in columns[1:])]

@@ -114,20 +114,24 @@ def validate(data: dict) -> None:
         raise SubmissionError(f"does not match {SCHEMA.name}:\n  " + "\n  ".join(lines))
 
 
+def on_unit_scale(scores: dict[str, float]) -> bool:
+    """Whether `scores` are on 0-1 (none above 1, one above 0); SubmissionError when some look
+    like 0-1 and others like 0-100."""
+    values = list(scores.values())
+    small = [k for k, v in scores.items() if 0 < v < 1.0]
+    if small and any(v > 1.0 for v in values):
+        raise SubmissionError(f"mixed scales: {', '.join(small)} look like 0-1, the others like 0-100")
+    return bool(values) and max(values) <= 1.0 and any(v > 0 for v in values)
+
+
 def check_scores(scores: dict[str, object], scale_check: bool = True) -> dict[str, float]:
     """Finite numbers on 0-100 (`scale_check`: refuse what looks like 0-1, or a mix of both)."""
     bad = {k: v for k, v in scores.items() if not isinstance(v, (int, float)) or isinstance(v, bool)
            or not math.isfinite(v)}
     if bad:
         raise SubmissionError(f"non-numeric scores: {bad}")
-    if not scale_check:
-        return {k: float(v) for k, v in scores.items()}
-    values = list(scores.values())
-    if values and max(values) <= 1.0 and any(v > 0 for v in values):
+    if scale_check and on_unit_scale(scores):
         raise SubmissionError(f"scores look like the 0-1 scale ({scores}); leaderboards take 0-100")
-    small = [k for k, v in scores.items() if 0 < v < 1.0]
-    if small and any(v > 1.0 for v in values):
-        raise SubmissionError(f"mixed scales: {', '.join(small)} look like 0-1, the others like 0-100")
     return {k: float(v) for k, v in scores.items()}
 
 
@@ -176,10 +180,11 @@ def read_server_table(path: Path, name: str) -> dict[str, float]:
         except (TypeError, ValueError):
             raise SubmissionError(f"--mmbench-scores {name}: {path} column {column!r} = {value!r} is not a number") from None
     checked = check_scores(values, scale_check=False)
-    on_0_1 = all(0.0 <= v <= 1.0 for v in checked.values())
-    if not on_0_1 and any(0.0 < v < 1.0 for v in checked.values()):
-        raise SubmissionError(f"--mmbench-scores {name}: {path} mixes 0-1 and 0-100 scores")
-    return {k: normalise(v) if on_0_1 else v for k, v in checked.items()}
+    try:
+        unit = on_unit_scale(checked)
+    except SubmissionError as exc:
+        raise SubmissionError(f"--mmbench-scores {name}: {path}: {exc}") from None
+    return {k: normalise(v) if unit else v for k, v in checked.items()}
 
 
 def mmbench_blocks(given: dict | None) -> dict[str, dict[str, float]]:
@@ -227,8 +232,8 @@ def own_metric_blocks(model_dir: Path, datasets: dict[str, dict], judge: str | N
 
 
 def build_record(scored: dict[str, dict], model: str, meta: dict, mmbench: dict | None = None,
-                 own: dict[str, dict] | None = None, now: datetime.datetime | None = None) -> dict:
-    """The OpenVLM data file holding this one model; `scored` maps VLMEvalKit dataset names to
+                 own: dict[str, dict] | None = None, now: datetime.datetime | None = None) -> tuple[dict, dict]:
+    """The OpenVLM data file holding this one model, and the app's tables of it (`openvlm_app.load`); `scored` maps VLMEvalKit dataset names to
     bench.score's metrics (accuracy, categories), `own` leaderboard keys to the blocks of VLMEvalKit's
     own metrics (`own_metric_blocks`). Loaded by the app's rules twice before it is returned: after
     a complete first model, and first."""
@@ -253,10 +258,10 @@ def build_record(scored: dict[str, dict], model: str, meta: dict, mmbench: dict 
     try:
         validate(data)
         openvlm_app.load({"time": data["time"], "results": {reference: reference_model(), model: entry | server}})
-        openvlm_app.load(data)
+        tables = openvlm_app.load(data)
     except (SubmissionError, openvlm_app.AppError) as exc:
         raise SubmissionError(f"{model}: the OpenVLM record {exc}") from None
-    return data
+    return data, tables
 
 
 CONFIG_MARKER = "# 3. vlmeval/config.py, in the qwen2vl_series dict:\n"
@@ -395,13 +400,13 @@ def submit(work_dir: Path, model: str, out: Path, meta_overrides: dict | None = 
     if meta.get("OpenSource") == "Yes":
         meta.setdefault("Verified", "Yes")  # not read by the app for open-source models; public weights
     own = own_metric_blocks(scores_file.parent, datasets, run.get("judge"))
-    record = build_record(scored, model, meta, mmbench, own)
+    record, tables = build_record(scored, model, meta, mmbench, own)
     from bench.fileio import write_json_atomic, write_text_atomic
 
     path = write_json_atomic(out.with_name(f"{out.name}.openvlm.json"), record)
     entry = write_text_atomic(out.with_name(f"{out.name}.supported_vlm.py"),
                               supported_vlm_entry(model, model_path, run.get("prompt_placement", DEFAULT_PLACEMENT)))
-    row = openvlm_app.row_markdown(record, model)
+    row = openvlm_app.row_markdown(tables, model)
     judge_free = {d: v for d, v in scores.items() if d not in VLMEVAL_SCORED}  # those three: VLMEvalKit's metrics
     pr = write_text_atomic(out.with_name(f"{out.name}.pull_request.md"),
                            pull_request_text(model, model_path, run, judge_free, modes, row))

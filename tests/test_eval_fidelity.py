@@ -302,7 +302,7 @@ def test_the_main_tables_average_score_and_rank_by_hand():
     table = openvlm_app.load(data)["default"]
     assert (table["A"]["Avg Score"], table["A"]["Avg Rank"]) == (round(61.25, 1), round(1.125, 2))
     assert (table["B"]["Avg Score"], table["B"]["Avg Rank"]) == (55.0, 1.75)
-    assert openvlm_app.row_markdown(data, "B").splitlines()[2] == \
+    assert openvlm_app.row_markdown(openvlm_app.load(data), "B").splitlines()[2] == \
         "| [B](https://b) | 7.0 | LLM-7B | ViT | 55.0 | 1.75 | 50.0 | 70.0 | 50.0 | 50.0 | 700.0 | 50.0 | 50.0 | 50.0 |"
     del b["MMVet"]
     row = openvlm_app.load(data)["default"]["B"]

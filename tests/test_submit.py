@@ -129,7 +129,7 @@ def test_mmbench_scores_from_the_servers_result_files(tmp_path):
     (tmp_path / "two.csv").write_text("Overall\n0.5\n0.6\n")
     (tmp_path / "mixed.csv").write_text("Overall,AR\n0.5,60\n")
     (tmp_path / "text.csv").write_text("Overall,AR\n0.5,high\n")
-    for name, message in (("two.csv", "has 2 rows"), ("mixed.csv", "mixes 0-1 and 0-100"),
+    for name, message in (("two.csv", "has 2 rows"), ("mixed.csv", "mixed scales"),
                           ("text.csv", "column 'AR' = 'high' is not a number"), ("none.csv", "cannot be read"),
                           ("en.txt", "as .xlsx, .csv or .json")):
         with pytest.raises(SubmissionError, match=f"--mmbench-scores MMBench_TEST_EN_V11: .*{message}"):
