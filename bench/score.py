@@ -243,11 +243,11 @@ def category_scores(frame: pd.DataFrame, correct: list[float], dataset: str) -> 
     return {name: 100.0 * sum(v) / len(v) for name, v in groups.items()}
 
 
-def score_file(path: Path, mode: str = "default", dataset: str = "", data: bytes | None = None) -> dict:
-    """Metrics of one prediction file (`data`: its bytes, already read and checked). MMMU is scored
-    on its validation split only (VLMEvalKit's primary metric and the leaderboard's); the dev rows
-    are left out."""
-    frame = read_predictions(path, text=True, data=data)
+def score_file(path: Path, mode: str = "default", dataset: str = "", frame: pd.DataFrame | None = None) -> dict:
+    """Metrics of one prediction file (`frame`: the file as `read_recorded` read and checked it). MMMU
+    is scored on its validation split only (VLMEvalKit's primary metric and the leaderboard's); the
+    dev rows are left out."""
+    frame = read_predictions(path, text=True) if frame is None else frame
     split = None
     if dataset.startswith("MMMU") and "split" in frame.columns:
         split = "validation"
@@ -314,9 +314,10 @@ RECORDED = ("file", "sha256", "rows", "indices_sha256")
 """The fields of a predictions record (`bench.provenance.prediction_entry`) that scoring checks."""
 
 
-def prediction_keys(path: Path, data: bytes | None = None) -> list[str]:
-    """The index key of every row of a predictions file, in file order (`bench.provenance.index_key`)."""
-    frame = read_predictions(path, text=True, data=data)
+def prediction_keys(path: Path, data: bytes | None = None, frame: pd.DataFrame | None = None) -> list[str]:
+    """The index key of every row of a predictions file, in file order (`bench.provenance.index_key`).
+    `frame`: the file already read as text (`read_predictions(text=True)`)."""
+    frame = read_predictions(path, text=True, require=(), data=data) if frame is None else frame
     if "index" not in frame.columns:
         raise ResultsError(f"{path}: no index column")
     return [index_key(i) for i in frame["index"]]
@@ -325,8 +326,18 @@ def prediction_keys(path: Path, data: bytes | None = None) -> list[str]:
 def unlike_record(path: Path, entry, data: bytes | None = None) -> str | None:
     """Why `path` is not the predictions file bench.run recorded for its dataset (`entry`, from
     bench_run.json), or None: its name, sha256, row count and index set must all be the recorded
-    ones, and every index answered once. `data`: its bytes, read once by the caller, who then
-    parses the same bytes it checked here (`read_recorded`); otherwise the file is read."""
+    ones, and every index answered once. `data`: its bytes, when the caller read them already."""
+    why = _unlike_bytes(path, entry, data)
+    if why:
+        return why
+    try:
+        return _unlike_keys(prediction_keys(path, data), entry)
+    except ResultsError as exc:
+        return str(exc)
+
+
+def _unlike_bytes(path: Path, entry, data: bytes | None) -> str | None:
+    """unlike_record's checks of the record and of the file's bytes, before they are parsed."""
     if not isinstance(entry, dict):
         return "not among the predictions bench.run recorded (bench_run.json)"
     if entry.get("file") != path.name:
@@ -335,10 +346,11 @@ def unlike_record(path: Path, entry, data: bytes | None = None) -> str | None:
         return "recorded by an earlier bench.run, without its row count and index set; run bench.run again"
     if file_sha256(path, data) != entry["sha256"]:
         return "changed since bench.run wrote it (its sha256 is not the recorded one)"
-    try:
-        keys = prediction_keys(path, data)
-    except ResultsError as exc:
-        return str(exc)
+    return None
+
+
+def _unlike_keys(keys: list[str], entry: dict) -> str | None:
+    """unlike_record's checks of the index keys the file answers, one per row."""
     twice = sorted(k for k, n in Counter(keys).items() if n > 1)
     if twice:
         return f"answers index {twice[0]!r} more than once ({len(twice)} such)"
@@ -347,18 +359,26 @@ def unlike_record(path: Path, entry, data: bytes | None = None) -> str | None:
     return None
 
 
-def read_recorded(path: Path, entry) -> bytes:
-    """The bytes of the predictions file bench.run recorded as `entry`, read once and checked
-    (`unlike_record`): what is parsed is what was checked, not a second read of a file that may
-    have changed in between. ResultsError naming the file otherwise."""
+def read_recorded(path: Path, entry, require: tuple[str, ...] = ("answer", "prediction")) -> pd.DataFrame:
+    """The predictions file bench.run recorded as `entry`, as text (`read_predictions(text=True)`)
+    with the columns `require`: its bytes read once, checked against the record (`unlike_record`)
+    and parsed once, so that what is scored is what was checked, not a second read of a file that
+    may have changed in between. ResultsError naming the file otherwise."""
     try:
         data = regular_file(path).read_bytes()
     except OSError as exc:
         raise ResultsError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
-    why = unlike_record(path, entry, data)
+    why = _unlike_bytes(path, entry, data)
+    frame = None
+    if not why:
+        frame = read_predictions(path, text=True, require=(), data=data)
+        why = _unlike_keys(prediction_keys(path, frame=frame), entry)
     if why:
         raise ResultsError(f"{path}: {why}")
-    return data
+    missing = set(require) - set(frame.columns)
+    if missing:
+        raise ResultsError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return frame
 
 
 def prediction_files(model_dir: Path, judge: str | None = None) -> dict[str, Path | list[Path]]:
@@ -413,10 +433,10 @@ def score_work_dir(work_dir: Path, mode: str = "default", allow_unverified: bool
                     problems += 1
                     continue
                 path = named[0]
-            data = None
+            checked = None
             if isinstance(recorded, dict):
                 try:  # read once: the bytes scored are the bytes checked against the record
-                    data = read_recorded(path, recorded.get(dataset))
+                    checked = read_recorded(path, recorded.get(dataset))
                 except ResultsError as exc:
                     print(f"{exc}; not scored", file=sys.stderr)
                     problems += 1
@@ -428,7 +448,7 @@ def score_work_dir(work_dir: Path, mode: str = "default", allow_unverified: bool
                 problems += 1
                 continue
             try:
-                metrics = score_file(path, mode, dataset, data)
+                metrics = score_file(path, mode, dataset, checked)
             except ResultsError as exc:
                 print(exc, file=sys.stderr)
                 problems += 1

@@ -49,9 +49,9 @@ def _predictions(path: Path, entry: dict | None, columns: tuple[str, ...]) -> pd
     """The prediction file as text, with `columns` besides answer and prediction; with bench.run's
     `entry`, read once and checked against it (`bench.score.read_recorded`), so that what is scored
     is what was checked."""
+    require = ("answer", "prediction", *columns)
     try:
-        return read_predictions(path, text=True, require=("answer", "prediction", *columns),
-                                data=read_recorded(path, entry) if entry is not None else None)
+        return read_recorded(path, entry, require) if entry is not None else read_predictions(path, True, require)
     except ResultsError as exc:
         raise MetricError(str(exc)) from None
 

@@ -284,8 +284,25 @@ def test_what_is_scored_is_the_bytes_that_were_checked(tmp_path):
     path = model / "m_D.csv"
     pd.DataFrame({"index": [0, 1], "answer": ["A", "B"], "prediction": ["\\boxed{A}", "\\boxed{B}"]}).to_csv(path, index=False)
     entry = record_predictions(model, {"D": path})["predictions"]["D"]
-    data = read_recorded(path, entry)
+    checked = read_recorded(path, entry)
     pd.DataFrame({"index": [0, 1], "answer": ["A", "B"], "prediction": ["\\boxed{C}", "\\boxed{C}"]}).to_csv(path, index=False)
-    assert score_file(path, data=data)["accuracy"] == 100.0  # the checked bytes, not the rewritten file
+    assert score_file(path, frame=checked)["accuracy"] == 100.0  # the checked bytes, not the rewritten file
     with pytest.raises(ResultsError, match=f"{path}: changed since bench.run wrote it"):
         read_recorded(path, entry)
+
+
+def test_a_recorded_file_is_read_and_parsed_once(tmp_path, monkeypatch):
+    """Scoring a work dir reads each recorded predictions file once and parses it once: the check
+    against the record and the scoring share the frame (`read_recorded`)."""
+    import bench.score
+
+    model = tmp_path / "m"
+    model.mkdir()
+    path = model / "m_D.csv"
+    pd.DataFrame({"index": [0, 1], "answer": ["A", "B"], "prediction": ["\\boxed{A}", "\\boxed{C}"]}).to_csv(path, index=False)
+    record_predictions(model, {"D": path})
+    parsed = []
+    real = pd.read_csv
+    monkeypatch.setattr(bench.score.pd, "read_csv", lambda source, **kw: parsed.append(source) or real(source, **kw))
+    assert score_work_dir(tmp_path)["accuracy"].tolist() == [50.0]
+    assert len([s for s in parsed if not isinstance(s, str) or s.endswith("m_D.csv")]) == 1
