@@ -38,7 +38,7 @@ ENTRY_POINTS = [
     ("reproduce.perf.memory", []),
 ]
 INTERNAL = {
-    "train.rewrite": "`python -m train.expand rewrite` under another name: its main is train.expand's",
+    "train.rewrite": "`python -m train.expand rewrite` under another name: train.expand's main is its main",
     "bench.verify.worker": "the verifier's worker process, started and killed by bench.verify.judge",
     "reproduce.perf.run_ours": "one benchmark run, started by python -m reproduce.perf",
     "reproduce.perf.run_trl": "one benchmark run in the peer environment, started by python -m reproduce.perf",

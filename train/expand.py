@@ -173,22 +173,10 @@ def draw_image_variant(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    """`python -m train.expand rewrite ...`: the rewriter's command line (`train.rewrite.main`)."""
+    from .rewrite import main as rewrite_main
 
-    from bench.errors import exit_on_usage_error
-
-    from .rewrite import add_arguments, rewrite
-
-    parser = argparse.ArgumentParser(prog="python -m train.expand", description="Question-space expansion tools.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add_arguments(commands.add_parser("rewrite", help="K paraphrases per question from a chat endpoint"))
-    args = parser.parse_args(argv)
-
-    def run() -> int:
-        rewrite(args)
-        return 0
-
-    return exit_on_usage_error(run)
+    return rewrite_main(argv)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .config import Config, ConfigError
+from .rollout import kv_bytes_per_token
 
 
 @dataclass(frozen=True)
@@ -154,12 +155,6 @@ def model_state_memory(counts: ParamCounts, zero_stage: int, world: int, offload
 
 BF16 = 2
 """Bytes of a bf16 value (weights, activations and the KV cache under worker.actor.bf16)."""
-
-
-def kv_bytes_per_token(text) -> int:
-    """KV cache bytes per token: a key and a value of every KV head in every layer, in bf16
-    (57,344 at 7B: 28 layers x 2 x 4 heads x 128)."""
-    return text.num_hidden_layers * 2 * text.num_key_value_heads * (text.hidden_size // text.num_attention_heads) * BF16
 
 
 def layer_activation_bytes(text, value_bytes: int = BF16) -> int:

@@ -176,7 +176,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-if __name__ == "__main__":  # `python -m train.rewrite ...` is `python -m train.expand rewrite ...`
-    from .expand import main
+def main(argv: list[str] | None = None) -> int:
+    """`python -m train.expand rewrite ...` (train.expand's command line, whose one subcommand this is)."""
+    from bench.errors import exit_on_usage_error
 
+    parser = argparse.ArgumentParser(prog="python -m train.expand", description="Question-space expansion tools.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_arguments(commands.add_parser("rewrite", help="K paraphrases per question from a chat endpoint"))
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        rewrite(args)
+        return 0
+
+    return exit_on_usage_error(run)
+
+
+if __name__ == "__main__":  # `python -m train.rewrite ...` is `python -m train.expand rewrite ...`
     raise SystemExit(main(["rewrite", *sys.argv[1:]]))

@@ -56,6 +56,12 @@ class SamplingParams(SamplingConfig):
         return cls(**{f.name: getattr(sampling, f.name) for f in fields(SamplingConfig)}, max_new_tokens=max_new_tokens)
 
 
+def kv_bytes_per_token(text) -> int:
+    """KV cache bytes per token: a key and a value of every KV head in every layer, in bf16
+    (57,344 at 7B: 28 layers x 2 x 4 heads x 128); `train.plan` budgets the rollout with it."""
+    return text.num_hidden_layers * 2 * text.num_key_value_heads * (text.hidden_size // text.num_attention_heads) * 2
+
+
 class HFRollout:
     """Sampling on the training model itself (under ZeRO-3, its parameters are gathered for the
     decoding loop)."""
@@ -94,8 +100,6 @@ class HFRollout:
         """worker.rollout.micro_batch_size prompts at a time, fewer on a GPU where their reserved KV
         cache (n rows each, of the longest prompt plus max_new_tokens) would take more than
         KV_SHARE_OF_FREE of the memory free now (`train.plan` counts the same bytes per token)."""
-        from .plan import kv_bytes_per_token
-
         if model_device(model).type != "cuda":
             return self.micro_batch_size
         text = model.config.text_config
