@@ -60,7 +60,7 @@ mutation: $(STAMP)
 	$(PY) tests/helpers/mutation_watchdog.py $$$$ & PYTEST_TIMEOUT=60 $(VENV)/bin/mutmut run $(MUTANTS) || true
 	$(PY) tests/helpers/mutation_report.py
 
-# The GPU benchmark in one command of at most 7 minutes (README: GPU), and the `gpu` tests in another.
+# The GPU benchmark in one command of at most 7 minutes (docs/performance.md: GPU), and the `gpu` tests in another.
 # Both run on the GPU machine's own Python, with the packages installed there from a wheelhouse: no
 # .venv, no network.
 GPU_PYTHON ?= python3
@@ -70,12 +70,12 @@ bench-gpu:
 test-gpu:
 	$(GPU_PYTHON) -m pytest -q -m gpu -p no:cacheprovider tests/test_rollout.py tests/test_trainer.py tests/test_vllm_rollout.py
 
-# The paper-scale evaluation path once, in at most 4 minutes of one GPU (README: Paper-scale smoke):
+# The paper-scale evaluation path once, in at most 4 minutes of one GPU (docs/evaluation.md: Paper-scale smoke):
 # a random 3B-shaped checkpoint, 2 items of each Table 1 benchmark, 64 new tokens. SHAPE=tiny runs it on a CPU.
 smoke-paper:
 	$(GPU_PYTHON) -m reproduce.paper_smoke --out $(or $(OUT),runs/paper_smoke) $(if $(SHAPE),--shape $(SHAPE))
 
-# The GPU machine rehearsed on this CPU (README: Installing offline): a fresh venv from the CPU torch and
+# The GPU machine rehearsed on this CPU (docs/install.md: Offline): a fresh venv from the CPU torch and
 # the wheelhouse alone (--no-index), without decord and jieba (GPU images lack them), runs the tiny-shape
 # bench-gpu and smoke-paper, as the GPU machine runs them from the checkout. Proves the wheelhouse is
 # complete for both. Needs the package registry once, for the wheelhouse.
@@ -92,7 +92,7 @@ rehearse-gpu: $(STAMP)
 	$(MAKE) smoke-paper GPU_PYTHON=$(abspath $(REHEARSAL))/venv/bin/python OUT=$(REHEARSAL)/smoke SHAPE=tiny
 	@echo "rehearsal passed: $(REHEARSAL)/gpu.md, $(REHEARSAL)/smoke/smoke.md"
 
-# Wheels of every locked package for a machine with no internet (README: Installing offline);
+# Wheels of every locked package for a machine with no internet (docs/install.md: Offline);
 # PYTHON_VERSION is the target's, PEER=1 adds TRL's.
 wheelhouse: $(STAMP)
 	$(PY) -m reproduce.wheelhouse --out wheelhouse --python-version $(or $(PYTHON_VERSION),3.12) $(if $(PEER),--peer)

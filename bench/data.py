@@ -12,7 +12,7 @@ appears in a benchmark.
 
 Tasks (every answer survives the expansion's image transforms). Shapes sit in a 3x3 grid, one per
 image token of the CPU-scale model. How the 1.6M-parameter CPU-scale model fares after its
-supervised warm-up, and whether RL moves it, is measured in the README (CPU-scale reproduction):
+supervised warm-up, and whether RL moves it, is measured in docs/reproduction.md:
 - SynthColour: the colour of the shapes (one word).
 - SynthCount: how many shapes (1-6).
 - SynthCompare (multiple choice): which of three colours has the most shapes.

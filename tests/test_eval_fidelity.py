@@ -309,7 +309,7 @@ def test_the_main_tables_average_score_and_rank_by_hand():
     assert row["Avg Score"] is None and row["Avg Rank"] is None and row["MMVet"] is None
 
 
-def test_the_readmes_main_table_row_is_what_submit_renders(tmp_path):
+def test_the_submission_pages_main_table_row_is_what_submit_renders(tmp_path):
     from reproduce.submit import submit
     from tests.helpers.scores import mmbench_server_tables, scored_work_dir
 
@@ -317,5 +317,5 @@ def test_the_readmes_main_table_row_is_what_submit_renders(tmp_path):
     *_, pr = submit(work, "R1-ShareVL-7B", tmp_path / "sub", mmbench=mmbench_server_tables(tmp_path / "server"))
     lines = pr.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("| Method |"))
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert "\n  " + "\n  ".join(lines[start : start + 3]) + "\n" in readme
+    page = (Path(__file__).resolve().parents[1] / "docs" / "submission.md").read_text()
+    assert "\n" + "\n".join(lines[start : start + 3]) + "\n" in page

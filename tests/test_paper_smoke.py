@@ -127,7 +127,7 @@ def test_the_paper_scale_path_runs_end_to_end_on_the_tiny_model(tmp_path):
 
 @pytest.mark.gpu
 def test_the_paper_scale_smoke_on_a_gpu(tmp_path):
-    """The command the README gives for the GPU: the 3B shape, in its 4-minute budget."""
+    """The command docs/evaluation.md gives for the GPU: the 3B shape, in its 4-minute budget."""
     out = tmp_path / "smoke"
     proc = subprocess.run([sys.executable, "-m", "reproduce.paper_smoke", "--out", str(out)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
