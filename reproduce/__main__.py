@@ -102,7 +102,8 @@ def run_scale(args) -> int:
         return run_paper_scale(args.ckpt, args.judge, args.work_dir, args.out, args.benchmarks)
     from dataclasses import replace
 
-    from .mini import FULL_CURVE, REGIMES, REPO, run_mini
+    from .mini import FULL_CURVE, REGIMES, run_mini
+    from .mini.spec import REPO
 
     if args.seeds is not None and args.seeds < 1:
         print(f"error: SEEDS={args.seeds}: must be >= 1", file=sys.stderr)

@@ -14,20 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from .mini import (
-    CONFIGS,
-    REPO,
-    EvalHead,
-    MiniSpec,
-    RLRun,
-    lock_runs,
-    say,
-    stage_data,
-    stage_eval,
-    stage_export,
-    stage_rl,
-    stage_warm_start,
-)
+from .mini.evaluation import EvalHead, stage_eval
+from .mini.spec import CONFIGS, REPO, MiniSpec, RLRun
+from .mini.stages import lock_runs, say, stage_data, stage_export, stage_rl, stage_warm_start
 
 MIN_SEEDS = 3
 

@@ -31,7 +31,7 @@ ENTRY_POINTS = [
     ("reproduce", ["ablations"]),
     ("reproduce.paper_smoke", ["--out", "o"]),
     ("reproduce.wheelhouse", ["--out", "o"]),
-    ("reproduce.numerics", ["--runs", "r"]),
+    ("reproduce.mini.probe", ["--runs", "r"]),
     ("reproduce.pins", []),
     ("reproduce.perf", []),
     ("reproduce.perf.gpu", []),

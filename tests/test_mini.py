@@ -105,7 +105,7 @@ def test_stage_digests_cover_only_their_inputs():
 
 
 def test_stage_digests_cover_the_data_generator(tmp_path, monkeypatch):
-    import reproduce.mini as mini
+    import reproduce.mini.spec as mini
 
     before = {stage: SMOKE.digest(stage) for stage in ("data", "warm", "rl", "eval")}
     changed = tmp_path / "data.py"
@@ -115,7 +115,7 @@ def test_stage_digests_cover_the_data_generator(tmp_path, monkeypatch):
 
 
 def test_stage_digests_cover_the_code_each_stage_runs(tmp_path, monkeypatch):
-    import reproduce.mini as mini
+    import reproduce.mini.spec as mini
 
     before = {stage: SMOKE.digest(stage) for stage in ("data", "warm", "rl", "eval")}
     trainer = tmp_path / "trainer.py"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reproduce import mini
-from reproduce.mini import SMOKE, EvalHead, RLRun, eval_key, stage_eval, stage_rl
+from reproduce.mini import SMOKE, EvalHead, RLRun, eval_key, evaluation, stage_eval, stage_rl, stages
 
 
 def test_method_runs_put_share_grpo_beside_grpo_seed_by_seed():
@@ -29,7 +29,7 @@ def test_a_free_core_with_no_run_left_is_handed_over_once(tmp_path, monkeypatch)
         name = Path(kwargs["stdout"].name).parent.name  # the run's train.log
         return subprocess.Popen([sys.executable, "-c", waits] if name == "slow" else ["true"])
 
-    monkeypatch.setattr(mini, "spawn", fake_spawn)
+    monkeypatch.setattr(stages, "spawn", fake_spawn)
     calls = []
 
     def on_idle(done):
@@ -72,7 +72,7 @@ class FakeRunners:
 def fake_eval(tmp_path, monkeypatch):
     runners, scored = FakeRunners(), []
     monkeypatch.setattr(mini.Runner, "start", runners)
-    monkeypatch.setattr(mini, "run_child", lambda cmd, **kwargs: scored.append(cmd))
+    monkeypatch.setattr(evaluation, "run_child", lambda cmd, **kwargs: scored.append(cmd))
     models = []
     for name in ("Base", "A", "B"):
         (tmp_path / "models" / name).mkdir(parents=True)

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def probe(tmp_path: Path, name: str, **env: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "reproduce.numerics", "--probe", "smoke", "--runs", str(tmp_path / name)],
+    out = subprocess.run([sys.executable, "-m", "reproduce.mini.probe", "--probe", "smoke", "--runs", str(tmp_path / name)],
                          capture_output=True, text=True, cwd=REPO, timeout=900,
                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **env})
     assert out.returncode == 0, out.stderr[-3000:]

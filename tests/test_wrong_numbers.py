@@ -132,7 +132,7 @@ def test_power_hand_worked():
 
 def test_the_rl_stage_digest_covers_the_warm_up_code(tmp_path, monkeypatch):
     """A changed warm-up makes another base model, so every RL run made from the old one is stale."""
-    import reproduce.mini as mini
+    import reproduce.mini.spec as mini
 
     spec = mini.MiniSpec()
     before = {stage: spec.digest(stage) for stage in ("data", "warm", "rl")}
