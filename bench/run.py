@@ -63,6 +63,51 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """bench.run's stages: check everything before any work, claim and prepare each model's work
+    folder, let VLMEvalKit infer (and judge), then record what each finished prediction file is."""
+    lmu, tsvs = check_arguments(args)
+    os.environ.setdefault("SPLIT_THINK", "1")
+    expected, tsv_md5 = preflight(args, tsvs)
+    names = work_folder_names(args.model)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    # rank 0 alone records the run: the weights' digest reads every weight file once, not once per rank
+    settings = {name: run_settings(args, source) for name, source in zip(names, args.model, strict=True)} if rank0 else {}
+    locks = []
+    if rank0:  # one run per model folder: parallel runs over disjoint models may share a work dir
+        locks = [hold_folder_lock(args.work_dir / name, "--work-dir", f"bench.run of {name}") for name in names]
+    register_models(args, names, locks, tsvs, tsv_md5)
+    recorded: dict[str, dict] = {}
+    if rank0:
+        for name, source in zip(names, args.model, strict=True):
+            prepare_model_dir(args.work_dir / name, name, args.data, args.reuse, settings[name])
+            recorded[name] = start_record(args.work_dir / name, name, source, args.data, settings[name])
+    vl_argv = vlmeval_argv(args, names)
+
+    import vlmeval.run
+
+    kept = saved_records(args.work_dir, names, args.data)
+    since = datetime.datetime.now().astimezone().isoformat()
+    sys.argv = vl_argv
+    vlmeval.run.main()
+    if not rank0:
+        return 0
+    restore_records(kept)
+    failures = []
+    for name in names:
+        failures += finish_record(args, name, recorded[name], expected, tsv_md5, since, lmu, vl_argv)
+    for line in failures:
+        print(f"error: {line}", file=sys.stderr)
+    if failures:
+        print(f"bench.run: {len(failures)} of {len(names) * len(args.data)} (model, dataset) pairs failed; "
+              "the others are kept", file=sys.stderr)
+    del locks
+    return 1 if failures else 0
+
+
+def check_arguments(args: argparse.Namespace) -> tuple[str | None, dict[str, Path]]:
+    """The arguments that need no file read: $LMUData (set from --lmudata), the bounds of --limit,
+    --batch-size and --max-new-tokens, each model folder's existence, and the local TSV of each
+    dataset ({dataset: path}; offline, every dataset needs one)."""
     if args.lmudata:
         if not args.lmudata.is_dir():
             raise UsageError(f"--lmudata {args.lmudata}: no such folder")
@@ -78,28 +123,31 @@ def run(args: argparse.Namespace) -> int:
     missing = [d for d in args.data if d not in tsvs]
     if lmu and missing and os.environ.get("HF_HUB_OFFLINE") == "1":
         raise UsageError(f"offline and no TSV for {', '.join(missing)} under $LMUData={lmu}")
-    os.environ.setdefault("SPLIT_THINK", "1")
     for item in args.model:  # VLMEvalKit names have no slash: anything with one is a folder
         if ("/" in item or os.sep in item) and not Path(item).is_dir():
             raise UsageError(f"unknown model {item!r}: no such checkpoint folder")
-    expected, tsv_md5 = preflight(args, tsvs)
+    return lmu, tsvs
 
-    names = [model_name_for(item) for item in args.model]
-    clashes = {n: [m for m, k in zip(args.model, names, strict=True) if k == n] for n in names if names.count(n) > 1}
+
+def work_folder_names(models: list[str]) -> list[str]:
+    """Each model's work folder name (VLMEvalKit files results by it); two models may not share one."""
+    names = [model_name_for(item) for item in models]
+    clashes = {n: [m for m, k in zip(models, names, strict=True) if k == n] for n in names if names.count(n) > 1}
     if clashes:
         raise UsageError(*(f"--model {' and '.join(items)} would share the work folder {name} (VLMEvalKit files results "
                            "by folder name): give them distinct folder names" for name, items in clashes.items()))
-    rank0 = int(os.environ.get("RANK", "0")) == 0
-    # rank 0 alone records the run: the weights' digest reads every weight file once, not once per rank
-    settings = {name: run_settings(args, source) for name, source in zip(names, args.model, strict=True)} if rank0 else {}
-    locks = []
-    if rank0:  # one run per model folder: parallel runs over disjoint models may share a work dir
-        locks = [hold_folder_lock(args.work_dir / name, "--work-dir", f"bench.run of {name}") for name in names]
+    return names
 
-    from .adapter import GENERATION, register
+
+def register_models(args: argparse.Namespace, names: list[str], locks: list, tsvs: dict[str, Path],
+                    tsv_md5: dict[str, str]) -> None:
+    """The checks that need VLMEvalKit imported (a TSV of a dataset it knows must be its own file),
+    then each model registered in `vlmeval.config.supported_VLM`. Nothing is removed before they
+    pass: on a problem, a work folder that holds nothing but this run's lock is removed again."""
+    from .adapter import register
     from .vlmeval_compat import accept_local_tsv
 
-    try:  # checks that need VLMEvalKit imported; nothing is removed before they pass
+    try:
         problems = official_tsv_problems(tsvs, tsv_md5, args.trust_local_tsv)
         if problems:
             raise UsageError(*problems)
@@ -115,12 +163,11 @@ def run(args: argparse.Namespace) -> int:
     if args.trust_local_tsv:
         for dataset in tsvs:
             accept_local_tsv(dataset)
-    recorded: dict[str, dict] = {}
-    if rank0:
-        for name, source in zip(names, args.model, strict=True):
-            prepare_model_dir(args.work_dir / name, name, args.data, args.reuse, settings[name])
-            recorded[name] = start_record(args.work_dir / name, name, source, args.data, settings[name])
     assert registered == names, (registered, names)
+
+
+def vlmeval_argv(args: argparse.Namespace, names: list[str]) -> list[str]:
+    """VLMEvalKit's own command line for this run (`vlmeval.run.main` reads sys.argv)."""
     vl_argv = ["vlmeval", "--data", *args.data, "--model", *names, "--work-dir", str(args.work_dir),
                "--mode", "all" if args.judge else "infer"]
     if args.judge:
@@ -131,41 +178,32 @@ def run(args: argparse.Namespace) -> int:
         vl_argv += ["--limit", str(args.limit)]
     if args.reuse:
         vl_argv.append("--reuse")
+    return vl_argv
 
-    import vlmeval.run
 
-    kept = saved_records(args.work_dir, names, args.data)
-    since = datetime.datetime.now().astimezone().isoformat()
-    sys.argv = vl_argv
-    vlmeval.run.main()
-    if not rank0:
-        return 0
-    restore_records(kept)
-    failures = []
-    for name in names:
-        # each prediction file read once: the bytes checked for coverage are the bytes recorded
-        data = {d: _read_once(_prediction_file(args.work_dir, name, d)) for d in args.data}
-        failed = {d: why for d in args.data
-                  if (why := prediction_problem(args.work_dir / name, name, d, expected.get(d), since, data[d]))}
-        failures += [f"{name} x {d}: {why}" for d, why in failed.items()]
-        done = {d: recorded_entry(_prediction_file(args.work_dir, name, d), tsv_md5.get(d), data[d])
-                for d in args.data if d not in failed}
-        write_json_atomic(args.work_dir / name / "bench_run.json", {
-            **recorded[name], "lmudata": lmu,
-            "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
-            "prompt_placement": args.prompt_placement, "tsv_md5": tsv_md5,
-            "generation": GENERATION.summary(name), "cuda_max_memory_gib": cuda_max_memory_gib(),
-            "status": "failed" if failed else "finished", "failed": failed,
-            "predictions": {**recorded[name]["predictions"], **done},
-            "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
-        })
-    for line in failures:
-        print(f"error: {line}", file=sys.stderr)
-    if failures:
-        print(f"bench.run: {len(failures)} of {len(names) * len(args.data)} (model, dataset) pairs failed; "
-              "the others are kept", file=sys.stderr)
-    del locks
-    return 1 if failures else 0
+def finish_record(args: argparse.Namespace, name: str, started: dict, expected: dict[str, list[str]],
+                  tsv_md5: dict[str, str], since: str, lmu: str | None, vl_argv: list[str]) -> list[str]:
+    """Check each dataset's predictions of model `name` and write its bench_run.json: the record
+    `started` with every finished file's entry (`recorded_entry`), the run's settings and status.
+    Returns one line per failed (model, dataset) pair."""
+    from .adapter import GENERATION
+
+    # each prediction file read once: the bytes checked for coverage are the bytes recorded
+    data = {d: _read_once(_prediction_file(args.work_dir, name, d)) for d in args.data}
+    failed = {d: why for d in args.data
+              if (why := prediction_problem(args.work_dir / name, name, d, expected.get(d), since, data[d]))}
+    done = {d: recorded_entry(_prediction_file(args.work_dir, name, d), tsv_md5.get(d), data[d])
+            for d in args.data if d not in failed}
+    write_json_atomic(args.work_dir / name / "bench_run.json", {
+        **started, "lmudata": lmu,
+        "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
+        "prompt_placement": args.prompt_placement, "tsv_md5": tsv_md5,
+        "generation": GENERATION.summary(name), "cuda_max_memory_gib": cuda_max_memory_gib(),
+        "status": "failed" if failed else "finished", "failed": failed,
+        "predictions": {**started["predictions"], **done},
+        "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "versions": versions(),
+    })
+    return [f"{name} x {d}: {why}" for d, why in failed.items()]
 
 
 def preflight(args: argparse.Namespace, tsvs: dict[str, Path]) -> tuple[dict[str, list[str]], dict[str, str]]:
