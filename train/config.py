@@ -247,7 +247,17 @@ class Config:
         self.validate()
 
     def validate(self) -> None:
-        a, d, actor, ro = self.algorithm, self.data, self.worker.actor, self.worker.rollout
+        """Every invariant the config must hold, checked at load: each problem named by its key, all
+        at once. ConfigError otherwise."""
+        nonfinite = [f"{key}={value} must be a finite number" for key, value in _numbers(self) if not math.isfinite(value)]
+        problems = [*nonfinite, *self._name_problems(), *self._batch_problems(), *self._setting_problems(),
+                    *self._bound_problems()]
+        if problems:
+            raise ConfigError("invalid config: " + "; ".join(problems))
+
+    def _name_problems(self) -> list[str]:
+        """Names that must be in their registry, and an estimator that takes one variant only."""
+        a, actor, ro = self.algorithm, self.worker.actor, self.worker.rollout
         problems = []
         names = [("algorithm.adv_estimator", a.adv_estimator, ADVANTAGE_ESTIMATORS),
                  ("algorithm.global_std_over", a.global_std_over, GLOBAL_STD_OVER),
@@ -264,6 +274,12 @@ class Config:
         if single and a.num_variants != 1:
             problems.append(f"algorithm.adv_estimator={a.adv_estimator} needs algorithm.num_variants=1 "
                             "(give the GRPO baseline worker.rollout.n = n*Q for the same budget)")
+        return problems
+
+    def _batch_problems(self) -> list[str]:
+        """The counts that size a step and its updates: positive, and dividing each other."""
+        a, d, actor, ro = self.algorithm, self.data, self.worker.actor, self.worker.rollout
+        problems = []
         positive = {"data.rollout_batch_size": d.rollout_batch_size, "data.max_prompt_length": d.max_prompt_length,
                     "data.max_response_length": d.max_response_length, "algorithm.num_variants": a.num_variants,
                     "worker.rollout.n": ro.n, "worker.rollout.micro_batch_size": ro.micro_batch_size,
@@ -287,6 +303,12 @@ class Config:
                 problems.append(f"data.rollout_batch_size={d.rollout_batch_size} must be a multiple of "
                                 f"worker.actor.global_batch_size/num_variants={actor.global_batch_size // q} "
                                 "(the questions per update)")
+        return problems
+
+    def _setting_problems(self) -> list[str]:
+        """Settings that depend on others: offload on ZeRO, pixel range, response length, the reward function."""
+        a, d, actor, ro = self.algorithm, self.data, self.worker.actor, self.worker.rollout
+        problems = []
         if actor.offload and actor.zero_stage < 2:
             problems.append("worker.actor.offload needs worker.actor.zero_stage 2 or 3 (ZeRO-Offload)")
         if not 0 <= actor.zero_stage <= 3:
@@ -303,6 +325,12 @@ class Config:
         fn = self.worker.reward.function
         if isinstance(fn, str) and not REWARD_FUNCTION.fullmatch(fn):
             problems.append(f"worker.reward.function={fn!r} must look like package.module:function")
+        return problems
+
+    def _bound_problems(self) -> list[str]:
+        """Numbers within their ranges (optimizer, sampling, reward, seed, clipping) and known logger names."""
+        a, d, actor, ro = self.algorithm, self.data, self.worker.actor, self.worker.rollout
+        problems = []
         optim, tr = actor.optim, self.trainer
         bounds = [("worker.actor.optim.lr", optim.lr, 0, None), ("worker.actor.optim.weight_decay", optim.weight_decay, 0, None),
                   ("worker.actor.optim.lr_warmup_steps", optim.lr_warmup_steps, 0, None),
@@ -329,10 +357,7 @@ class Config:
             problems.append(f"worker.actor.clip_ratio_low={actor.clip_ratio_low} must be < 1 (the ratio's lower "
                             "clip is 1 - clip_ratio_low)")
         problems += [f"data.{k}={getattr(d, k)} must be >= 1" for k in ("min_pixels", "max_pixels") if getattr(d, k) < 1]
-        problems = [f"{key}={value} must be a finite number" for key, value in _numbers(self) if not math.isfinite(value)] \
-            + problems
-        if problems:
-            raise ConfigError("invalid config: " + "; ".join(problems))
+        return problems
 
 
 def _numbers(node, path: str = ""):
