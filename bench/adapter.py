@@ -171,9 +171,17 @@ def structured(response: str) -> dict:
 
 
 def _classes():
+    """VLMEvalKit (imported here, not when bench is) and the two model classes built on its own:
+    `R1Qwen2VLChat` (the paper's models) and `LocalHFChat` (a local checkpoint on any device)."""
     vlmeval = import_vlmeval()
     from vlmeval.vlm.base import BaseModel
     from vlmeval.vlm.qwen2_vl import Qwen2VLChat
+
+    return vlmeval, _r1_chat_class(Qwen2VLChat), _local_chat_class(BaseModel)
+
+
+def _r1_chat_class(Qwen2VLChat: type) -> type:
+    """VLMEvalKit's Qwen2VLChat with the R1 prompt, and batched generation on its transformers path."""
 
     class R1Qwen2VLChat(Qwen2VLChat):
         """Qwen2VLChat with the R1 prompt added (per `prompt_placement`), for every inference backend.
@@ -238,6 +246,12 @@ def _classes():
             out = self.model.generate(**inputs, **self.generate_kwargs)
             return list(out[:, inputs["input_ids"].shape[1] :])
 
+    return R1Qwen2VLChat
+
+
+def _local_chat_class(BaseModel: type) -> type:
+    """A VLMEvalKit model over transformers `generate` for a local checkpoint."""
+
     class LocalHFChat(BaseModel):
         """A local Qwen2.5-VL checkpoint through transformers `generate` (CPU or GPU)."""
 
@@ -297,7 +311,7 @@ def _classes():
             width = enc["input_ids"].shape[1]
             return [tok.decode(row[width:], skip_special_tokens=True) for row in out]
 
-    return vlmeval, R1Qwen2VLChat, LocalHFChat
+    return LocalHFChat
 
 
 def model_name_for(name_or_path: str) -> str:

@@ -180,59 +180,75 @@ def load_rows(cfg: DataConfig, processor, log=print, min_variants: int = 1) -> t
     base_dir = path if path.is_dir() else path.parent
     rows: list[Row] = []
     skipped: Counter = Counter()
-
-    def skip(reason: str, where: str, detail: str) -> None:
-        skipped[reason] += 1
-        log(f"{where}: skipped: {detail}", file=sys.stderr)
-
     for n, record in enumerate(records):
         where = f"{path} row {n}"
-        question, answer = record.get(cfg.prompt_key), record.get(cfg.answer_key)
-        if _missing(question):
-            skip("missing_question", where, f"no {cfg.prompt_key!r}")
-            continue
-        if _missing(answer):
-            skip("missing_answer", where, f"no {cfg.answer_key!r}")
-            continue
-        images = _as_list(record.get(cfg.image_key))
-        if str(question).count(IMAGE_PLACEHOLDER) != len(images):
-            skip("image_count_mismatch", where,
-                 f"{str(question).count(IMAGE_PLACEHOLDER)} {IMAGE_PLACEHOLDER} placeholder(s) but {len(images)} image(s)")
-            continue
         try:
-            decoded = [resize_to_pixel_budget(decode_image(ref, base_dir), cfg.min_pixels, cfg.max_pixels) for ref in images]
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad row
-            skip("unreadable_image", where, f"image unreadable ({type(exc).__name__}: {exc})")
-            continue
-        try:
-            rewrites = parse_new_questions(record.get(cfg.rewrites_key))
-        except ValueError as exc:
-            skip("bad_rewrites", where, str(exc))
-            continue
-        question = str(question)
-        wrong = [k for k, r in enumerate(rewrites) if r.count(IMAGE_PLACEHOLDER) not in (0, len(images))]
-        if wrong:
-            skip("bad_rewrites", where, f"rewrite {wrong[0]} has {rewrites[wrong[0]].count(IMAGE_PLACEHOLDER)} "
-                                        f"{IMAGE_PLACEHOLDER} placeholder(s) but the row has {len(images)} image(s)")
-            continue
-        if len({question, *rewrites}) < min_variants:
-            skip("short_variants", where, f"{len({question, *rewrites})} distinct text variant(s), fewer than "
-                                          f"algorithm.num_variants={min_variants} (algorithm.short_variants=skip)")
-            continue
-        longest = max([question, *rewrites], key=len)
-        messages = build_messages(longest, len(decoded), LONGEST_INSTRUCTION)
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        try:
-            length = processor(text=[text], images=decoded or None, return_tensors="pt")["input_ids"].shape[1]
-        except ValueError as exc:  # e.g. Qwen's resize refuses an aspect ratio over 200 (a 4000x1 image)
-            skip("unprocessable_image", where, f"the processor refuses it ({' '.join(str(exc).split())[:160]})")
-            continue
-        if length > cfg.max_prompt_length:
-            skip("prompt_too_long", where, f"prompt of {length} tokens > data.max_prompt_length={cfg.max_prompt_length}")
-            continue
-        rows.append(Row(question, str(answer).strip(), images, rewrites, where, base_dir))
+            rows.append(read_row(record, where, cfg, processor, base_dir, min_variants))
+        except SkippedRow as skip:
+            skipped[skip.reason] += 1
+            log(f"{where}: skipped: {skip.detail}", file=sys.stderr)
     if not rows:
         raise DataError(f"{path}: no usable training row ({sum(skipped.values())} skipped: {dict(skipped)})")
     if skipped:
         log(f"{path}: {len(rows)} rows kept, {sum(skipped.values())} skipped: {dict(skipped)}", file=sys.stderr)
     return rows, skipped
+
+
+class SkippedRow(Exception):
+    """A training row that cannot be used: `reason` (the count's key) and `detail` (the message)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def read_row(record: dict, where: str, cfg: DataConfig, processor, base_dir: Path, min_variants: int) -> Row:
+    """One record as a training row, checked in the order a row can fail: question and answer
+    present, images matching the placeholders and decodable, rewrites parseable and matching, enough
+    distinct texts, and a prompt the processor takes within data.max_prompt_length. SkippedRow
+    otherwise."""
+    question, answer = record.get(cfg.prompt_key), record.get(cfg.answer_key)
+    if _missing(question):
+        raise SkippedRow("missing_question", f"no {cfg.prompt_key!r}")
+    if _missing(answer):
+        raise SkippedRow("missing_answer", f"no {cfg.answer_key!r}")
+    images = _as_list(record.get(cfg.image_key))
+    question = str(question)
+    if question.count(IMAGE_PLACEHOLDER) != len(images):
+        raise SkippedRow("image_count_mismatch", f"{question.count(IMAGE_PLACEHOLDER)} {IMAGE_PLACEHOLDER} "
+                                                 f"placeholder(s) but {len(images)} image(s)")
+    try:
+        decoded = [resize_to_pixel_budget(decode_image(ref, base_dir), cfg.min_pixels, cfg.max_pixels) for ref in images]
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad row
+        raise SkippedRow("unreadable_image", f"image unreadable ({type(exc).__name__}: {exc})") from None
+    rewrites = _rewrites(record.get(cfg.rewrites_key), len(images))
+    if len({question, *rewrites}) < min_variants:
+        raise SkippedRow("short_variants", f"{len({question, *rewrites})} distinct text variant(s), fewer than "
+                                           f"algorithm.num_variants={min_variants} (algorithm.short_variants=skip)")
+    length = _prompt_length(processor, max([question, *rewrites], key=len), decoded)
+    if length > cfg.max_prompt_length:
+        raise SkippedRow("prompt_too_long", f"prompt of {length} tokens > data.max_prompt_length={cfg.max_prompt_length}")
+    return Row(question, str(answer).strip(), images, rewrites, where, base_dir)
+
+
+def _rewrites(value, images: int) -> list[str]:
+    """A row's `new_questions`, parsed (never executed), each with 0 or all of its images' placeholders."""
+    try:
+        rewrites = parse_new_questions(value)
+    except ValueError as exc:
+        raise SkippedRow("bad_rewrites", str(exc)) from None
+    wrong = [k for k, r in enumerate(rewrites) if r.count(IMAGE_PLACEHOLDER) not in (0, images)]
+    if wrong:
+        raise SkippedRow("bad_rewrites", f"rewrite {wrong[0]} has {rewrites[wrong[0]].count(IMAGE_PLACEHOLDER)} "
+                                         f"{IMAGE_PLACEHOLDER} placeholder(s) but the row has {images} image(s)")
+    return rewrites
+
+
+def _prompt_length(processor, longest: str, decoded: list) -> int:
+    """Tokens of the row's longest prompt (its longest text, with the longest instruction sentence)."""
+    messages = build_messages(longest, len(decoded), LONGEST_INSTRUCTION)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    try:
+        return processor(text=[text], images=decoded or None, return_tensors="pt")["input_ids"].shape[1]
+    except ValueError as exc:  # e.g. Qwen's resize refuses an aspect ratio over 200 (a 4000x1 image)
+        raise SkippedRow("unprocessable_image", f"the processor refuses it ({' '.join(str(exc).split())[:160]})") from None
