@@ -126,18 +126,9 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reproduce.perf.gpu", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--budget-s", type=float, default=420, help="the whole benchmark's wall-clock budget")
-    parser.add_argument("--out", type=Path, default=REPO / "results" / "perf" / "gpu",
-                        help="path without extension of the .json and .md")
-    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "perf_gpu")
-    parser.add_argument("--peer-python", default=sys.executable, help="python with TRL ('' skips the peer)")
-    parser.add_argument("--new-tokens", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=2, help="measured steps per run, after one warm-up")
-    parser.add_argument("--model", default=MODEL)
-    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(WORKLOADS))
-    parser.add_argument("--with-tests", action="store_true", help="run the `gpu` tests first (make test-gpu)")
-    args = parser.parse_args(argv)
+    """The suite in its budget: the device, the chip's rates, optionally the `gpu` tests, then each
+    workload's runs, most useful first; the report is rewritten after every stage."""
+    args = arguments(argv)
     deadline = time.monotonic() + args.budget_s
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -153,58 +144,90 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     small = device == "cpu"  # a CPU run is a smoke of this script, at sizes that fit there
     result["rates"] = asdict(measure_rates(device, copy_mib=16 if small else 2048, matmul_n=256 if small else 8192))
-    rates = ChipRates(**result["rates"])
     save()
     if args.with_tests:
-        start = time.monotonic()
-        cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *GPU_TESTS,
-               *([] if result["device"]["versions"]["vllm"] else ["-k", "not vllm"])]
-        try:
-            proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True,
-                                  timeout=min(180, max(deadline - time.monotonic(), 1)))
-            summary = (proc.stdout.strip().splitlines() or ["no output"])[-1]
-            tail = proc.stdout[-4000:]
-        except subprocess.TimeoutExpired as exc:
-            summary, tail = "cut short at 180 s", (exc.stdout or b"")[-4000:].decode(errors="replace")
-        result["tests"] = {"summary": summary, "seconds": time.monotonic() - start, "tail": tail}
+        result["tests"] = gpu_tests(bool(result["device"]["versions"]["vllm"]), deadline)
         save()
-    peer = [n for n in RUNS if n != "trl" or args.peer_python]
     result["workloads"] = {}
     first_model: Path | None = None  # one model build serves every workload
     for i, name in enumerate(args.workloads):
-        prompts, completions = WORKLOADS[name]
-        rows = prompts * completions
-        w = Workload(model=args.model, dtype="bfloat16", prompts=prompts, completions=completions,
-                     new_tokens=args.new_tokens, warmup_steps=1, measured_steps=args.steps, micro_batch=min(rows, 8),
-                     gradient_checkpointing=not small)
+        w = Workload(model=args.model, dtype="bfloat16", prompts=WORKLOADS[name][0], completions=WORKLOADS[name][1],
+                     new_tokens=args.new_tokens, warmup_steps=1, measured_steps=args.steps,
+                     micro_batch=min(WORKLOADS[name][0] * WORKLOADS[name][1], 8), gradient_checkpointing=not small)
         work = args.work_dir / f"{Path(args.model).name}_{name}"
         prepare(work, w, model_dir=first_model)
         first_model = first_model or work / "model"
-        from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(work / "model")
-        runs: dict[str, dict] = {}
-        for j, key in enumerate(peer):
-            left = deadline - time.monotonic()
-            share = left / (len(peer) - j + len(peer) * (len(args.workloads) - i - 1))
-            if left < 20:
-                result["stopped"] = f"the {args.budget_s:.0f} s budget ran out before {name} {key}"
-                break
-            python = args.peer_python if key == "trl" else sys.executable
-            # ours (GRPO) at the first workload only: one more step, profiled (the large one's profile
-            # would hold millions of events: each token's graph replay records every kernel)
-            profile = args.out.parent / f"{args.out.name}_profile_{name}.txt"
-            profiled = key == "ours_grpo" and i == 0
-            runs[key] = run_once(key, python, work, share, ("--profile", str(profile)) if profiled else ())
-            if key == "ours_grpo" and profile.exists():
-                runs[key]["profile"] = {"file": profile.name, "head": profile.read_text().split("\n\n")[0]}
-            result["workloads"][name] = workload_report(name, w, runs, rates, config)
+        def record(workload: dict, name: str = name) -> None:
+            result["workloads"][name] = workload
             save()
-            print(f"{name} {key}: " + json.dumps(result["workloads"][name]["trainers"].get(key, runs[key]))[:300],
-                  flush=True)
+
+        stopped = run_workload(args, name, w, work, ChipRates(**result["rates"]), deadline,
+                               later=len(args.workloads) - i - 1, report=record)
+        if stopped:
+            result["stopped"] = stopped
     save()
     print(markdown(result))
     return 0
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m reproduce.perf.gpu", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--budget-s", type=float, default=420, help="the whole benchmark's wall-clock budget")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "perf" / "gpu",
+                        help="path without extension of the .json and .md")
+    parser.add_argument("--work-dir", type=Path, default=REPO / "runs" / "perf_gpu")
+    parser.add_argument("--peer-python", default=sys.executable, help="python with TRL ('' skips the peer)")
+    parser.add_argument("--new-tokens", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=2, help="measured steps per run, after one warm-up")
+    parser.add_argument("--model", default=MODEL)
+    parser.add_argument("--workloads", nargs="+", choices=sorted(WORKLOADS), default=list(WORKLOADS))
+    parser.add_argument("--with-tests", action="store_true", help="run the `gpu` tests first (make test-gpu)")
+    return parser.parse_args(argv)
+
+
+def gpu_tests(has_vllm: bool, deadline: float) -> dict:
+    """The `gpu` tests (the vLLM ones where vLLM is installed), within 180 s of the budget."""
+    start = time.monotonic()
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *GPU_TESTS,
+           *([] if has_vllm else ["-k", "not vllm"])]
+    try:
+        proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True,
+                              timeout=min(180, max(deadline - time.monotonic(), 1)))
+        summary = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+        tail = proc.stdout[-4000:]
+    except subprocess.TimeoutExpired as exc:
+        summary, tail = "cut short at 180 s", (exc.stdout or b"")[-4000:].decode(errors="replace")
+    return {"summary": summary, "seconds": time.monotonic() - start, "tail": tail}
+
+
+def run_workload(args: argparse.Namespace, name: str, w: Workload, work: Path, rates: ChipRates, deadline: float,
+                 later: int, report) -> str | None:
+    """One workload's runs (ours GRPO, TRL unless skipped, ours Share-GRPO), each given an equal share
+    of the budget left (`later`: workloads still to run after this one); `report` gets the
+    workload's report after every run. Returns why it stopped early, or None."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(work / "model")
+    peer = [n for n in RUNS if n != "trl" or args.peer_python]
+    runs: dict[str, dict] = {}
+    for j, key in enumerate(peer):
+        left = deadline - time.monotonic()
+        share = left / (len(peer) - j + len(peer) * later)
+        if left < 20:
+            return f"the {args.budget_s:.0f} s budget ran out before {name} {key}"
+        python = args.peer_python if key == "trl" else sys.executable
+        # ours (GRPO) at the first workload only: one more step, profiled (the large one's profile
+        # would hold millions of events: each token's graph replay records every kernel)
+        profile = args.out.parent / f"{args.out.name}_profile_{name}.txt"
+        profiled = key == "ours_grpo" and name == args.workloads[0]
+        runs[key] = run_once(key, python, work, share, ("--profile", str(profile)) if profiled else ())
+        if key == "ours_grpo" and profile.exists():
+            runs[key]["profile"] = {"file": profile.name, "head": profile.read_text().split("\n\n")[0]}
+        workload = workload_report(name, w, runs, rates, config)
+        report(workload)
+        print(f"{name} {key}: " + json.dumps(workload["trainers"].get(key, runs[key]))[:300], flush=True)
+    return None
 
 
 if __name__ == "__main__":
