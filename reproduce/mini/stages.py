@@ -159,8 +159,6 @@ def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
              ) -> dict[str, Path]:
     """RL runs, `spec.parallel` at a time (one thread each); returns the run dir per run name. The
     first time a core is free with no run left to start, `on_idle` gets the finished runs' dirs."""
-    from tqdm import tqdm
-
     jobs, outs = [], {}
     for run in plan or method_runs(spec):
         out = runs / "rl" / run.name
@@ -178,6 +176,18 @@ def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
         say("RL: reusing every finished run")
         return outs
     say(f"RL: {len(jobs)} runs of {spec.rl_steps} steps, {spec.parallel} at a time")
+    failed = _run_jobs(spec, jobs, outs, on_idle)
+    if failed:
+        raise RuntimeError("RL runs failed: " + "; ".join(failed))
+    return outs
+
+
+def _run_jobs(spec: MiniSpec, jobs: list, outs: dict[str, Path],
+              on_idle: Callable[[dict[str, Path]], None] | None) -> list[str]:
+    """Start the trainers `spec.parallel` at a time, a progress bar each, until all have ended;
+    each that succeeds finishes its stage. Returns a line per failed run."""
+    from tqdm import tqdm
+
     # no MASTER_PORT: each single-process trainer picks a free port of its own
     env = {**{k: v for k, v in os.environ.items() if k != "MASTER_PORT"}, "OMP_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -193,27 +203,31 @@ def stage_rl(spec: MiniSpec, runs: Path, base: Path, data: Path, force: bool,
             running.append((i, spawn(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
         time.sleep(1.0)
         for item in list(running):
-            i, proc, log = item
-            run, out, stage, _ = jobs[i]
-            metrics = out / "metrics.jsonl"
-            steps = sum(1 for _ in metrics.open()) if metrics.exists() else 0
-            bars[i].update(steps - bars[i].n)
-            if proc.poll() is not None:
-                running.remove(item)
-                log.close()
-                if proc.returncode == 0:
-                    stage.finish({"run": asdict(run)})
-                else:
-                    failed.append(f"{run.name} (exit {proc.returncode}; see {out / 'train.log'})")
+            failed += _poll(item, jobs[item[0]], bars[item[0]], running)
         if on_idle is not None and not pending and running and len(running) < spec.parallel and not failed:
             busy = {jobs[i][0].name for i, _, _ in running}
             on_idle({name: out for name, out in outs.items() if name not in busy})
             on_idle = None
     for bar in bars:
         bar.close()
-    if failed:
-        raise RuntimeError("RL runs failed: " + "; ".join(failed))
-    return outs
+    return failed
+
+
+def _poll(item: tuple, job: tuple, bar, running: list) -> list[str]:
+    """One running trainer: its bar moved to the steps logged; once it has ended, it leaves `running`
+    and its stage is finished, or it is returned as failed."""
+    _, proc, log = item
+    run, out, stage, _ = job
+    metrics = out / "metrics.jsonl"
+    bar.update((sum(1 for _ in metrics.open()) if metrics.exists() else 0) - bar.n)
+    if proc.poll() is None:
+        return []
+    running.remove(item)
+    log.close()
+    if proc.returncode == 0:
+        stage.finish({"run": asdict(run)})
+        return []
+    return [f"{run.name} (exit {proc.returncode}; see {out / 'train.log'})"]
 
 
 def stage_export(runs: Path, rl: dict[str, Path], force: bool, steps: dict[str, list[int]] | None = None,
