@@ -34,6 +34,14 @@ from .provenance import prediction_entry, weights_digest
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = arguments().parse_args(argv)
+    # VLMEvalKit logs to a file under the work dir: a handler that cannot write (a full disk) must not
+    # print its own traceback; the write that fails next is reported as one line
+    logging.raiseExceptions = False
+    return exit_on_usage_error(lambda: run(args), output=args.work_dir)
+
+
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--model", nargs="+", required=True)
@@ -55,11 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="evaluate $LMUData TSVs whose md5 is not VLMEvalKit's (fixtures, an edited copy) as they are")
     parser.add_argument("--attn-implementation", choices=("flash_attention_2", "sdpa", "eager"),
                         help="GPU models' attention (VLMEvalKit asks for flash_attention_2, which needs flash-attn)")
-    args = parser.parse_args(argv)
-    # VLMEvalKit logs to a file under the work dir: a handler that cannot write (a full disk) must not
-    # print its own traceback; the write that fails next is reported as one line
-    logging.raiseExceptions = False
-    return exit_on_usage_error(lambda: run(args), output=args.work_dir)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
