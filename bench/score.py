@@ -317,7 +317,7 @@ RECORDED = ("file", "sha256", "rows", "indices_sha256")
 def prediction_keys(path: Path, data: bytes | None = None, frame: pd.DataFrame | None = None) -> list[str]:
     """The index key of every row of a predictions file, in file order (`bench.provenance.index_key`).
     `frame`: the file already read as text (`read_predictions(text=True)`)."""
-    frame = read_predictions(path, text=True, require=(), data=data) if frame is None else frame
+    frame = read_predictions(path, text=True, data=data) if frame is None else frame
     if "index" not in frame.columns:
         raise ResultsError(f"{path}: no index column")
     return [index_key(i) for i in frame["index"]]
@@ -369,15 +369,12 @@ def read_recorded(path: Path, entry, require: tuple[str, ...] = ("answer", "pred
     except OSError as exc:
         raise ResultsError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     why = _unlike_bytes(path, entry, data)
-    frame = None
-    if not why:
-        frame = read_predictions(path, text=True, require=(), data=data)
-        why = _unlike_keys(prediction_keys(path, frame=frame), entry)
     if why:
         raise ResultsError(f"{path}: {why}")
-    missing = set(require) - set(frame.columns)
-    if missing:
-        raise ResultsError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    frame = read_predictions(path, text=True, require=require, data=data)
+    why = _unlike_keys(prediction_keys(path, frame=frame), entry)
+    if why:
+        raise ResultsError(f"{path}: {why}")
     return frame
 
 

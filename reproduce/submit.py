@@ -233,10 +233,10 @@ def own_metric_blocks(model_dir: Path, datasets: dict[str, dict], judge: str | N
 
 def build_record(scored: dict[str, dict], model: str, meta: dict, mmbench: dict | None = None,
                  own: dict[str, dict] | None = None, now: datetime.datetime | None = None) -> tuple[dict, dict]:
-    """The OpenVLM data file holding this one model, and the app's tables of it (`openvlm_app.load`); `scored` maps VLMEvalKit dataset names to
-    bench.score's metrics (accuracy, categories), `own` leaderboard keys to the blocks of VLMEvalKit's
-    own metrics (`own_metric_blocks`). Loaded by the app's rules twice before it is returned: after
-    a complete first model, and first."""
+    """The OpenVLM data file holding this one model, and the app's tables of it (`openvlm_app.load`).
+    `scored` maps VLMEvalKit dataset names to bench.score's metrics (accuracy, categories), `own`
+    leaderboard keys to the blocks of VLMEvalKit's own metrics (`own_metric_blocks`). Loaded by the
+    app's rules twice before it is returned: after a complete first model, and first."""
     own = own or {}
     missing = [d for d in OPENVLM if d not in scored] + [d for d, k in VLMEVAL_SCORED.items() if k not in own]
     if missing:
