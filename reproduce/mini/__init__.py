@@ -36,25 +36,20 @@ expansion's rotations, flips and noise, so image transforms are on for every tas
 """
 
 from .analysis import (
-    TRAINING_FIELDS,
     compare,
     learning_curves,
     load_metrics,
     power,
     rl_gain,
     speed_verdict,
-    step_cost,
     training_summary,
     verdict,
 )
 from .evaluation import EVALUATED, EvalHead, Runner, eval_key, stage_eval
 from .pipeline import run_mini
-from .report import write_results
 from .spec import (
-    CONFIGS,
     EQUAL_COST,
     FULL_CURVE,
-    METHODS,
     REGIMES,
     SMOKE,
     STAGE_CODE,
@@ -64,20 +59,10 @@ from .spec import (
     method_runs,
     step_name,
 )
-from .stages import (
-    Stage,
-    lock_runs,
-    stage_data,
-    stage_export,
-    stage_fresh_benchmark,
-    stage_rl,
-    stage_warm_start,
-)
+from .stages import Stage, stage_rl
 
 __all__ = [
-    "CONFIGS", "EQUAL_COST", "EVALUATED", "FULL_CURVE", "METHODS", "REGIMES", "SMOKE", "STAGE_CODE", "TASKS",
-    "TRAINING_FIELDS", "EvalHead", "MiniSpec", "RLRun", "Runner", "Stage", "compare", "eval_key", "learning_curves",
-    "load_metrics", "lock_runs", "method_runs", "power", "rl_gain", "run_mini", "speed_verdict", "stage_data",
-    "stage_eval", "stage_export", "stage_fresh_benchmark", "stage_rl", "stage_warm_start", "step_cost", "step_name",
-    "training_summary", "verdict", "write_results",
+    "EQUAL_COST", "EVALUATED", "FULL_CURVE", "REGIMES", "SMOKE", "STAGE_CODE", "TASKS", "EvalHead", "MiniSpec",
+    "RLRun", "Runner", "Stage", "compare", "eval_key", "learning_curves", "load_metrics", "method_runs", "power",
+    "rl_gain", "run_mini", "speed_verdict", "stage_eval", "stage_rl", "step_name", "training_summary", "verdict",
 ]
