@@ -14,8 +14,8 @@ These checks turn each such input into one line that names the file and the rows
   `EVALUATED_BY_SCORER` (OCRBench's `answer`).
 - `check_model_folder`: a local checkpoint has a `config.json` that parses and weights whose
   safetensors headers parse.
-- `prediction_problem`: after the run, a dataset's predictions cover exactly the items it had to
-  answer, and VLMEvalKit recorded no error for it in this run.
+- `finished_predictions`: after the run, a dataset's predictions cover exactly the items it had
+  to answer, each once, and VLMEvalKit recorded no error for it in this run.
 """
 
 from __future__ import annotations
@@ -276,12 +276,21 @@ def _safetensors_problem(file: Path) -> str | None:
     return None
 
 
-def prediction_problem(model_dir: Path, name: str, dataset: str, expected: list[str] | None,
-                       since: str, data: bytes | None = None) -> str | None:
-    """Why the (model, dataset) pair did not finish, or None. `expected`: the indices it had to
-    answer (None when the TSV is not local); `since`: this run's start, ISO 8601, as VLMEvalKit
-    stamps status.json; `data`: the prediction file's bytes, read once by the caller, who records
-    the same bytes (`bench.run.recorded_entry`)."""
+class Finished(NamedTuple):
+    """A (model, dataset) pair after the run (`finished_predictions`)."""
+
+    problem: str | None
+    """why it did not finish, or None"""
+    keys: list[str]
+    """the index key of every row of its predictions file, in file order ([] with a problem)"""
+
+
+def finished_predictions(model_dir: Path, name: str, dataset: str, expected: list[str] | None,
+                         since: str, data: bytes | None = None) -> Finished:
+    """Whether the (model, dataset) pair finished, and the index keys its predictions file holds.
+    `expected`: the indices it had to answer (None when the TSV is not local); `since`: this run's
+    start, ISO 8601, as VLMEvalKit stamps status.json; `data`: the prediction file's bytes, read
+    once by the caller, who records the same bytes with these keys (`bench.provenance.prediction_entry`)."""
     from .score import PRED_SUFFIXES, ResultsError, read_predictions
 
     try:
@@ -291,16 +300,18 @@ def prediction_problem(model_dir: Path, name: str, dataset: str, expected: list[
         entry = {}
     if isinstance(entry, dict) and entry.get("error_message") and str(entry.get("updated_at", "")) >= since:
         message = " ".join(str(entry["error_message"]).split())
-        return f"VLMEvalKit: {message[:300] or 'failed'}"
+        return Finished(f"VLMEvalKit: {message[:300] or 'failed'}", [])
     found = [model_dir / f"{name}_{dataset}{s}" for s in PRED_SUFFIXES if (model_dir / f"{name}_{dataset}{s}").exists()]
     if not found:
-        return "no prediction file was written (see VLMEvalKit's log above)"
+        return Finished("no prediction file was written (see VLMEvalKit's log above)", [])
     try:
         frame = read_predictions(found[0], text=True, data=data)
     except ResultsError as exc:
-        return str(exc)
-    if expected is not None:
-        got = [index_key(i) for i in frame["index"]] if "index" in frame.columns else []
-        if sorted(got) != sorted(map(index_key, expected)):
-            return f"{found[0].name} answers {len(set(got) & set(map(index_key, expected)))} of the {len(expected)} items it had to"
-    return None
+        return Finished(str(exc), [])
+    if "index" not in frame.columns:
+        return Finished(f"{found[0].name} has no index column", [])
+    keys = [index_key(i) for i in frame["index"]]
+    if expected is not None and sorted(keys) != sorted(map(index_key, expected)):
+        answered = len(set(keys) & set(map(index_key, expected)))
+        return Finished(f"{found[0].name} answers {answered} of the {len(expected)} items it had to", [])
+    return Finished(None, keys)

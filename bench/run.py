@@ -29,7 +29,7 @@ from .adapter import DEFAULT_PLACEMENT, PROMPT_PLACEMENTS, model_name_for
 from .errors import UsageError, exit_on_usage_error
 from .fileio import regular_file, write_json_atomic
 from .lock import hold_folder_lock
-from .preflight import check_model_folder, check_tsv, prediction_problem
+from .preflight import check_model_folder, check_tsv, finished_predictions
 from .provenance import prediction_entry, weights_digest
 
 
@@ -188,16 +188,20 @@ def vlmeval_argv(args: argparse.Namespace, names: list[str]) -> list[str]:
 def finish_record(args: argparse.Namespace, name: str, started: dict, expected: dict[str, list[str]],
                   tsv_md5: dict[str, str], since: str, lmu: str | None, vl_argv: list[str]) -> list[str]:
     """Check each dataset's predictions of model `name` and write its bench_run.json: the record
-    `started` with every finished file's entry (`recorded_entry`), the run's settings and status.
-    Returns one line per failed (model, dataset) pair."""
+    `started` with every finished file's entry (`bench.provenance.prediction_entry`), the run's
+    settings and status. Returns one line per failed (model, dataset) pair."""
     from .adapter import GENERATION
 
-    # each prediction file read once: the bytes checked for coverage are the bytes recorded
-    data = {d: _read_once(_prediction_file(args.work_dir, name, d)) for d in args.data}
-    failed = {d: why for d in args.data
-              if (why := prediction_problem(args.work_dir / name, name, d, expected.get(d), since, data[d]))}
-    done = {d: recorded_entry(_prediction_file(args.work_dir, name, d), tsv_md5.get(d), data[d])
-            for d in args.data if d not in failed}
+    # each prediction file read and parsed once: the bytes checked for coverage are the bytes recorded
+    failed, done = {}, {}
+    for dataset in args.data:
+        path = _prediction_file(args.work_dir, name, dataset)
+        data = _read_once(path)
+        outcome = finished_predictions(args.work_dir / name, name, dataset, expected.get(dataset), since, data)
+        if outcome.problem:
+            failed[dataset] = outcome.problem
+        else:
+            done[dataset] = prediction_entry(path, outcome.keys, tsv_md5.get(dataset), data)
     write_json_atomic(args.work_dir / name / "bench_run.json", {
         **started, "lmudata": lmu,
         "split_think": os.environ["SPLIT_THINK"], "judge": args.judge, "argv": vl_argv,
@@ -310,14 +314,6 @@ def prepare_model_dir(model_dir: Path, name: str, datasets: list[str], reuse: bo
             path.unlink(missing_ok=True)
 
 
-def recorded_entry(path: Path, tsv_md5: str | None, data: bytes | None = None) -> dict:
-    """`bench.provenance.prediction_entry` of a finished predictions file, its index keys read from
-    it (`data`: its bytes, already read)."""
-    from .score import prediction_keys
-
-    return prediction_entry(path, prediction_keys(path, data), tsv_md5, data)
-
-
 def _read_once(path: Path | None) -> bytes | None:
     """A prediction file's bytes (None where there is none, or it is not a regular file: the
     coverage check then reads it and says why)."""
@@ -346,7 +342,9 @@ def start_record(model_dir: Path, name: str, source: str, datasets: list[str], s
 
 
 def _prediction_file(work_dir: Path, name: str, dataset: str) -> Path | None:
-    found = [work_dir / name / f"{name}_{dataset}{suffix}" for suffix in (".xlsx", ".tsv", ".csv", ".json")]
+    from .score import PRED_SUFFIXES
+
+    found = [work_dir / name / f"{name}_{dataset}{suffix}" for suffix in PRED_SUFFIXES]
     return next((p for p in found if p.exists()), None)
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.score import ResultsError, main, score_file, score_work_dir, vlmeval_scores
-from tests.helpers.scores import record_predictions
+from tests.helpers.scores import record_predictions, recorded_entry
 
 OPTIONS = {"A": 1, "B": 2, "C": 3, "D": 4}  # numbers, as a spreadsheet reads them back
 
@@ -261,12 +261,11 @@ def test_only_the_predictions_bench_run_recorded_are_scored_and_marked_verified(
 def test_a_recorded_file_must_answer_each_recorded_index_once(tmp_path, rows, entry, message):
     """Matching the recorded sha256 is not enough: every index answered once, and the row count and
     index set bench.run recorded (which an older record lacks)."""
-    from bench.run import recorded_entry
     from bench.score import unlike_record
 
     path = tmp_path / "m_X.csv"
     pd.DataFrame({"index": rows, "answer": "A", "prediction": "A"}).to_csv(path, index=False)
-    recorded = recorded_entry(path, None)
+    recorded = recorded_entry(path)
     if entry == "drop":
         recorded = {k: v for k, v in recorded.items() if k in ("file", "sha256")}
     elif entry:

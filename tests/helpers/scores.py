@@ -10,11 +10,17 @@ from pathlib import Path
 import pandas as pd
 
 
+def recorded_entry(path: Path) -> dict:
+    """bench.run's record of a finished predictions file (of a TSV VLMEvalKit fetched: no md5)."""
+    from bench.provenance import prediction_entry
+    from bench.score import prediction_keys
+
+    return prediction_entry(path, prediction_keys(path), None)
+
+
 def record_predictions(model_dir: Path, files: dict[str, Path], status: str = "finished", **extra) -> dict:
     """bench_run.json recording `files` ({dataset: predictions file}) as bench.run does; returns it."""
-    from bench.run import recorded_entry
-
-    record = {"status": status, **extra, "predictions": {d: recorded_entry(p, None) for d, p in files.items()}}
+    record = {"status": status, **extra, "predictions": {d: recorded_entry(p) for d, p in files.items()}}
     (model_dir / "bench_run.json").write_text(json.dumps(record))
     return record
 
