@@ -1,0 +1,421 @@
+"""bench.run's work around VLMEvalKit, in process: the work folder prepared and claimed, the record
+begun, the full responses kept across a re-run, and each finished predictions file checked and
+recorded. VLMEvalKit's runner is replaced by one that writes the predictions file it would (its
+name, layout and columns), so that these stages run where a mutation tool sees them; the real
+runner is driven in test_bench_run_reliability.py and test_provenance_property.py."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.data import write
+from bench.errors import UsageError
+from bench.lock import hold_folder_lock
+from bench.preflight import finished_predictions
+from bench.provenance import prediction_entry, weights_digest
+from bench.run import (
+    arguments,
+    cuda_max_memory_gib,
+    file_md5,
+    finish_record,
+    official_tsv_problems,
+    preflight,
+    prepare_model_dir,
+    restore_records,
+    run,
+    saved_records,
+    start_record,
+    versions,
+)
+from bench.score import read_predictions, unlike_record
+
+SINCE = "2026-01-01T00:00:00+00:00"
+
+
+@pytest.fixture(scope="module")
+def lmu(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("lmu")
+    write(folder, n=3, seed=0, side=28, tasks=["SynthCount", "SynthColour"])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> str:
+    from train.tiny import build_tiny
+
+    return (build_tiny(tmp_path_factory.mktemp("tiny"), seed=0) / "config.json").read_text()
+
+
+@pytest.fixture()
+def model(tmp_path: Path, tiny_config: str) -> Path:
+    """A checkpoint folder as check_model_folder accepts it (the tiny model's config.json, a
+    safetensors file); no model is loaded from it here."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "ckpt" / "step_4"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(tiny_config)
+    save_file({"w": torch.zeros(2)}, folder / "model.safetensors")
+    return folder
+
+
+@pytest.fixture()
+def env(monkeypatch, lmu: Path):
+    """The process state bench.run sets (LMUData, SPLIT_THINK, sys.argv), undone after the test."""
+    for name in ("LMUData", "SPLIT_THINK", "RANK"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    return monkeypatch
+
+
+def predictions(lmu: Path, dataset: str, rows: int | None = None, thinking: bool = True) -> pd.DataFrame:
+    """What VLMEvalKit's inference writes for a dataset: the TSV's columns but the image, then the
+    prediction, and our adapters' extra_records (the full response)."""
+    tsv = pd.read_csv(lmu / f"{dataset}.tsv", sep="\t").drop(columns=["image"]).head(rows)
+    full = [f"<think>look {k}</think>\\boxed{{{a}}}" for k, a in enumerate(tsv["answer"])]
+    frame = tsv.assign(prediction=[f"\\boxed{{{a}}}" for a in tsv["answer"]])
+    return frame.assign(extra_records=[repr({"full_response": f}) for f in full]) if thinking else frame
+
+
+def fake_vlmeval(lmu: Path, seen: list, short: str | None = None):
+    """VLMEvalKit's `run.main` as bench.run calls it: reads sys.argv and writes
+    `{work}/{model}/{model}_{dataset}.xlsx` per pair (`short`: a dataset answered but for its last item)."""
+
+    def main() -> None:
+        argv = sys.argv
+        seen.append(list(argv))
+        take = lambda flag: argv[argv.index(flag) + 1:next(  # noqa: E731
+            (k for k in range(argv.index(flag) + 1, len(argv)) if argv[k].startswith("--")), len(argv))]
+        work = Path(take("--work-dir")[0])
+        for name in take("--model"):
+            for dataset in take("--data"):
+                frame = predictions(lmu, dataset, 2 if dataset == short else None)
+                frame.to_excel(work / name / f"{name}_{dataset}.xlsx", index=False)
+
+    return main
+
+
+def vlmeval_run():
+    """`vlmeval` with its `run` module, imported as bench.run imports it (`import_vlmeval`)."""
+    from bench.vlmeval_compat import import_vlmeval
+
+    import_vlmeval()
+    import vlmeval.run
+
+    return vlmeval
+
+
+def args_for(model: Path, work: Path, lmu: Path, *more: str):
+    return arguments().parse_args(["--model", str(model), "--data", "SynthCount", "SynthColour", "--work-dir", str(work),
+                                   "--lmudata", str(lmu), *more])
+
+
+# ---------------------------------------------------------------- the whole command, in process
+def test_a_finished_run_records_what_made_each_file(env, lmu: Path, model: Path, tmp_path: Path):
+    vlmeval = vlmeval_run()
+
+    seen: list = []
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, seen))
+    work = tmp_path / "work"
+    assert run(args_for(model, work, lmu, "--max-new-tokens", "8")) == 0
+    assert seen == [["vlmeval", "--data", "SynthCount", "SynthColour", "--model", "step_4", "--work-dir", str(work),
+                     "--mode", "infer"]]
+    record = json.loads((work / "step_4" / "bench_run.json").read_text())
+    assert record["status"] == "finished" and record["failed"] == {}
+    assert (record["model"], record["vlmeval_name"], record["datasets"]) == (str(model), "step_4", ["SynthCount", "SynthColour"])
+    assert record["settings"]["weights_sha256"] == weights_digest(model)
+    assert record["settings"]["max_new_tokens"] == 8
+    assert (record["lmudata"], record["split_think"], record["judge"]) == (str(lmu.resolve()), "1", None)
+    assert record["argv"] == seen[0]
+    md5 = {d: hashlib.md5((lmu / f"{d}.tsv").read_bytes(), usedforsecurity=False).hexdigest() for d in record["datasets"]}
+    assert record["tsv_md5"] == md5
+    for dataset in record["datasets"]:
+        path = work / "step_4" / f"step_4_{dataset}.xlsx"
+        assert record["predictions"][dataset] == prediction_entry(path, ["0", "1", "2"], md5[dataset])
+        assert unlike_record(path, record["predictions"][dataset]) is None
+    assert record["ended"] >= record["started"]
+    assert set(record["versions"]) == {"r1-sharevl", "ms-vlmeval", "transformers", "torch", "math-verify"}
+    assert record["cuda_max_memory_gib"] is None
+    hold_folder_lock(work / "step_4", "--work-dir", "test").close()  # the run let go of its folder
+
+
+def test_a_short_file_fails_its_pair_and_keeps_the_other(env, lmu: Path, model: Path, tmp_path: Path, capsys):
+    vlmeval = vlmeval_run()
+
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, [], short="SynthColour"))
+    work = tmp_path / "work"
+    assert run(args_for(model, work, lmu)) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == ["error: step_4 x SynthColour: step_4_SynthColour.xlsx answers 2 of the 3 items it had to",
+                        "bench.run: 1 of 2 (model, dataset) pairs failed; the others are kept"]
+    record = json.loads((work / "step_4" / "bench_run.json").read_text())
+    assert record["status"] == "failed"
+    assert record["failed"] == {"SynthColour": "step_4_SynthColour.xlsx answers 2 of the 3 items it had to"}
+    assert list(record["predictions"]) == ["SynthCount"]
+
+
+def test_a_rank_other_than_0_records_nothing(env, lmu: Path, model: Path, tmp_path: Path):
+    vlmeval = vlmeval_run()
+
+    seen: list = []
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, seen))
+    env.setenv("RANK", "1")
+    work = tmp_path / "work"
+    (work / "step_4").mkdir(parents=True)  # rank 0 makes it; this rank only infers into it
+    assert run(args_for(model, work, lmu)) == 0
+    assert len(seen) == 1
+    assert not (work / "step_4" / "bench_run.json").exists() and not (work / "step_4" / ".lock").exists()
+
+
+def test_nothing_runs_and_nothing_is_left_when_a_check_fails(env, lmu: Path, model: Path, tmp_path: Path):
+    """A TSV named as a dataset VLMEvalKit knows, unlike its own file, is refused after the folder is
+    claimed: the folder that holds nothing but the lock goes again."""
+    import shutil
+
+    vlmeval = vlmeval_run()
+
+    from bench.vlmeval_compat import official_md5
+
+    seen: list = []
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, seen))
+    own = tmp_path / "own_lmu"
+    own.mkdir()
+    shutil.copy(lmu / "SynthCount.tsv", own / "MMStar.tsv")
+    args = args_for(model, tmp_path / "work", own)
+    args.data = ["MMStar"]
+    with pytest.raises(UsageError, match=f"MMStar.tsv: md5 {file_md5(own / 'MMStar.tsv')} is not VLMEvalKit's "
+                                         f"{official_md5('MMStar')} for MMStar"):
+        run(args)
+    assert seen == [] and not (tmp_path / "work" / "step_4").exists()
+    (tmp_path / "work" / "step_4").mkdir()
+    (tmp_path / "work" / "step_4" / "notes.txt").write_text("the user's")
+    with pytest.raises(UsageError):
+        run(args)
+    assert sorted(p.name for p in (tmp_path / "work" / "step_4").iterdir()) == [".lock", "notes.txt"]  # not removed
+
+
+def test_a_re_run_with_reuse_keeps_the_full_responses(env, lmu: Path, model: Path, tmp_path: Path):
+    """VLMEvalKit's --reuse writes a finished file back without extra_records: bench.run puts them back."""
+    vlmeval = vlmeval_run()
+
+    work = tmp_path / "work"
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, []))
+    assert run(args_for(model, work, lmu)) == 0
+    path = work / "step_4" / "step_4_SynthCount.xlsx"
+    before = read_predictions(path)
+
+    def rewrite_without_records() -> None:
+        for dataset in ("SynthCount", "SynthColour"):
+            predictions(lmu, dataset, thinking=False).to_excel(work / "step_4" / f"step_4_{dataset}.xlsx", index=False)
+
+    env.setattr(vlmeval.run, "main", rewrite_without_records)
+    assert run(args_for(model, work, lmu, "--reuse")) == 0
+    assert read_predictions(path)["extra_records"].tolist() == before["extra_records"].tolist()
+    record = json.loads((work / "step_4" / "bench_run.json").read_text())
+    assert unlike_record(path, record["predictions"]["SynthCount"]) is None  # the record is of the restored file
+
+
+# ---------------------------------------------------------------- the stages, one by one
+def test_finished_predictions_by_case(tmp_path: Path):
+    d = tmp_path / "m"
+    d.mkdir()
+    assert finished_predictions(d, "m", "D", ["0"], SINCE) == ("no prediction file was written (see VLMEvalKit's log above)", [])
+    pd.DataFrame({"index": ["007", "2", "x"], "answer": "A", "prediction": "A"}).to_csv(d / "m_D.csv", index=False)
+    assert finished_predictions(d, "m", "D", None, SINCE) == (None, ["7", "2", "x"])  # file order, VLMEvalKit's keys
+    assert finished_predictions(d, "m", "D", ["x", "7", "02"], SINCE) == (None, ["7", "2", "x"])
+    assert finished_predictions(d, "m", "D", ["x", "7", "3"], SINCE) == ("m_D.csv answers 2 of the 3 items it had to", [])
+    assert finished_predictions(d, "m", "D", ["x", "7"], SINCE).problem == "m_D.csv answers 2 of the 2 items it had to"
+    assert finished_predictions(d, "m", "D", None, SINCE, data=b"answer,prediction\nA,A\n") == (
+        "m_D.csv has no index column", [])  # the bytes given are parsed, not the file
+    assert finished_predictions(d, "m", "D", None, SINCE, data=b"index\n1\n").problem == (
+        f"{d / 'm_D.csv'}: missing column(s) answer, prediction")
+    status = {"datasets": {"D": {"error_message": "  CUDA\n out of   memory ", "updated_at": "2026-01-01T00:00:01+00:00"}}}
+    (d / "status.json").write_text(json.dumps(status))
+    assert finished_predictions(d, "m", "D", None, SINCE).problem == "VLMEvalKit: CUDA out of memory"
+    assert finished_predictions(d, "m", "D", None, "2026-01-01T00:00:02+00:00").problem is None  # an earlier run's error
+    status["datasets"]["D"]["error_message"] = "x" * 400
+    (d / "status.json").write_text(json.dumps(status))
+    assert finished_predictions(d, "m", "D", None, SINCE).problem == "VLMEvalKit: " + "x" * 300
+    (d / "status.json").write_text("[1, 2]")  # not VLMEvalKit's layout: no error read from it
+    assert finished_predictions(d, "m", "D", None, SINCE).problem is None
+
+
+def test_finish_record_records_the_bytes_it_checked(env, tmp_path: Path, lmu: Path):
+    work = tmp_path / "work"
+    (work / "m").mkdir(parents=True)
+    args = arguments().parse_args(["--model", "m", "--data", "D", "E", "F", "--work-dir", str(work), "--judge", "j"])
+    env.setenv("SPLIT_THINK", "1")
+    pd.DataFrame({"index": [1, 2], "answer": "A", "prediction": "A"}).to_csv(work / "m" / "m_D.csv", index=False)
+    pd.DataFrame({"index": [1], "answer": "A", "prediction": "A"}).to_csv(work / "m" / "m_E.csv", index=False)
+    started = {"model": "m", "status": "running", "predictions": {"G": {"file": "m_G.csv"}}}
+    lines = finish_record(args, "m", started, {"D": ["1", "2"], "E": ["1", "2"]}, {"D": "md5d"}, SINCE, "/lmu", ["v"])
+    assert lines == ["m x E: m_E.csv answers 1 of the 2 items it had to", "m x F: no prediction file was written "
+                     "(see VLMEvalKit's log above)"]
+    record = json.loads((work / "m" / "bench_run.json").read_text())
+    assert record["predictions"] == {"G": {"file": "m_G.csv"},
+                                     "D": prediction_entry(work / "m" / "m_D.csv", ["1", "2"], "md5d")}
+    assert {k: record[k] for k in ("model", "lmudata", "split_think", "judge", "argv", "tsv_md5", "status", "generation")} == {
+        "model": "m", "lmudata": "/lmu", "split_think": "1", "judge": "j", "argv": ["v"], "tsv_md5": {"D": "md5d"},
+        "status": "failed", "generation": None}
+    assert record["failed"] == {"E": "m_E.csv answers 1 of the 2 items it had to",
+                                "F": "no prediction file was written (see VLMEvalKit's log above)"}
+    assert record["prompt_placement"] == args.prompt_placement
+    args.data = ["D"]
+    assert finish_record(args, "m", started, {}, {}, SINCE, None, ["v"]) == []  # no local TSV: any index set
+    record = json.loads((work / "m" / "bench_run.json").read_text())
+    assert record["status"] == "finished" and record["failed"] == {}
+    assert record["predictions"]["D"]["tsv_md5"] is None
+
+
+def test_prepare_model_dir_starts_afresh_and_removes_every_foreign_pickle(tmp_path: Path):
+    d = tmp_path / "m"
+    d.mkdir()
+    settings = {"model": "/ckpt/m", "weights_sha256": "a" * 64, "max_new_tokens": 8}
+    (d / "bench_run.json").write_text(json.dumps({"settings": settings}))
+    stale = ["m_D.xlsx", "m_D.tsv", "m_D.csv", "m_D.json", "m_D_PREV.pkl", "m_D_checkpoint.pkl", "3_D.pkl"]
+    kept = ["m_E.xlsx", "m_D_judge.xlsx", "x3_D.txt", "bench_run.json"]
+    for name in stale + kept + ["foreign.pkl"]:
+        (d / name).write_bytes(b"\x80\x04K\x01.")  # a pickle of 1: not one JsonPickle wrote
+    for name in ("m_D_PREV.pkl", "3_D.pkl"):  # VLMEvalKit's resume state, as JsonPickle writes it
+        from bench.no_pickle import JsonPickle
+
+        with (d / name).open("wb") as handle:
+            JsonPickle.dump({"1": "A"}, handle)
+    (d / "bench_run.json").write_text(json.dumps({"settings": settings}))
+    prepare_model_dir(d, "m", ["D"], False, settings)
+    assert sorted(p.name for p in d.iterdir()) == sorted(kept)
+
+
+def test_prepare_model_dir_with_reuse_keeps_what_the_same_settings_made(tmp_path: Path):
+    d = tmp_path / "m"
+    d.mkdir()
+    settings = {"model": "/ckpt/m", "weights_sha256": "a" * 64, "max_new_tokens": 8}
+    (d / "bench_run.json").write_text(json.dumps({"settings": settings}))
+    (d / "m_D.xlsx").write_bytes(b"x")
+    prepare_model_dir(d, "m", ["D"], True, settings)
+    assert (d / "m_D.xlsx").exists()
+    with pytest.raises(UsageError, match=r"--reuse: the predictions in .* were made with other settings "
+                                         r"\(max_new_tokens=8 then, 64 now\); drop --reuse"):
+        prepare_model_dir(d, "m", ["D"], True, {**settings, "max_new_tokens": 64})
+    with pytest.raises(UsageError, match=r"--reuse: .* made with other settings \(weights_sha256='a+' then, 'b+' now\)"):
+        prepare_model_dir(d, "m", ["D"], True, {**settings, "weights_sha256": "b" * 64})
+    (d / "bench_run.json").write_text("{broken")
+    with pytest.raises(UsageError, match="holds predictions but no readable bench_run.json settings"):
+        prepare_model_dir(d, "m", ["D"], True, settings)
+    prepare_model_dir(d, "m", ["E"], True, settings)  # nothing of the datasets asked for: nothing to doubt
+    (d / "m_D.xlsx").unlink()
+    prepare_model_dir(d, "m", ["D"], True, settings)
+
+
+def test_prepare_model_dir_never_mixes_two_models_or_two_weights(tmp_path: Path):
+    d = tmp_path / "step_4"
+    d.mkdir()
+    before = {"model": "/a/step_4", "weights_sha256": "a" * 64}
+    (d / "bench_run.json").write_text(json.dumps({"settings": before}))
+    for reuse in (False, True):
+        with pytest.raises(UsageError, match="holds the predictions of /a/step_4, another model filed under the name step_4"):
+            prepare_model_dir(d, "step_4", ["D"], reuse, {"model": "/b/step_4", "weights_sha256": "a" * 64})
+    with pytest.raises(UsageError, match=r"holds predictions of other weights \(sha256 aaaaaaaaaaaa then, bbbbbbbbbbbb now\)"):
+        prepare_model_dir(d, "step_4", ["D"], False, {"model": "/a/step_4", "weights_sha256": "b" * 64})
+    prepare_model_dir(d, "step_4", ["D"], False, before)
+
+
+def test_start_record_keeps_only_unchanged_predictions_of_datasets_not_redone(tmp_path: Path):
+    d = tmp_path / "m"
+    d.mkdir()
+    files = {}
+    for dataset in ("D", "E", "F"):
+        files[dataset] = d / f"m_{dataset}.csv"
+        pd.DataFrame({"index": [1], "answer": "A", "prediction": "A"}).to_csv(files[dataset], index=False)
+    entries = {k: prediction_entry(p, ["1"], None) for k, p in files.items()}
+    (d / "bench_run.json").write_text(json.dumps({"predictions": {**entries, "G": entries["D"]}}))
+    files["E"].write_text("index,answer,prediction\n1,A,B\n")  # changed since recorded
+    for name in ("r1_scores.json", "m_D_r1_score.csv", "other_D_r1_score.csv"):
+        (d / name).write_text("{}")
+    record = start_record(d, "m", "/ckpt/m", ["F"], {"model": "/ckpt/m"})
+    assert record["predictions"] == {"D": entries["D"]}  # E changed, F redone, G has no file
+    assert json.loads((d / "bench_run.json").read_text()) == record
+    assert {k: record[k] for k in ("model", "vlmeval_name", "datasets", "settings", "status")} == {
+        "model": "/ckpt/m", "vlmeval_name": "m", "datasets": ["F"], "settings": {"model": "/ckpt/m"}, "status": "running"}
+    assert not (d / "r1_scores.json").exists() and not (d / "m_D_r1_score.csv").exists()
+    assert (d / "other_D_r1_score.csv").exists()  # another model's name
+    (d / "bench_run.json").write_text(json.dumps({"predictions": ["not", "a", "dict"]}))
+    assert start_record(d, "m", "/ckpt/m", ["F"], {})["predictions"] == {}
+
+
+def test_saved_and_restored_records_row_by_row(tmp_path: Path):
+    d = tmp_path / "m"
+    d.mkdir()
+    path = d / "m_D.xlsx"
+    frame = pd.DataFrame({"index": [1, 2, 3], "answer": "A", "prediction": ["A", "B", "C"], "thinking": "",
+                          "extra_records": [repr({"full_response": "<think> one </think>A"}), None,
+                                            repr({"full_response": "no tags"})]})
+    frame.to_excel(path, index=False)
+    pd.DataFrame({"index": [1], "answer": "A"}).to_excel(d / "m_E.xlsx", index=False)  # no prediction column
+    kept = saved_records(tmp_path, ["m", "n"], ["D", "E", "F"])
+    assert kept == {path.resolve(): {1: frame.at[0, "extra_records"], 3: frame.at[2, "extra_records"]}}
+    frame.drop(columns=["extra_records"]).iloc[[2, 0, 1]].to_excel(path, index=False)  # the re-run's order
+    restore_records(kept)
+    back = read_predictions(path)
+    assert back["index"].tolist() == [3, 1, 2]
+    assert back["extra_records"].tolist()[:2] == [frame.at[2, "extra_records"], frame.at[0, "extra_records"]]
+    assert pd.isna(back["extra_records"].tolist()[2])
+    assert back["thinking"].fillna("").tolist() == ["", "one", ""]
+    untouched = path.read_bytes()
+    restore_records(kept)  # nothing missing: the file is not rewritten
+    assert path.read_bytes() == untouched
+    restore_records({tmp_path / "gone.xlsx": {1: "x"}})
+
+
+def test_preflight_refuses_before_any_work_and_names_every_problem(tmp_path: Path, lmu: Path, model: Path, capsys):
+    args = arguments().parse_args(["--model", str(model), "--data", "SynthCount", "--work-dir", "w"])
+    expected, md5s = preflight(args, {"SynthCount": lmu / "SynthCount.tsv"})
+    assert expected == {"SynthCount": ["0", "1", "2"]}
+    assert md5s == {"SynthCount": file_md5(lmu / "SynthCount.tsv")}
+    args.limit = 2
+    assert preflight(args, {"SynthCount": lmu / "SynthCount.tsv"})[0] == {"SynthCount": ["0", "1"]}
+    bad = tmp_path / "Bad.tsv"
+    bad.write_text("index\tquestion\n1\tq\n")
+    (model / "config.json").write_text("{not json")
+    with pytest.raises(UsageError) as caught:
+        preflight(args, {"SynthCount": lmu / "SynthCount.tsv", "Bad": bad})
+    assert len(caught.value.lines) == 2
+    assert str(bad) in caught.value.lines[0] and "config.json" in caught.value.lines[1]
+
+
+def test_a_tsv_of_a_known_dataset_must_be_vlmevalkits_own():
+    from bench.vlmeval_compat import official_md5
+
+    md5 = official_md5("MMStar")
+    assert official_tsv_problems({"MMStar": Path("/l/MMStar.tsv")}, {"MMStar": md5}, False) == []
+    assert official_tsv_problems({"MMStar": Path("/l/MMStar.tsv"), "Synth": Path("/l/Synth.tsv")},
+                                 {"MMStar": "0" * 32, "Synth": "1" * 32}, False) == [
+        f"/l/MMStar.tsv: md5 {'0' * 32} is not VLMEvalKit's {md5} for MMStar, so VLMEvalKit would download its own "
+        "file over this one (offline: fail); use VLMEvalKit's TSV, or pass --trust-local-tsv to evaluate this file as it is"]
+    assert official_tsv_problems({"MMStar": Path("/l/MMStar.tsv")}, {"MMStar": "0" * 32}, True) == []
+
+
+def test_file_md5_reads_past_its_block(tmp_path: Path):
+    data = bytes(range(256)) * 5000  # 1.2 MiB: more than one 1 MiB block
+    (tmp_path / "f").write_bytes(data)
+    assert file_md5(tmp_path / "f") == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def test_versions_and_memory_on_this_machine():
+    from importlib.metadata import version
+
+    assert versions()["torch"] == version("torch")
+    assert versions()["ms-vlmeval"] == version("ms-vlmeval")
+    import torch
+
+    assert (cuda_max_memory_gib() is None) == (not torch.cuda.is_available())
+
