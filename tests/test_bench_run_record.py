@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -45,24 +46,24 @@ def lmu(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory) -> str:
-    from train.tiny import build_tiny
-
-    return (build_tiny(tmp_path_factory.mktemp("tiny"), seed=0) / "config.json").read_text()
+SMALL_CONFIG = {"model_type": "qwen2_5_vl", "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 64, "eos_token_id": 0,
+                "vision_config": {"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
+                                  "out_hidden_size": 16}}
+"""A Qwen2.5-VL config of 31,200 parameters, written out rather than built (`train.tiny` computes
+on the CPU, which a process forked by the mutation tool may not: its thread pool hangs)."""
 
 
 @pytest.fixture()
-def model(tmp_path: Path, tiny_config: str) -> Path:
-    """A checkpoint folder as check_model_folder accepts it (the tiny model's config.json, a
+def model(tmp_path: Path) -> Path:
+    """A checkpoint folder as check_model_folder accepts it (config.json of the architecture, a
     safetensors file); no model is loaded from it here."""
-    import torch
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
     folder = tmp_path / "ckpt" / "step_4"
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(tiny_config)
-    save_file({"w": torch.zeros(2)}, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(SMALL_CONFIG))
+    save_file({"w": np.zeros(2, dtype=np.float32)}, str(folder / "model.safetensors"))
     return folder
 
 
