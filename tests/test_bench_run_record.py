@@ -25,6 +25,7 @@ from bench.run import (
     cuda_max_memory_gib,
     file_md5,
     finish_record,
+    main,
     official_tsv_problems,
     preflight,
     prepare_model_dir,
@@ -411,12 +412,36 @@ def test_file_md5_reads_past_its_block(tmp_path: Path):
     assert file_md5(tmp_path / "f") == hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def test_versions_and_memory_on_this_machine():
-    from importlib.metadata import version
+def test_versions_name_what_is_missing(monkeypatch):
+    import importlib.metadata
 
-    assert versions()["torch"] == version("torch")
-    assert versions()["ms-vlmeval"] == version("ms-vlmeval")
+    assert versions()["torch"] == importlib.metadata.version("torch")
+    assert versions()["ms-vlmeval"] == importlib.metadata.version("ms-vlmeval")
+
+    def version(name: str) -> str:
+        if name == "math-verify":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return f"v-{name}"
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    assert versions() == {"r1-sharevl": "v-r1-sharevl", "ms-vlmeval": "v-ms-vlmeval", "transformers": "v-transformers",
+                          "torch": "v-torch", "math-verify": "not installed"}
+
+
+def test_the_gpu_memory_figure_is_gib_to_two_places(monkeypatch):
     import torch
 
-    assert (cuda_max_memory_gib() is None) == (not torch.cuda.is_available())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cuda_max_memory_gib() is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 3 * 2**30 + 2**30 // 8)  # 3.125 GiB
+    assert cuda_max_memory_gib() == 3.12  # round half to even
 
+
+def test_main_ends_a_usage_error_in_one_line_and_status_2(env, capsys, tmp_path: Path):
+    import logging
+
+    env.setattr(logging, "raiseExceptions", True)
+    assert main(["--model", "m", "--data", "D", "--work-dir", str(tmp_path), "--limit", "0"]) == 2
+    assert capsys.readouterr().err == "error: --limit 0: must be >= 1\n"
+    assert logging.raiseExceptions is False  # a log handler that cannot write prints no traceback of its own
