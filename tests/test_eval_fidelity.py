@@ -67,6 +67,7 @@ def test_mmmu_is_scored_on_validation_with_options_up_to_i(tmp_path):
 
 def test_normalise_puts_fractions_including_1_on_0_100():
     assert normalise(1.0) == 100.0 and normalise(0.5) == 50.0 and normalise(75.0) == 75.0
+    assert normalise(1.5) == 1.5 and normalise(0.0) == 0.0  # above 1: already on 0-100
 
 
 @pytest.mark.parametrize("value", [150.0, -3.0])

@@ -160,9 +160,14 @@ def test_the_command_line(work, capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m bench.score") and "Judge-free scoring of VLMEvalKit prediction files" in out
-    assert "{default,paper}" in out and "verifier mode" in out
+    assert "{default,paper}" in out and re.search(r"\n\s+verifier mode\n", out)
+    assert re.search(r"unverified\s+also score prediction files bench.run did not record\s+\(marked unverified everywhere\)\n", out)
+    assert "graded against the gold answers" not in out  # the description is the docstring's first paragraph
     assert main(["--work-dir", str(work), "--mode", "paper"]) == 0
     assert json.loads((work / "m" / "r1_scores.json").read_text())["datasets"]["MMStar"]["verifier_mode"] == "paper"
+    with pytest.raises(SystemExit) as exit_:
+        main([])
+    assert exit_.value.code == 2 and "the following arguments are required: --work-dir" in capsys.readouterr().err
 
 
 def test_answers_pandas_would_read_as_missing_are_answers(tmp_path):
@@ -305,3 +310,86 @@ def test_a_recorded_file_is_read_and_parsed_once(tmp_path, monkeypatch):
     monkeypatch.setattr(bench.score.pd, "read_csv", lambda source, **kw: parsed.append(source) or real(source, **kw))
     assert score_work_dir(tmp_path)["accuracy"].tolist() == [50.0]
     assert len([s for s in parsed if not isinstance(s, str) or s.endswith("m_D.csv")]) == 1
+
+
+def test_each_folder_a_run_holds_or_left_running_is_counted_once_and_the_others_scored(work, capsys):
+    """VLMEvalKit's `logs` folder is not a model folder (were it, its lock would count here)."""
+    from bench.lock import hold_folder_lock
+
+    for name in ("a", "b"):
+        (work / name).mkdir()
+    (work / "b" / "bench_run.json").write_text(json.dumps({"status": "running"}))
+    (work / "b" / "r1_scores.json").write_text("{}")
+    locks = [hold_folder_lock(work / folder, "--work-dir", "bench.run") for folder in ("a", "logs")]
+    try:
+        frame = score_work_dir(work)
+    finally:
+        for lock in locks:
+            lock.close()
+    assert list(frame["model"]) == ["m"] and frame.attrs["problems"] == 3  # a, b and m's broken tsv
+    err = capsys.readouterr().err
+    assert "a: a bench.run (pid" in err and "b: its bench.run did not finish" in err and "logs" not in err
+    assert not (work / "b" / "r1_scores.json").exists()
+
+
+def checked(model_dir, allow_unverified: bool = False):
+    from bench.score import checked_scores
+
+    return checked_scores(model_dir, allow_unverified)
+
+
+def test_checked_scores_refuses_each_way_a_score_can_be_unlike_its_predictions(work):
+    """Every refusal of `checked_scores`, worded in full (`reproduce table1`, `submit` and the
+    miniature read scores only through it)."""
+    import os
+
+    from bench.lock import hold_folder_lock
+
+    m = work / "m"
+    assert main(["--work-dir", str(work)]) == 0
+    scores = json.loads((m / "r1_scores.json").read_text())
+    assert checked(m) == (scores["datasets"], [])
+    lock = hold_folder_lock(m, "--work-dir", "bench.run of m")
+    try:
+        with pytest.raises(ResultsError) as caught:
+            checked(m)
+        assert str(caught.value) == f"{m}: a bench.run (pid {os.getpid()}) is writing it; wait for it, then run bench.score"
+    finally:
+        lock.close()
+    record = json.loads((m / "bench_run.json").read_text())
+    cases = [
+        ({"predictions": ["a", "list"]}, None, "MMStar's score is not of the predictions bench.run recorded last; "
+                                               "run python -m bench.score again"),
+        ({"status": "running"}, None, f"{m}: its last bench.run did not finish (bench_run.json says running); run it again"),
+        (None, {"MMStar": {**scores["datasets"]["MMStar"], "verified": False}},
+         "MMStar was scored from a file with no bench.run record (unverified); run bench.run and bench.score again, "
+         "or pass --allow-unverified"),
+        (None, [], "not a scores file ('datasets' is not an object of per-dataset metrics)"),
+    ]
+    for change, datasets, message in cases:
+        (m / "bench_run.json").write_text(json.dumps({**record, **(change or {})}))
+        (m / "r1_scores.json").write_text(json.dumps({**scores, **({"datasets": datasets} if datasets is not None else {})}))
+        with pytest.raises(ResultsError) as caught:
+            checked(m)
+        assert str(caught.value).endswith(message), (str(caught.value), message)
+    unverified = {"MMStar": {**scores["datasets"]["MMStar"], "verified": False}, "X": {"accuracy": 1.0}}
+    (m / "r1_scores.json").write_text(json.dumps({**scores, "datasets": unverified}))
+    assert checked(m, allow_unverified=True) == (unverified, ["MMStar", "X"])
+    (m / "r1_scores.json").write_text("[]")
+    with pytest.raises(ResultsError) as caught:
+        checked(m)
+    assert str(caught.value) == f"{m / 'r1_scores.json'}: not a scores file (TypeError); run python -m bench.score"
+
+
+def test_unlike_record_judges_the_bytes_it_is_given_and_names_a_file_it_cannot_key(tmp_path):
+    from bench.provenance import prediction_entry
+    from bench.score import unlike_record
+
+    path = tmp_path / "m_X.csv"
+    pd.DataFrame({"index": [0, 1], "answer": "A", "prediction": "A"}).to_csv(path, index=False)
+    entry, data = recorded_entry(path), path.read_bytes()
+    path.write_text("index,answer,prediction\n0,A,B\n")  # rewritten after the caller read it
+    assert unlike_record(path, entry, data) is None  # the bytes given are the ones judged, as recorded
+    assert unlike_record(path, entry) == "changed since bench.run wrote it (its sha256 is not the recorded one)"
+    path.write_text("answer,prediction\nA,A\n")
+    assert unlike_record(path, prediction_entry(path, ["0"], None)) == f"{path}: no index column"
