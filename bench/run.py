@@ -250,11 +250,9 @@ def official_tsv_problems(tsvs: dict[str, Path], md5s: dict[str, str], trusted: 
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """md5 hex of a file, as VLMEvalKit checks its TSVs (`DATASET_MD5`)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def cuda_max_memory_gib() -> float | None:

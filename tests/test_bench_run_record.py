@@ -88,9 +88,12 @@ def predictions(lmu: Path, dataset: str, rows: int | None = None, thinking: bool
     return frame.assign(extra_records=[repr({"full_response": f}) for f in full]) if thinking else frame
 
 
-def fake_vlmeval(lmu: Path, seen: list, short: str | None = None):
+def fake_vlmeval(lmu: Path, seen: list, short: str | None = None, skip: tuple[str, str] | None = None,
+                 errors: dict[str, str] | None = None):
     """VLMEvalKit's `run.main` as bench.run calls it: reads sys.argv and writes
-    `{work}/{model}/{model}_{dataset}.xlsx` per pair (`short`: a dataset answered but for its last item)."""
+    `{work}/{model}/{model}_{dataset}.xlsx` per pair (`short`: a dataset answered but for its last
+    item; `skip`: a (model, dataset) pair with no file; `errors`: {dataset: updated_at, or "now"}
+    stamped in status.json with an error, as VLMEvalKit records a dataset that failed)."""
 
     def main() -> None:
         argv = sys.argv
@@ -100,8 +103,12 @@ def fake_vlmeval(lmu: Path, seen: list, short: str | None = None):
         work = Path(take("--work-dir")[0])
         for name in take("--model"):
             for dataset in take("--data"):
-                frame = predictions(lmu, dataset, 2 if dataset == short else None)
-                frame.to_excel(work / name / f"{name}_{dataset}.xlsx", index=False)
+                if (name, dataset) != skip:
+                    frame = predictions(lmu, dataset, 2 if dataset == short else None)
+                    frame.to_excel(work / name / f"{name}_{dataset}.xlsx", index=False)
+            status = {d: {"error_message": "CUDA out of memory", "updated_at": now() if t == "now" else t}
+                      for d, t in (errors or {}).items()}
+            (work / name / "status.json").write_text(json.dumps({"datasets": status}))
 
     return main
 
@@ -287,7 +294,7 @@ def test_prepare_model_dir_starts_afresh_and_removes_every_foreign_pickle(tmp_pa
     kept = ["m_E.xlsx", "m_D_judge.xlsx", "x3_D.txt", "bench_run.json"]
     for name in stale + kept + ["foreign.pkl"]:
         (d / name).write_bytes(b"\x80\x04K\x01.")  # a pickle of 1: not one JsonPickle wrote
-    for name in ("m_D_PREV.pkl", "3_D.pkl"):  # VLMEvalKit's resume state, as JsonPickle writes it
+    for name in ("m_D_PREV.pkl", "m_D_checkpoint.pkl", "3_D.pkl"):  # VLMEvalKit's resume state, as JsonPickle writes it
         from bench.no_pickle import JsonPickle
 
         with (d / name).open("wb") as handle:
@@ -305,14 +312,18 @@ def test_prepare_model_dir_with_reuse_keeps_what_the_same_settings_made(tmp_path
     (d / "m_D.xlsx").write_bytes(b"x")
     prepare_model_dir(d, "m", ["D"], True, settings)
     assert (d / "m_D.xlsx").exists()
-    with pytest.raises(UsageError, match=r"--reuse: the predictions in .* were made with other settings "
-                                         r"\(max_new_tokens=8 then, 64 now\); drop --reuse"):
-        prepare_model_dir(d, "m", ["D"], True, {**settings, "max_new_tokens": 64})
+    with pytest.raises(UsageError) as caught:
+        prepare_model_dir(d, "m", ["D"], True, {**settings, "max_new_tokens": 64, "batch_size": 2})
+    assert caught.value.lines == (f"--reuse: the predictions in {d} were made with other settings (max_new_tokens=8 then, "
+                                  "64 now; batch_size=None then, 2 now); drop --reuse to redo them, or use another "
+                                  "--work-dir",)
     with pytest.raises(UsageError, match=r"--reuse: .* made with other settings \(weights_sha256='a+' then, 'b+' now\)"):
         prepare_model_dir(d, "m", ["D"], True, {**settings, "weights_sha256": "b" * 64})
     (d / "bench_run.json").write_text("{broken")
-    with pytest.raises(UsageError, match="holds predictions but no readable bench_run.json settings"):
+    with pytest.raises(UsageError) as caught:
         prepare_model_dir(d, "m", ["D"], True, settings)
+    assert caught.value.lines == (f"--reuse: {d} holds predictions but no readable bench_run.json settings, so what "
+                                  "made them is unknown; drop --reuse to redo them, or use another --work-dir",)
     prepare_model_dir(d, "m", ["E"], True, settings)  # nothing of the datasets asked for: nothing to doubt
     (d / "m_D.xlsx").unlink()
     prepare_model_dir(d, "m", ["D"], True, settings)
@@ -326,8 +337,10 @@ def test_prepare_model_dir_never_mixes_two_models_or_two_weights(tmp_path: Path)
     for reuse in (False, True):
         with pytest.raises(UsageError, match="holds the predictions of /a/step_4, another model filed under the name step_4"):
             prepare_model_dir(d, "step_4", ["D"], reuse, {"model": "/b/step_4", "weights_sha256": "a" * 64})
-    with pytest.raises(UsageError, match=r"holds predictions of other weights \(sha256 aaaaaaaaaaaa then, bbbbbbbbbbbb now\)"):
+    with pytest.raises(UsageError) as caught:
         prepare_model_dir(d, "step_4", ["D"], False, {"model": "/a/step_4", "weights_sha256": "b" * 64})
+    assert caught.value.lines == (f"--work-dir: {d} holds predictions of other weights (sha256 aaaaaaaaaaaa then, "
+                                  "bbbbbbbbbbbb now); remove that folder or use another --work-dir",)
     prepare_model_dir(d, "step_4", ["D"], False, before)
 
 
@@ -378,6 +391,42 @@ def test_saved_and_restored_records_row_by_row(tmp_path: Path):
     restore_records({tmp_path / "gone.xlsx": {1: "x"}})
 
 
+def test_records_are_kept_from_every_file_and_only_missing_cells_filled(tmp_path: Path):
+    """saved_records goes on past a pair with no file or an unreadable one; restore_records past a
+    file that is gone or complete, fills only the cells the re-run left empty, and keeps the
+    re-run's own values (a record or thinking it wrote itself)."""
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "m_A.csv").write_text("not,a\npredictions,file\n")  # unreadable as predictions: skipped
+    pd.DataFrame({"answer": ["A"], "prediction": ["A"], "extra_records": ["{}"]}).to_csv(d / "m_B.csv", index=False)
+    complete = d / "m_C.xlsx"
+    pd.DataFrame({"index": [1], "answer": "A", "prediction": "A", "extra_records": ["{'full_response': 'c'}"]}).to_excel(
+        complete, index=False)
+    path = d / "m_D.xlsx"
+    pd.DataFrame({"index": [1, 2], "answer": "A", "prediction": "A",
+                  "extra_records": ["{'full_response': 'old 1'}", "{'full_response': 'old 2'}"]}).to_excel(path, index=False)
+    kept = saved_records(tmp_path, ["m"], ["A", "B", "C", "D", "E"])  # E: no file
+    assert list(kept) == [complete.resolve(), path.resolve()]  # B has no index column
+    pd.DataFrame({"index": [1, 2, 3], "answer": "A", "prediction": "A", "thinking": ["", "mine", ""],
+                  "extra_records": [None, "{'full_response': 'new 2'}", "{'full_response': '<think>x <think> y</think>z'}"]}
+                 ).to_excel(path, index=False)
+    inode = complete.stat().st_ino
+    restore_records({tmp_path / "gone.xlsx": {1: "x"}, **kept})
+    assert complete.stat().st_ino == inode  # nothing missing: not rewritten
+    back = read_predictions(path)
+    assert back["extra_records"].tolist() == ["{'full_response': 'old 1'}", "{'full_response': 'new 2'}",
+                                              "{'full_response': '<think>x <think> y</think>z'}"]
+    assert back["thinking"].fillna("").tolist() == ["", "mine", "x <think> y"]  # the first <think> opens it
+
+
+def test_thinking_is_taken_only_between_both_tags(tmp_path: Path):
+    path = tmp_path / "m_D.xlsx"
+    pd.DataFrame({"index": [1], "answer": "A", "prediction": "A", "thinking": "kept", "extra_records": [None]}).to_excel(
+        path, index=False)
+    restore_records({path: {1: "{'full_response': 'half</think>A'}"}})
+    assert read_predictions(path)["thinking"].tolist() == ["kept"]
+
+
 def test_preflight_refuses_before_any_work_and_names_every_problem(tmp_path: Path, lmu: Path, model: Path, capsys):
     args = arguments().parse_args(["--model", str(model), "--data", "SynthCount", "--work-dir", "w"])
     expected, md5s = preflight(args, {"SynthCount": lmu / "SynthCount.tsv"})
@@ -385,13 +434,18 @@ def test_preflight_refuses_before_any_work_and_names_every_problem(tmp_path: Pat
     assert md5s == {"SynthCount": file_md5(lmu / "SynthCount.tsv")}
     args.limit = 2
     assert preflight(args, {"SynthCount": lmu / "SynthCount.tsv"})[0] == {"SynthCount": ["0", "1"]}
+    gap = tmp_path / "Gap.tsv"
+    pd.read_csv(lmu / "SynthCount.tsv", sep="\t").assign(image=["", "x", "y"]).iloc[:1].to_csv(gap, sep="\t", index=False)
     bad = tmp_path / "Bad.tsv"
     bad.write_text("index\tquestion\n1\tq\n")
+    worse = tmp_path / "Worse.tsv"
+    worse.write_text("")
     (model / "config.json").write_text("{not json")
     with pytest.raises(UsageError) as caught:
-        preflight(args, {"SynthCount": lmu / "SynthCount.tsv", "Bad": bad})
-    assert len(caught.value.lines) == 2
-    assert str(bad) in caught.value.lines[0] and "config.json" in caught.value.lines[1]
+        preflight(args, {"SynthCount": lmu / "SynthCount.tsv", "Gap": gap, "Bad": bad, "Worse": worse})
+    assert [str(bad) in caught.value.lines[0], str(worse) in caught.value.lines[1]] == [True, True]
+    assert len(caught.value.lines) == 3 and "config.json" in caught.value.lines[2]
+    assert capsys.readouterr().err == f"note: {gap}: 1 row(s) without an image, which VLMEvalKit skips: row 1\n"
 
 
 def test_a_tsv_of_a_known_dataset_must_be_vlmevalkits_own():
@@ -445,3 +499,168 @@ def test_main_ends_a_usage_error_in_one_line_and_status_2(env, capsys, tmp_path:
     assert main(["--model", "m", "--data", "D", "--work-dir", str(tmp_path), "--limit", "0"]) == 2
     assert capsys.readouterr().err == "error: --limit 0: must be >= 1\n"
     assert logging.raiseExceptions is False  # a log handler that cannot write prints no traceback of its own
+
+
+def now() -> str:
+    import datetime
+
+    return datetime.datetime.now().astimezone().isoformat()
+
+
+def test_a_folder_a_run_holds_is_refused_by_name(env, lmu: Path, model: Path, tmp_path: Path):
+    vlmeval = vlmeval_run()
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, []))
+    held = hold_folder_lock(tmp_path / "work" / "step_4", "--work-dir", "test")
+    try:
+        with pytest.raises(UsageError) as caught:
+            run(args_for(model, tmp_path / "work", lmu))
+    finally:
+        held.close()
+    assert caught.value.lines[0].startswith(f"--work-dir={tmp_path / 'work' / 'step_4'} is in use by a running "
+                                            "bench.run of step_4 (pid ")
+
+
+def test_a_re_run_never_records_an_earlier_runs_file(env, lmu: Path, model: Path, tmp_path: Path):
+    """Without --reuse, the earlier file of a dataset is removed first: a dataset VLMEvalKit then
+    writes nothing for fails, rather than passing off the old file as this run's."""
+    vlmeval = vlmeval_run()
+    work = tmp_path / "work"
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, []))
+    assert run(args_for(model, work, lmu)) == 0
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, [], skip=("step_4", "SynthColour")))
+    assert run(args_for(model, work, lmu)) == 1
+    record = json.loads((work / "step_4" / "bench_run.json").read_text())
+    assert record["failed"] == {"SynthColour": "no prediction file was written (see VLMEvalKit's log above)"}
+    assert list(record["predictions"]) == ["SynthCount"]
+
+
+def test_an_error_vlmevalkit_stamps_in_this_run_fails_its_pair(env, lmu: Path, model: Path, tmp_path: Path):
+    vlmeval = vlmeval_run()
+    work = tmp_path / "work"
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, [], errors={"SynthCount": "2020-01-01T00:00:00+00:00",
+                                                                  "SynthColour": "now"}))
+    assert run(args_for(model, work, lmu)) == 1
+    record = json.loads((work / "step_4" / "bench_run.json").read_text())
+    assert record["failed"] == {"SynthColour": "VLMEvalKit: CUDA out of memory"}  # SynthCount's is an earlier run's
+    assert list(record["predictions"]) == ["SynthCount"]
+
+
+def test_every_models_failures_count(env, lmu: Path, model: Path, tmp_path: Path, capsys):
+    import shutil
+
+    vlmeval = vlmeval_run()
+    other = model.parent / "step_8"
+    shutil.copytree(model, other)
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, [], skip=("step_4", "SynthCount")))
+    args = args_for(model, tmp_path / "work", lmu)
+    args.model = [str(model), str(other)]
+    assert run(args) == 1  # step_4 failed; step_8, finished after it, does not hide that
+    assert capsys.readouterr().err.splitlines()[-1] == ("bench.run: 1 of 4 (model, dataset) pairs failed; "
+                                                       "the others are kept")
+    assert json.loads((tmp_path / "work" / "step_8" / "bench_run.json").read_text())["status"] == "finished"
+
+
+def test_a_rank_other_than_0_reads_no_weights_and_fails_cleanly(env, lmu: Path, model: Path, tmp_path: Path):
+    import shutil
+
+    import bench.run
+
+    vlmeval = vlmeval_run()
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, []))
+    env.setattr(bench.run, "run_settings", lambda *a: pytest.fail("rank 1 computed the run's settings"))
+    env.setenv("RANK", "1")
+    (tmp_path / "work" / "step_4").mkdir(parents=True)
+    assert run(args_for(model, tmp_path / "work", lmu)) == 0
+    own = tmp_path / "own_lmu"
+    own.mkdir()
+    shutil.copy(lmu / "SynthCount.tsv", own / "MMStar.tsv")
+    args = args_for(model, tmp_path / "work", own)
+    args.data = ["MMStar"]
+    with pytest.raises(UsageError, match="is not VLMEvalKit's"):  # rank 1 holds no lock to give back
+        run(args)
+
+
+def test_the_models_are_registered_with_the_runs_settings(env, lmu: Path, model: Path, tmp_path: Path):
+    vlmeval = vlmeval_run()
+    env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, []))
+    supported = vlmeval.config.supported_VLM
+    for name in ("step_4", "R1-ShareVL-7B"):
+        env.setitem(supported, name, supported.get(name))
+    argv = ("--max-new-tokens", "8", "--batch-size", "2", "--limit", "3", "--prompt-placement", "last_text",
+            "--use-vllm", "--attn-implementation", "sdpa")
+    assert run(args_for(model, tmp_path / "work", lmu, *argv)) == 0
+    local = supported["step_4"].keywords  # the CPU class: no vLLM, no attention choice
+    assert local == {"model_path": str(model.resolve()), "prompt_placement": "last_text", "run_name": "step_4",
+                     "max_new_tokens": 8, "batch_size": 2, "limit": 3}
+    paper = supported["R1-ShareVL-7B"].keywords
+    assert {k: paper[k] for k in ("use_vllm", "attn_implementation", "max_new_tokens", "batch_size", "limit",
+                                  "prompt_placement")} == {
+        "use_vllm": True, "attn_implementation": "sdpa", "max_new_tokens": 8, "batch_size": 2, "limit": 3,
+        "prompt_placement": "last_text"}
+
+
+def test_trust_local_tsv_evaluates_the_file_as_it_is(env, lmu: Path, model: Path, tmp_path: Path):
+    import shutil
+
+    from bench.vlmeval_compat import _classes_serving, official_md5
+
+    vlmeval = vlmeval_run()
+    for cls in _classes_serving("MMStar"):  # accept_local_tsv changes them for this process: undone after
+        env.setattr(cls, "DATASET_MD5", cls.DATASET_MD5)
+    own = tmp_path / "own_lmu"
+    own.mkdir()
+    shutil.copy(lmu / "SynthCount.tsv", own / "MMStar.tsv")
+    shutil.copy(lmu / "SynthCount.tsv", own / "SynthCount.tsv")
+    env.setattr(vlmeval.run, "main", fake_vlmeval(own, []))
+    args = args_for(model, tmp_path / "work", own, "--trust-local-tsv")
+    args.data = ["MMStar", "SynthCount"]
+    assert official_md5("MMStar") is not None
+    assert run(args) == 0
+    assert official_md5("MMStar") is None  # VLMEvalKit no longer downloads its own file over this one
+
+
+def test_the_bytes_checked_are_the_bytes_recorded(env, tmp_path: Path):
+    """A file rewritten while bench.run records it: what is checked and recorded is what was read."""
+    import bench.run
+    from bench.adapter import GENERATION
+
+    work = tmp_path / "work"
+    (work / "m").mkdir(parents=True)
+    path = work / "m" / "m_D.csv"
+    path.write_text("index,answer,prediction\n1,A,A\n2,A,A\n")
+    original, read = path.read_bytes(), []
+    real = bench.run._read_once
+
+    def read_then_rewritten(p):
+        read.append(p)
+        data = real(p)
+        p.write_text("index,answer,prediction\n1,A,A\n")  # cut short by another writer, after the read
+        return data
+
+    env.setattr(bench.run, "_read_once", read_then_rewritten)
+    env.setattr(GENERATION, "runs", {})
+    GENERATION.record("m", 2.0, 10)
+    env.setenv("SPLIT_THINK", "1")
+    args = arguments().parse_args(["--model", "m", "--data", "D", "--work-dir", str(work)])
+    assert finish_record(args, "m", {"predictions": {}}, {"D": ["1", "2"]}, {}, SINCE, None, []) == []
+    assert read == [path]
+    record = json.loads((work / "m" / "bench_run.json").read_text())
+    assert record["predictions"]["D"]["sha256"] == hashlib.sha256(original).hexdigest()
+    assert record["predictions"]["D"]["rows"] == 2
+    assert record["generation"] == GENERATION.summary("m") and record["generation"]["items"] == 1
+    import re
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", record["ended"])
+
+
+def test_main_names_the_work_dir_when_a_write_fails_without_a_file_name(env, capsys, tmp_path: Path):
+    import errno
+
+    import bench.run
+
+    def full_disk(args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    env.setattr(bench.run, "run", full_disk)
+    assert main(["--model", "m", "--data", "D", "--work-dir", str(tmp_path / "w")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'w'} (a file under it): No space left on device\n"
