@@ -405,7 +405,7 @@ def test_records_are_kept_from_every_file_and_only_missing_cells_filled(tmp_path
     path = d / "m_D.xlsx"
     pd.DataFrame({"index": [1, 2], "answer": "A", "prediction": "A",
                   "extra_records": ["{'full_response': 'old 1'}", "{'full_response': 'old 2'}"]}).to_excel(path, index=False)
-    kept = saved_records(tmp_path, ["m"], ["A", "B", "C", "D", "E"])  # E: no file
+    kept = saved_records(tmp_path, ["m"], ["E", "A", "B", "C", "D"])  # E: no file
     assert list(kept) == [complete.resolve(), path.resolve()]  # B has no index column
     pd.DataFrame({"index": [1, 2, 3], "answer": "A", "prediction": "A", "thinking": ["", "mine", ""],
                   "extra_records": [None, "{'full_response': 'new 2'}", "{'full_response': '<think>x <think> y</think>z'}"]}
