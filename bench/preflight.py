@@ -285,13 +285,15 @@ class Finished(NamedTuple):
     """the index key of every row of its predictions file, in file order ([] with a problem)"""
 
 
-def finished_predictions(model_dir: Path, name: str, dataset: str, expected: list[str] | None,
+def finished_predictions(model_dir: Path, path: Path | None, dataset: str, expected: list[str] | None,
                          since: str, data: bytes | None = None) -> Finished:
-    """Whether the (model, dataset) pair finished, and the index keys its predictions file holds.
-    `expected`: the indices it had to answer (None when the TSV is not local); `since`: this run's
-    start, ISO 8601, as VLMEvalKit stamps status.json; `data`: the prediction file's bytes, read
-    once by the caller, who records the same bytes with these keys (`bench.provenance.prediction_entry`)."""
-    from .score import PRED_SUFFIXES, ResultsError, read_predictions
+    """Whether a model's dataset finished, and the index keys its predictions file `path` (the one
+    bench.run found in `model_dir`; None: none was written) holds. `expected`: the indices it had to
+    answer (None when the TSV is not local); `since`: this run's start, ISO 8601, as VLMEvalKit
+    stamps the folder's status.json;
+    `data`: the file's bytes, read once by the caller, who records the same bytes with these keys
+    (`bench.provenance.prediction_entry`)."""
+    from .score import ResultsError, read_predictions
 
     try:
         status = json.loads((model_dir / "status.json").read_text(encoding="utf-8"))
@@ -301,17 +303,16 @@ def finished_predictions(model_dir: Path, name: str, dataset: str, expected: lis
     if isinstance(entry, dict) and entry.get("error_message") and str(entry.get("updated_at", "")) >= since:
         message = " ".join(str(entry["error_message"]).split())
         return Finished(f"VLMEvalKit: {message[:300] or 'failed'}", [])
-    found = [model_dir / f"{name}_{dataset}{s}" for s in PRED_SUFFIXES if (model_dir / f"{name}_{dataset}{s}").exists()]
-    if not found:
+    if path is None:
         return Finished("no prediction file was written (see VLMEvalKit's log above)", [])
     try:
-        frame = read_predictions(found[0], text=True, data=data)
+        frame = read_predictions(path, text=True, data=data)
     except ResultsError as exc:
         return Finished(str(exc), [])
     if "index" not in frame.columns:
-        return Finished(f"{found[0].name} has no index column", [])
+        return Finished(f"{path.name} has no index column", [])
     keys = [index_key(i) for i in frame["index"]]
     if expected is not None and sorted(keys) != sorted(map(index_key, expected)):
         answered = len(set(keys) & set(map(index_key, expected)))
-        return Finished(f"{found[0].name} answers {answered} of the {len(expected)} items it had to", [])
+        return Finished(f"{path.name} answers {answered} of the {len(expected)} items it had to", [])
     return Finished(None, keys)

@@ -197,7 +197,7 @@ def finish_record(args: argparse.Namespace, name: str, started: dict, expected: 
     for dataset in args.data:
         path = _prediction_file(args.work_dir, name, dataset)
         data = _read_once(path)
-        outcome = finished_predictions(args.work_dir / name, name, dataset, expected.get(dataset), since, data)
+        outcome = finished_predictions(args.work_dir / name, path, dataset, expected.get(dataset), since, data)
         if outcome.problem:
             failed[dataset] = outcome.problem
         else:

@@ -237,25 +237,27 @@ def test_a_re_run_with_reuse_keeps_the_full_responses(env, lmu: Path, model: Pat
 def test_finished_predictions_by_case(tmp_path: Path):
     d = tmp_path / "m"
     d.mkdir()
-    assert finished_predictions(d, "m", "D", ["0"], SINCE) == ("no prediction file was written (see VLMEvalKit's log above)", [])
-    pd.DataFrame({"index": ["007", "2", "x"], "answer": "A", "prediction": "A"}).to_csv(d / "m_D.csv", index=False)
-    assert finished_predictions(d, "m", "D", None, SINCE) == (None, ["7", "2", "x"])  # file order, VLMEvalKit's keys
-    assert finished_predictions(d, "m", "D", ["x", "7", "02"], SINCE) == (None, ["7", "2", "x"])
-    assert finished_predictions(d, "m", "D", ["x", "7", "3"], SINCE) == ("m_D.csv answers 2 of the 3 items it had to", [])
-    assert finished_predictions(d, "m", "D", ["x", "7"], SINCE).problem == "m_D.csv answers 2 of the 2 items it had to"
-    assert finished_predictions(d, "m", "D", None, SINCE, data=b"answer,prediction\nA,A\n") == (
+    assert finished_predictions(d, None, "D", ["0"], SINCE) == ("no prediction file was written (see VLMEvalKit's log above)", [])
+    path = d / "m_D.csv"
+    pd.DataFrame({"index": ["007", "2", "x"], "answer": "A", "prediction": "A"}).to_csv(path, index=False)
+    assert finished_predictions(d, path, "D", None, SINCE) == (None, ["7", "2", "x"])  # file order, VLMEvalKit's keys
+    assert finished_predictions(d, path, "D", ["x", "7", "02"], SINCE) == (None, ["7", "2", "x"])
+    assert finished_predictions(d, path, "D", ["x", "7", "3"], SINCE) == ("m_D.csv answers 2 of the 3 items it had to", [])
+    assert finished_predictions(d, path, "D", ["x", "7"], SINCE).problem == "m_D.csv answers 2 of the 2 items it had to"
+    assert finished_predictions(d, path, "D", None, SINCE, data=b"answer,prediction\nA,A\n") == (
         "m_D.csv has no index column", [])  # the bytes given are parsed, not the file
-    assert finished_predictions(d, "m", "D", None, SINCE, data=b"index\n1\n").problem == (
+    assert finished_predictions(d, path, "D", None, SINCE, data=b"index\n1\n").problem == (
         f"{d / 'm_D.csv'}: missing column(s) answer, prediction")
     status = {"datasets": {"D": {"error_message": "  CUDA\n out of   memory ", "updated_at": "2026-01-01T00:00:01+00:00"}}}
     (d / "status.json").write_text(json.dumps(status))
-    assert finished_predictions(d, "m", "D", None, SINCE).problem == "VLMEvalKit: CUDA out of memory"
-    assert finished_predictions(d, "m", "D", None, "2026-01-01T00:00:02+00:00").problem is None  # an earlier run's error
+    assert finished_predictions(d, path, "D", None, SINCE).problem == "VLMEvalKit: CUDA out of memory"
+    assert finished_predictions(d, None, "D", None, SINCE).problem == "VLMEvalKit: CUDA out of memory"  # no file either
+    assert finished_predictions(d, path, "D", None, "2026-01-01T00:00:02+00:00").problem is None  # an earlier run's error
     status["datasets"]["D"]["error_message"] = "x" * 400
     (d / "status.json").write_text(json.dumps(status))
-    assert finished_predictions(d, "m", "D", None, SINCE).problem == "VLMEvalKit: " + "x" * 300
+    assert finished_predictions(d, path, "D", None, SINCE).problem == "VLMEvalKit: " + "x" * 300
     (d / "status.json").write_text("[1, 2]")  # not VLMEvalKit's layout: no error read from it
-    assert finished_predictions(d, "m", "D", None, SINCE).problem is None
+    assert finished_predictions(d, path, "D", None, SINCE).problem is None
 
 
 def test_finish_record_records_the_bytes_it_checked(env, tmp_path: Path, lmu: Path):
