@@ -68,6 +68,14 @@ cell. pandas' default markers ("None", "NA", "null", "N/A", "nan", "NaN", ...) a
 benchmarks have (read as missing, 6 of 7 such exact answers scored 0)."""
 
 
+def _json_cell_text(value) -> str:
+    """A cell of a JSON results file as text: a string as it is, null as "" (pandas gives null back
+    as None or as NaN), anything else (a number, a list) as its JSON."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def read_predictions(path: Path, text: bool = False, require: tuple[str, ...] = ("answer", "prediction"),
                      data: bytes | None = None) -> pd.DataFrame:
     """A results file as a frame (.xlsx, .tsv, .csv or JSON), with the columns `require`. `text`:
@@ -87,7 +95,7 @@ def read_predictions(path: Path, text: bool = False, require: tuple[str, ...] = 
         else:
             frame = pd.read_json(source, dtype=False) if text else pd.read_json(source)
             if text:
-                frame = frame.map(lambda v: "" if v is None else v if isinstance(v, str) else json.dumps(v))
+                frame = frame.map(_json_cell_text)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a broken results file
         raise ResultsError(f"{path}: cannot be read ({type(exc).__name__}: {exc})") from None
     missing = set(require) - set(frame.columns)

@@ -1,0 +1,133 @@
+"""bench.score's reader and row functions, each against a hand-worked file or row: the text every
+cell holds, the index keys, the whole response and the options of a multiple-choice row."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from bench.score import (
+    MAX_RECORD_CHARS,
+    ResultsError,
+    full_response,
+    options,
+    prediction_keys,
+    read_predictions,
+    score_file,
+)
+from bench.verify import Grade
+
+
+# ---------------------------------------------------------------- read_predictions
+def test_a_json_file_read_as_text_keeps_each_cells_text_and_null_is_empty(tmp_path):
+    """pandas reads JSON null back as None or NaN: as text it is the empty cell, never "NaN" (which
+    would be a prediction, and would hide an empty gold). "07" stays "07", not the number 7."""
+    path = tmp_path / "m_X.json"
+    path.write_text(json.dumps([{"index": "07", "answer": None, "prediction": None},
+                                {"index": 7, "answer": "NA", "prediction": [1, 2]}]))
+    assert read_predictions(path, text=True).to_dict("records") == [
+        {"index": "07", "answer": "", "prediction": ""},
+        {"index": "7", "answer": "NA", "prediction": "[1, 2]"}]
+
+
+def test_read_without_text_gives_pandas_types(tmp_path):
+    """The default read (files this project rewrites in place) keeps pandas' own types."""
+    path = tmp_path / "m_X.json"
+    path.write_text(json.dumps([{"index": 7, "answer": 2, "prediction": "p"}]))
+    frame = read_predictions(path)
+    assert frame["index"].tolist() == [7] and frame["answer"].tolist() == [2]
+    csv = tmp_path / "m_X.csv"
+    csv.write_text("index,answer,prediction\n07,NA,1.50\n")
+    row = read_predictions(csv).iloc[0]
+    assert row["index"] == 7 and pd.isna(row["answer"]) and row["prediction"] == 1.5
+    assert read_predictions(csv, text=True).iloc[0].tolist() == ["07", "NA", "1.50"]
+
+
+def test_a_json_cell_that_is_a_string_stays_as_it_is_and_a_null_prediction_scores_as_empty(tmp_path):
+    path = tmp_path / "m_X.json"
+    path.write_text(json.dumps([{"index": 0, "answer": "NaN", "prediction": None}]))
+    metrics = score_file(path)
+    assert metrics["accuracy"] == 0.0 and metrics["no_box"] == 100.0 and metrics["empty_gold"] == 0
+
+
+# ---------------------------------------------------------------- prediction_keys
+def test_index_keys_are_the_files_exact_strings(tmp_path):
+    """Integer-looking indices are ints, as VLMEvalKit files them ("07" is 7); any other index is its
+    text: "1.50" and "1.5" are two rows, and 7 is not the float 7.0 of a column read as numbers."""
+    path = tmp_path / "m_X.csv"
+    path.write_text("index,answer,prediction\n07,a,p\n1.50,a,p\n1.5,a,p\n")
+    assert prediction_keys(path) == ["7", "1.50", "1.5"]
+
+
+def test_index_keys_read_the_bytes_given_not_the_file_again(tmp_path):
+    path = tmp_path / "m_X.csv"
+    path.write_text("index,answer,prediction\n1,a,p\n")
+    assert prediction_keys(path, data=b"index,answer,prediction\n3,a,p\n") == ["3"]
+
+
+def test_a_file_without_an_index_column_is_named(tmp_path):
+    path = tmp_path / "m_X.csv"
+    path.write_text("answer,prediction\na,p\n")
+    with pytest.raises(ResultsError, match=r"^.*m_X\.csv: no index column$"):
+        prediction_keys(path)
+
+
+# ---------------------------------------------------------------- full_response
+def test_the_full_response_of_a_record_at_the_length_limit_is_read():
+    body = "x" * (MAX_RECORD_CHARS - len(repr({"full_response": ""})))
+    record = repr({"full_response": body})
+    assert len(record) == MAX_RECORD_CHARS
+    assert full_response(pd.Series({"extra_records": record, "prediction": "p"})) == body
+    longer = repr({"full_response": body + "x"})
+    assert full_response(pd.Series({"extra_records": longer, "prediction": "p"})) == "p"
+
+
+def test_the_full_response_of_a_record_already_parsed():
+    assert full_response(pd.Series({"extra_records": {"full_response": "R"}, "prediction": "p"})) == "R"
+    assert full_response(pd.Series({"extra_records": {"other": "R"}, "prediction": "p"})) == "p"
+
+
+def test_a_missing_prediction_is_empty_and_missing_thinking_adds_nothing():
+    """NaN is truthy: a missing thinking cell must not become "<think>nan</think>"."""
+    assert full_response(pd.Series({"prediction": float("nan")})) == ""
+    assert full_response(pd.Series({"prediction": "B", "thinking": float("nan")})) == "B"
+    assert full_response(pd.Series({"prediction": "B", "thinking": ""})) == "B"
+    assert full_response(pd.Series({"prediction": "B", "thinking": "t"})) == "<think>t</think>B"
+
+
+# ---------------------------------------------------------------- options
+@pytest.mark.parametrize("choices", ["('3', '4')", " ['3', '4'] "])
+def test_choices_as_a_tuple_or_a_list_literal(choices):
+    assert options(pd.Series({"choices": choices})) == {"A": "3", "B": "4"}
+
+
+@pytest.mark.parametrize("choices", ["[]", "(1)", "[1", "{'a': 1}", "'text'"])
+def test_choices_that_are_no_list_fall_back_to_the_question_lines(choices):
+    row = pd.Series({"choices": choices, "question": "Which?\nA: 3\nB: 4"})
+    assert options(row) == {"A": "3", "B": "4"}
+
+
+def test_option_lines_in_the_question_column_count_from_two():
+    assert options(pd.Series({"question": "Which?\nA: 3\nB: 4"})) == {"A": "3", "B": "4"}
+    assert options(pd.Series({"question": "Which?\nA: 3"})) == {}
+    row = pd.Series({"question_for_eval": "Which?\n(A) 3\n(B) 4\n(C) 5", "question": "Which?\nA: 1\nB: 2"})
+    assert options(row) == {"A": "3", "B": "4", "C": "5"}
+
+
+# ---------------------------------------------------------------- score_file
+def test_judge_timeouts_count_every_judged_pair_that_timed_out(tmp_path, monkeypatch):
+    """A multiple-choice row is judged against its letter and its option text: two timeouts."""
+    import bench.score as score
+
+    def timed_out(responses, golds, mode="default"):
+        assert len(responses) == len(golds) == 3  # ["B", "4"] for the first row, ["7"] for the second
+        return [Grade(0.0, 0.0, 0.0, None, "timeout" if g != "7" else "ok") for g in golds]
+
+    monkeypatch.setattr(score, "grade_many", timed_out)
+    path = tmp_path / "m_X.csv"
+    pd.DataFrame([{"index": 0, "A": "3", "B": "4", "answer": "B", "prediction": "p"},
+                  {"index": 1, "answer": "7", "prediction": "p"}]).to_csv(path, index=False)
+    metrics = score_file(path)
+    assert metrics["judge_timeouts"] == 2 and metrics["n"] == 2
