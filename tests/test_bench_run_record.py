@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -77,6 +78,15 @@ def env(monkeypatch, lmu: Path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     return monkeypatch
+
+
+@pytest.fixture()
+def own_lmu(lmu: Path, tmp_path: Path) -> Path:
+    """A data folder whose MMStar.tsv is not VLMEvalKit's file (SynthCount's rows under that name)."""
+    own = tmp_path / "own_lmu"
+    own.mkdir()
+    shutil.copy(lmu / "SynthCount.tsv", own / "MMStar.tsv")
+    return own
 
 
 def predictions(lmu: Path, dataset: str, rows: int | None = None, thinking: bool = True) -> pd.DataFrame:
@@ -185,20 +195,17 @@ def test_a_rank_other_than_0_records_nothing(env, lmu: Path, model: Path, tmp_pa
     assert not (work / "step_4" / "bench_run.json").exists() and not (work / "step_4" / ".lock").exists()
 
 
-def test_nothing_runs_and_nothing_is_left_when_a_check_fails(env, lmu: Path, model: Path, tmp_path: Path):
+def test_nothing_runs_and_nothing_is_left_when_a_check_fails(env, lmu: Path, own_lmu: Path, model: Path,
+                                                             tmp_path: Path):
     """A TSV named as a dataset VLMEvalKit knows, unlike its own file, is refused after the folder is
     claimed: the folder that holds nothing but the lock goes again."""
-    import shutil
-
     vlmeval = vlmeval_run()
 
     from bench.vlmeval_compat import official_md5
 
     seen: list = []
     env.setattr(vlmeval.run, "main", fake_vlmeval(lmu, seen))
-    own = tmp_path / "own_lmu"
-    own.mkdir()
-    shutil.copy(lmu / "SynthCount.tsv", own / "MMStar.tsv")
+    own = own_lmu
     args = args_for(model, tmp_path / "work", own)
     args.data = ["MMStar"]
     with pytest.raises(UsageError, match=f"MMStar.tsv: md5 {file_md5(own / 'MMStar.tsv')} is not VLMEvalKit's "
@@ -548,8 +555,6 @@ def test_an_error_vlmevalkit_stamps_in_this_run_fails_its_pair(env, lmu: Path, m
 
 
 def test_every_models_failures_count(env, lmu: Path, model: Path, tmp_path: Path, capsys):
-    import shutil
-
     vlmeval = vlmeval_run()
     other = model.parent / "step_8"
     shutil.copytree(model, other)
@@ -562,9 +567,8 @@ def test_every_models_failures_count(env, lmu: Path, model: Path, tmp_path: Path
     assert json.loads((tmp_path / "work" / "step_8" / "bench_run.json").read_text())["status"] == "finished"
 
 
-def test_a_rank_other_than_0_reads_no_weights_and_fails_cleanly(env, lmu: Path, model: Path, tmp_path: Path):
-    import shutil
-
+def test_a_rank_other_than_0_reads_no_weights_and_fails_cleanly(env, lmu: Path, own_lmu: Path, model: Path,
+                                                                tmp_path: Path):
     import bench.run
 
     vlmeval = vlmeval_run()
@@ -573,9 +577,7 @@ def test_a_rank_other_than_0_reads_no_weights_and_fails_cleanly(env, lmu: Path, 
     env.setenv("RANK", "1")
     (tmp_path / "work" / "step_4").mkdir(parents=True)
     assert run(args_for(model, tmp_path / "work", lmu)) == 0
-    own = tmp_path / "own_lmu"
-    own.mkdir()
-    shutil.copy(lmu / "SynthCount.tsv", own / "MMStar.tsv")
+    own = own_lmu
     args = args_for(model, tmp_path / "work", own)
     args.data = ["MMStar"]
     with pytest.raises(UsageError, match="is not VLMEvalKit's"):  # rank 1 holds no lock to give back
@@ -601,17 +603,14 @@ def test_the_models_are_registered_with_the_runs_settings(env, lmu: Path, model:
         "prompt_placement": "last_text"}
 
 
-def test_trust_local_tsv_evaluates_the_file_as_it_is(env, lmu: Path, model: Path, tmp_path: Path):
-    import shutil
-
+def test_trust_local_tsv_evaluates_the_file_as_it_is(env, lmu: Path, own_lmu: Path, model: Path,
+                                                     tmp_path: Path):
     from bench.vlmeval_compat import _classes_serving, official_md5
 
     vlmeval = vlmeval_run()
     for cls in _classes_serving("MMStar"):  # accept_local_tsv changes them for this process: undone after
         env.setattr(cls, "DATASET_MD5", cls.DATASET_MD5)
-    own = tmp_path / "own_lmu"
-    own.mkdir()
-    shutil.copy(lmu / "SynthCount.tsv", own / "MMStar.tsv")
+    own = own_lmu
     shutil.copy(lmu / "SynthCount.tsv", own / "SynthCount.tsv")
     env.setattr(vlmeval.run, "main", fake_vlmeval(own, []))
     args = args_for(model, tmp_path / "work", own, "--trust-local-tsv")
