@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -280,8 +281,11 @@ def test_rewrite_cli_end_to_end_with_retries_and_resume(tmp_path, chat_server):
 
 
 def test_rewrite_cli_counts_failed_rows_and_keeps_progress(tmp_path, chat_server):
+    """Every other cell is written back as the input held it: gold answers "007" and "1e3" stay
+    text (pandas' JSON type inference once wrote them back as 7.0 and 1000.0)."""
     inp = tmp_path / "in.jsonl"
-    pd.DataFrame({"problem": ["Count 2 dots", "Count 3 dots"]}).to_json(inp, orient="records", lines=True)
+    pd.DataFrame({"problem": ["Count 2 dots", "Count 3 dots"], "answer": ["007", "1e3"],
+                  "modified": ["2020-01-01", "2020-01-02"]}).to_json(inp, orient="records", lines=True)
     out = tmp_path / "out.jsonl"
     chat_server.failures["Count 3 dots"] = 100  # never recovers
     result = run_rewrite(tmp_path, chat_server, inp, out, "--max-retries", "1")
@@ -291,6 +295,7 @@ def test_rewrite_cli_counts_failed_rows_and_keeps_progress(tmp_path, chat_server
     assert (tmp_path / "out.jsonl.partial.jsonl").exists()  # a rerun retries only row 1
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows[0]["new_questions"] and rows[1]["new_questions"] == []
+    assert [(r["answer"], r["modified"]) for r in rows] == [("007", "2020-01-01"), ("1e3", "2020-01-02")]
 
 
 def test_rewrite_cli_writes_nothing_when_every_request_failed(tmp_path, chat_server):
@@ -301,6 +306,18 @@ def test_rewrite_cli_writes_nothing_when_every_request_failed(tmp_path, chat_ser
     result = run_rewrite(tmp_path, chat_server, inp, tmp_path / "out.jsonl", "--max-retries", "0")
     assert result.returncode == 2 and not (tmp_path / "out.jsonl").exists()
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: every request to {chat_server.url} failed (2 rows")
+
+
+@pytest.mark.parametrize("name, content", [("in.jsonl", '{"problem": "a"}\n{"problem": '),
+                                           ("in.parquet", "not parquet"), ("in.csv", "problem\na\n")])
+def test_an_input_that_cannot_be_read_is_one_line_naming_it(tmp_path, name, content):
+    from bench.errors import UsageError
+    from train.rewrite import read_table
+
+    inp = tmp_path / name
+    inp.write_text(content)
+    with pytest.raises(UsageError, match=rf"^{re.escape(str(inp))}: (cannot be read \(|unsupported extension '\.csv')"):
+        read_table(inp)
 
 
 def test_rewrite_cli_missing_column(tmp_path, chat_server):

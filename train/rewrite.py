@@ -85,11 +85,16 @@ def parse_reply(content: str) -> list[str]:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    if path.suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=path.suffix == ".jsonl")
-    raise ValueError(f"{path}: unsupported extension {path.suffix!r}; use .parquet, .jsonl or .json")
+    """The input rows, each cell as the file holds it: JSON is read with dtype=False, since pandas'
+    inference would turn an answer "007" into 7.0 and "1e3" into 1000.0, and write them back so."""
+    if path.suffix not in (".parquet", ".jsonl", ".json"):
+        raise UsageError(f"{path}: unsupported extension {path.suffix!r}; use .parquet, .jsonl or .json")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_json(path, lines=path.suffix == ".jsonl", dtype=False)
+    except (OSError, ValueError) as exc:  # pyarrow's and pandas' parse errors are ValueErrors
+        raise UsageError(f"{path}: cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
 def load_progress(partial: Path) -> dict[int, list[str]]:
