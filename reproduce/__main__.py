@@ -1,4 +1,5 @@
-"""`python -m reproduce {table1,submit} ...`: the paper's Table 1 and the leaderboard submission."""
+"""`python -m reproduce {table1,submit,run,ablations,pool} ...`: the paper's Table 1, the leaderboard
+submission, the pipelines that make them, and the miniature's conclusions pooled over runs."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                    "drawn with this seed (no training image in it), into results/mini/bench_seed_N/")
     a = commands.add_parser("ablations", help="the paper's ablation tables at the CPU scale")
     a.add_argument("--force", action="store_true")
+    o = commands.add_parser("pool", help="SCALE=mini: each run's verdicts, whether they agree, and the estimates "
+                            "pooled over independent runs (other numerics or machines)")
+    o.add_argument("folders", type=Path, nargs="+", help="results folders of make reproduce-table1 (each with run.json)")
+    o.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args(argv)
     if args.command == "ablations" or (args.command == "run" and args.scale == "mini"):
         from .numerics import pin
@@ -59,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "run":
         return exit_on_usage_error(lambda: run_scale(args))
+    if args.command == "pool":
+        from .mini.pooled import main as pool
+
+        return exit_on_usage_error(lambda: pool(args.folders, args.out))
     if args.command == "ablations":
         from .ablations import run_ablations
 

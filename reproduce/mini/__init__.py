@@ -3,7 +3,7 @@
 The package follows the pipeline: `spec` (what the miniature is), `stages` (data, warm start, RL,
 export), `evaluation`, `analysis` (the numbers and verdicts), `report` (results/mini/) and
 `pipeline` (`run_mini`, the stages in order); `probe` runs a cut-down pipeline under the
-environment's numerics.
+environment's numerics; `pooled` reads several runs' results and pools their verdicts.
 
 Stages (each reused when its inputs are unchanged, redone with FORCE=1; an interrupted run picks up
 at the last finished stage, and RL runs resume from their last checkpoint):
