@@ -52,8 +52,10 @@ bench-perf-grid: $(STAMP) $(PEER_STAMP)
 # Mutation testing (mutmut, configured in pyproject.toml) over the modules whose bugs give wrong
 # numbers, against their in-process tests; outside CI (it takes hours on 2 cores). MUTANTS="train.plan*"
 # narrows it to matching mutant names. Prints the kill rate per module.
-# PYTEST_TIMEOUT=60 (over pyproject's 1200 s): no test of the selection takes 8 s, so a mutant that
-# hangs a test fails it within a minute, as CI's limit would fail it later, instead of holding a core.
+# PYTEST_TIMEOUT=60 (over pyproject's 1200 s): the slowest test of the selection takes 34 s (40 s
+# under mutmut's tracing), so a mutant that hangs a test fails it within a minute, as CI's limit
+# would fail it later, instead of holding a core. The limit is wall-clock: measure with the cores
+# otherwise idle, or a slow test run beside other work could count as a kill.
 mutation: $(STAMP)
 	$(PIP) install -q --disable-pip-version-check -c requirements/constraints.txt mutmut==3.8.1
 	rm -rf mutants
