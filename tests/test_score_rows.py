@@ -131,3 +131,46 @@ def test_judge_timeouts_count_every_judged_pair_that_timed_out(tmp_path, monkeyp
                   {"index": 1, "answer": "7", "prediction": "p"}]).to_csv(path, index=False)
     metrics = score_file(path)
     assert metrics["judge_timeouts"] == 2 and metrics["n"] == 2
+
+
+# ---------------------------------------------------------------- read_recorded
+def test_what_is_scored_is_the_bytes_that_were_checked(tmp_path, monkeypatch):
+    """The file is rewritten (same indices, other predictions) after bench.score read it: the frame
+    is the recorded bytes it checked, never a second read of the file as it now is."""
+    import bench.score as score
+    from tests.helpers.scores import recorded_entry
+
+    path = tmp_path / "m_X.csv"
+    path.write_text("index,answer,prediction\n0,A,recorded\n")
+    entry = recorded_entry(path)
+    checked = tmp_path / "checked.csv"
+    checked.write_bytes(path.read_bytes())
+    path.write_text("index,answer,prediction\n0,A,rewritten\n")  # the bytes on disk from now on
+    reads = []
+
+    def first_read_is_the_recorded_bytes(p):
+        reads.append(p)
+        return checked if len(reads) == 1 else p
+
+    monkeypatch.setattr(score, "regular_file", first_read_is_the_recorded_bytes)
+    frame = score.read_recorded(path, entry)
+    assert frame["prediction"].tolist() == ["recorded"] and reads == [path]
+    reads.clear()
+    monkeypatch.setattr(score, "regular_file", lambda p: p)
+    with pytest.raises(ResultsError, match=r"m_X\.csv: changed since bench.run wrote it"):
+        score.read_recorded(path, entry)
+
+
+@pytest.mark.parametrize("error, reason", [(FileNotFoundError(2, "No such file or directory"), "No such file or directory"),
+                                           (OSError(), "OSError")])
+def test_a_recorded_file_that_cannot_be_read_is_named_with_the_reason(tmp_path, monkeypatch, error, reason):
+    import bench.score as score
+
+    def fails(p):
+        raise error
+
+    monkeypatch.setattr(score, "regular_file", fails)
+    path = tmp_path / "m_X.csv"
+    with pytest.raises(ResultsError) as raised:
+        score.read_recorded(path, {})
+    assert str(raised.value) == f"{path}: cannot be read ({reason})"

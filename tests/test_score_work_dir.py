@@ -72,7 +72,9 @@ def test_a_work_dir_is_scored_file_by_file(work, capsys):
 def test_the_command_prints_the_table_and_names_what_it_skipped(work, capsys):
     assert main(["--work-dir", str(work)]) == 0
     out, err = capsys.readouterr()
-    assert "MMStar" in out and f"wrote {work / 'scores.csv'}" in out
+    assert [line.split() for line in out.splitlines()] == [
+        ["model", "dataset", "n", "accuracy", "format", "vlmeval_score", "verified"],  # no index column
+        ["m", "MMStar", "4", "50.0", "75.0", "60.0", "True"], ["wrote", str(work / "scores.csv")]]
     assert "1 prediction file(s) skipped (see messages above)" in err
 
 
