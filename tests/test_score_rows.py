@@ -52,6 +52,15 @@ def test_a_json_cell_that_is_a_string_stays_as_it_is_and_a_null_prediction_score
     assert metrics["accuracy"] == 0.0 and metrics["no_box"] == 100.0 and metrics["empty_gold"] == 0
 
 
+# ---------------------------------------------------------------- gold_answer
+def test_a_gold_is_its_stripped_text_and_only_an_empty_cell_is_no_gold():
+    from bench.score import gold_answer
+
+    golds = [" B ", "NA", "None", "nan", "  ", "", 2, 2.5, float("nan"), None]
+    assert [gold_answer(pd.Series({"answer": g})) for g in golds] == [
+        "B", "NA", "None", "nan", "", "", "2", "2.5", "", ""]
+
+
 # ---------------------------------------------------------------- prediction_keys
 def test_index_keys_are_the_files_exact_strings(tmp_path):
     """Integer-looking indices are ints, as VLMEvalKit files them ("07" is 7); any other index is its

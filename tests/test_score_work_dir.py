@@ -45,7 +45,7 @@ def test_numeric_option_cells_are_options():
     """A spreadsheet gives option "2" back as the number 2: it still counts as option B's text."""
     from bench.score import column_options
 
-    row = pd.Series({"A": 1, "B": 2.0, "C": 2.5, "D": float("nan"), "E": "", "answer": "B"})
+    row = pd.Series({"A": 1, "B": 2.0, "C": 2.5, "D": float("nan"), "E": "", "F": None, "answer": "B"})
     assert column_options(row) == {"A": "1", "B": "2", "C": "2.5"}
     frame = pd.DataFrame({"A": [1], "B": [2.0], "C": [True], "answer": ["B"]})  # numpy scalars in each row
     assert column_options(frame.iloc[0]) == {"A": "1", "B": "2"}
