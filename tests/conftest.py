@@ -6,10 +6,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests run only where CUDA is available (`make test` deselects them anyway)."""
+    """`gpu` tests run only where CUDA is available (`make test` deselects them anyway). Under
+    `make mutation`, the tests that reach a mutant run fastest first (`fastest_first`)."""
     import pytest
     import torch
 
+    from tests.helpers.mutation_order import fastest_first
+
+    fastest_first(items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -26,3 +30,4 @@ def pytest_runtest_setup(item):
     grade = sys.modules.get("bench.verify.grade")
     if grade is not None:
         grade.clear_cache()
+

@@ -363,3 +363,27 @@ def test_ecma_patterns_end_only_at_the_end_of_the_text(pattern, expected):
     from reproduce.submit import ecma_pattern
 
     assert ecma_pattern(pattern) == expected
+
+
+def test_a_mutants_tests_run_fastest_first_and_other_runs_keep_their_order(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from tests.helpers.mutation_order import fastest_first
+
+    collected = [SimpleNamespace(nodeid=n) for n in ("t::slow", "t::unknown", "t::fast", "t::middle")]
+    (tmp_path / "mutmut-stats.json").write_text(json.dumps(
+        {"duration_by_test": {"t::slow": 33.0, "t::fast": 0.1, "t::middle": 2.0}}))
+    monkeypatch.chdir(tmp_path)
+    for under_test in ("", "stats", "mutant_generation"):  # the clean run, stats, and outside mutmut
+        monkeypatch.setenv("MUTANT_UNDER_TEST", under_test)
+        items = list(collected)
+        fastest_first(items)
+        assert items == collected
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "bench.score.x_normalise__mutmut_1")
+    items = list(collected)
+    fastest_first(items)
+    assert [i.nodeid for i in items] == ["t::fast", "t::middle", "t::slow", "t::unknown"]
+    (tmp_path / "mutmut-stats.json").write_text("{")  # unreadable stats: as collected
+    items = list(collected)
+    fastest_first(items)
+    assert items == collected
