@@ -183,3 +183,40 @@ def test_a_recorded_file_that_cannot_be_read_is_named_with_the_reason(tmp_path, 
     with pytest.raises(ResultsError) as raised:
         score.read_recorded(path, {})
     assert str(raised.value) == f"{path}: cannot be read ({reason})"
+
+
+def test_a_recorded_file_is_checked_for_the_columns_asked_and_each_index_once(tmp_path):
+    """The record's bytes match, yet an index answered twice is refused; and the columns required
+    are the caller's (a coverage check needs no answer column)."""
+    from bench.provenance import prediction_entry
+    from bench.score import read_recorded
+    from tests.helpers.scores import recorded_entry
+
+    twice = tmp_path / "m_X.csv"
+    twice.write_text("index,answer,prediction\n0,A,a\n0,A,b\n")
+    with pytest.raises(ResultsError) as raised:
+        read_recorded(twice, recorded_entry(twice))
+    assert str(raised.value) == f"{twice}: answers index '0' more than once (1 such)"
+    bare = tmp_path / "m_Y.csv"
+    bare.write_text("index,prediction\n0,a\n")
+    entry = prediction_entry(bare, ["0"], None)
+    assert read_recorded(bare, entry, require=("prediction",))["prediction"].tolist() == ["a"]
+    with pytest.raises(ResultsError, match="missing column"):
+        read_recorded(bare, entry)
+    no_index = tmp_path / "m_Z.csv"
+    no_index.write_text("answer,prediction\nA,a\n")
+    with pytest.raises(ResultsError) as raised:
+        read_recorded(no_index, prediction_entry(no_index, ["0"], None))
+    assert str(raised.value) == f"{no_index}: no index column"
+
+
+def test_prediction_files_are_the_models_results_files_only(tmp_path):
+    from bench.score import prediction_files
+
+    model = tmp_path / "m"
+    model.mkdir()
+    for name in ("m_MMStar.xlsx", "m_MMStar.pkl", "m_notes.txt", "m_MMStar_r1_score.csv", "m_MMStar_acc.csv",
+                 "m_MathVista_gpt-4o.xlsx", "other_MMStar.csv", "m_AI2D.tsv", "m_AI2D.json"):
+        (model / name).write_text("x")
+    assert prediction_files(model, judge="gpt-4o") == {
+        "MMStar": model / "m_MMStar.xlsx", "AI2D": [model / "m_AI2D.json", model / "m_AI2D.tsv"]}

@@ -64,7 +64,9 @@ def test_a_work_dir_is_scored_file_by_file(work, capsys):
     assert scores["datasets"]["MMStar"]["vlmeval_score"] == 60.0
     one = pd.read_csv(work / "m" / "m_MMStar_r1_score.csv")
     assert one["accuracy"].tolist() == [50.0] and "categories" not in one.columns
-    assert pd.read_csv(work / "scores.csv")["dataset"].tolist() == ["MMStar"]
+    assert one.columns[0] == "model"  # written without pandas' index column
+    table = pd.read_csv(work / "scores.csv")
+    assert table["dataset"].tolist() == ["MMStar"] and table.columns[0] == "model"
     assert not (work / "n" / "r1_scores.json").exists()
     assert score_file(work / "m" / "m_MMStar.xlsx", dataset="MMStar")["accuracy"] == 50.0
 
