@@ -87,7 +87,7 @@ def test_the_command_prints_the_table_and_names_what_it_skipped(work, capsys):
 ])
 def test_a_work_dir_that_cannot_be_scored_is_one_line(tmp_path, capsys, make, message):
     path = make(tmp_path / "w")
-    with pytest.raises(ResultsError, match=re.escape(message)):
+    with pytest.raises(ResultsError, match=re.escape(f": {message}") + "$"):
         score_work_dir(path)
     assert main(["--work-dir", str(path)]) == 2
     assert capsys.readouterr().err.startswith("error: ") and not (path / "scores.csv").exists()
@@ -320,20 +320,32 @@ def test_each_folder_a_run_holds_or_left_running_is_counted_once_and_the_others_
     """VLMEvalKit's `logs` folder is not a model folder (were it, its lock would count here)."""
     from bench.lock import hold_folder_lock
 
-    for name in ("a", "b"):
+    for name in ("b", "c", "z"):
         (work / name).mkdir()
-    (work / "b" / "bench_run.json").write_text(json.dumps({"status": "running"}))
+    for name in ("b", "c"):  # c left no scores to remove
+        (work / name / "bench_run.json").write_text(json.dumps({"status": "running"}))
     (work / "b" / "r1_scores.json").write_text("{}")
-    locks = [hold_folder_lock(work / folder, "--work-dir", "bench.run") for folder in ("a", "logs")]
+    locks = [hold_folder_lock(work / folder, "--work-dir", "bench.run") for folder in ("z", "logs")]
     try:
         frame = score_work_dir(work)
     finally:
         for lock in locks:
             lock.close()
-    assert list(frame["model"]) == ["m"] and frame.attrs["problems"] == 3  # a, b and m's broken tsv
-    err = capsys.readouterr().err
-    assert "a: a bench.run (pid" in err and "b: its bench.run did not finish" in err and "logs" not in err
+    assert list(frame["model"]) == ["m"] and frame.attrs["problems"] == 4  # b, c, m's broken tsv, and z last
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"{work / 'b'}: its bench.run did not finish (bench_run.json says running: killed?); "
+                      "not scored; run it again")
+    assert err[-1].startswith(f"{work / 'z'}: a bench.run (pid") and not any("logs" in line for line in err)
     assert not (work / "b" / "r1_scores.json").exists()
+
+
+def test_the_files_of_the_runs_judge_are_not_predictions(work, capsys):
+    from tests.helpers.scores import update_record
+
+    pd.DataFrame(mmstar_rows()).to_excel(work / "m" / "m_MMStar_gpt-4o.xlsx", index=False)
+    update_record(work / "m", judge="gpt-4o")
+    assert score_work_dir(work).attrs["problems"] == 1  # m_Broken.tsv alone
+    assert "gpt-4o" not in capsys.readouterr().err
 
 
 def checked(model_dir, allow_unverified: bool = False):
