@@ -196,9 +196,13 @@ def test_a_stale_file_beside_the_predictions_is_named_and_neither_is_scored(work
     pd.DataFrame(rows).to_csv(model / "m_MMStar.csv", index=False)
     with pytest.raises(ResultsError, match="no prediction file could be scored"):
         score_work_dir(work, allow_unverified=True)
-    assert "m_MMStar.csv, m_MMStar.xlsx all claim MMStar; none is scored" in capsys.readouterr().err
+    assert f"{model}: m_MMStar.csv, m_MMStar.xlsx all claim MMStar; none is scored (remove the stale one)" in \
+        capsys.readouterr().err.splitlines()
+    pd.DataFrame(rows).to_csv(model / "m_Zeta.csv", index=False)  # a dataset after the ambiguous one is scored
+    frame = score_work_dir(work, allow_unverified=True)
+    assert list(frame["dataset"]) == ["Zeta"] and frame.attrs["problems"] == 2  # m_Broken.tsv and MMStar
     (model / "m_MMStar.csv").unlink()
-    assert list(score_work_dir(work, allow_unverified=True)["dataset"]) == ["MMStar"]
+    assert list(score_work_dir(work, allow_unverified=True)["dataset"]) == ["MMStar", "Zeta"]
 
 
 def test_a_model_folder_a_running_bench_run_holds_is_not_scored(work, capsys):
@@ -229,7 +233,9 @@ def test_only_the_predictions_bench_run_recorded_are_scored_and_marked_verified(
     (model / "bench_run.json").unlink()
     with pytest.raises(ResultsError, match="no prediction file could be scored"):
         score_work_dir(work)
-    assert "m_MMStar.xlsx: no bench.run record of what made it" in capsys.readouterr().err
+    assert (f"{model / 'm_MMStar.xlsx'}: no bench.run record of what made it (an earlier version's file, or "
+            "VLMEvalKit's own); not scored; run bench.run again, or pass --allow-unverified to score it marked "
+            "unverified") in capsys.readouterr().err.splitlines()
     assert score_work_dir(work, allow_unverified=True)["verified"].tolist() == [False]
     assert main(["--work-dir", str(work), "--allow-unverified"]) == 0
     assert "UNVERIFIED: 1 score(s) above come from files bench.run did not record" in capsys.readouterr().out
