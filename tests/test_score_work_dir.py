@@ -67,6 +67,7 @@ def test_a_work_dir_is_scored_file_by_file(work, capsys):
     assert one.columns[0] == "model"  # written without pandas' index column
     table = pd.read_csv(work / "scores.csv")
     assert table["dataset"].tolist() == ["MMStar"] and table.columns[0] == "model"
+    assert not {"categories", "predictions"} & set(table.columns) & set(one.columns)  # in r1_scores.json only
     assert not (work / "n" / "r1_scores.json").exists()
     assert score_file(work / "m" / "m_MMStar.xlsx", dataset="MMStar")["accuracy"] == 50.0
 
@@ -231,8 +232,8 @@ def test_only_the_predictions_bench_run_recorded_are_scored_and_marked_verified(
     model = work / "m"
     record = json.loads((model / "bench_run.json").read_text())
     (model / "bench_run.json").unlink()
-    with pytest.raises(ResultsError, match="no prediction file could be scored"):
-        score_work_dir(work)
+    with pytest.raises(ResultsError, match=re.escape("no prediction file could be scored (2 unreadable or ambiguous)")):
+        score_work_dir(work)  # m_Broken.tsv and m_MMStar.xlsx, each counted once
     assert (f"{model / 'm_MMStar.xlsx'}: no bench.run record of what made it (an earlier version's file, or "
             "VLMEvalKit's own); not scored; run bench.run again, or pass --allow-unverified to score it marked "
             "unverified") in capsys.readouterr().err.splitlines()
@@ -415,3 +416,15 @@ def test_unlike_record_judges_the_bytes_it_is_given_and_names_a_file_it_cannot_k
     assert unlike_record(path, entry) == "changed since bench.run wrote it (its sha256 is not the recorded one)"
     path.write_text("answer,prediction\nA,A\n")
     assert unlike_record(path, prediction_entry(path, ["0"], None)) == f"{path}: no index column"
+
+
+def test_a_recorded_file_that_cannot_be_scored_is_named_and_counted_once(work, capsys):
+    model = work / "m"
+    empty = model / "m_Empty.csv"
+    empty.write_text("index,answer,prediction\n")  # finished with no rows: recorded, but nothing to score
+    record = json.loads((model / "bench_run.json").read_text())
+    record["predictions"]["Empty"] = recorded_entry(empty)
+    (model / "bench_run.json").write_text(json.dumps(record))
+    frame = score_work_dir(work)
+    assert list(frame["dataset"]) == ["MMStar"] and frame.attrs["problems"] == 2  # m_Broken.tsv and m_Empty.csv
+    assert f"{empty}: no rows" in capsys.readouterr().err.splitlines()
