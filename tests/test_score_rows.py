@@ -32,6 +32,12 @@ def test_a_json_file_read_as_text_keeps_each_cells_text_and_null_is_empty(tmp_pa
         {"index": "7", "answer": "NA", "prediction": "[1, 2]"}]
 
 
+def test_a_tsv_read_as_text_keeps_each_cells_text(tmp_path):
+    path = tmp_path / "m_X.tsv"
+    path.write_text("index\tanswer\tprediction\n007\tNA\t1.50\n")
+    assert read_predictions(path, text=True).iloc[0].tolist() == ["007", "NA", "1.50"]
+
+
 def test_read_without_text_gives_pandas_types(tmp_path):
     """The default read (files this project rewrites in place) keeps pandas' own types."""
     path = tmp_path / "m_X.json"
@@ -143,7 +149,7 @@ def test_judge_timeouts_count_every_judged_pair_that_timed_out(tmp_path, monkeyp
 
 
 # ---------------------------------------------------------------- read_recorded
-def test_what_is_scored_is_the_bytes_that_were_checked(tmp_path, monkeypatch):
+def test_the_frame_is_the_recorded_bytes_never_a_second_read(tmp_path, monkeypatch):
     """The file is rewritten (same indices, other predictions) after bench.score read it: the frame
     is the recorded bytes it checked, never a second read of the file as it now is."""
     import bench.score as score
@@ -220,3 +226,54 @@ def test_prediction_files_are_the_models_results_files_only(tmp_path):
         (model / name).write_text("x")
     assert prediction_files(model, judge="gpt-4o") == {
         "MMStar": model / "m_MMStar.xlsx", "AI2D": [model / "m_AI2D.json", model / "m_AI2D.tsv"]}
+
+
+# ---------------------------------------------------------------- score_file and its parts
+def test_exact_match_scores_only_rows_whose_gold_is_an_option_letter():
+    from bench.score import exact_match
+
+    rows = [pd.Series({"A": "red", "B": "blue", "answer": "A", "prediction": "A"}),
+            pd.Series({"A": "red", "B": "blue", "answer": "red", "prediction": "B"})]  # a text gold: not scored here
+    assert exact_match(rows) == 100.0
+
+
+def test_categories_of_mathvista_skills_in_every_form_and_no_empty_category():
+    from bench.score import category_scores
+
+    frame = pd.DataFrame({"task": ["t", "t", "t"],
+                          "skills": ["['algebra', 'logic']", "'algebra'", "plain words, not a literal"]})
+    assert category_scores(frame, [1.0, 0.0, 1.0], "MathVista_MINI") == {
+        "t": pytest.approx(200 / 3), "algebra": 50.0, "logic": 100.0, "plain words, not a literal": 100.0}
+    frame = pd.DataFrame({"category": ["c", float("nan"), " "]})
+    assert category_scores(frame, [1.0, 0.0, 0.0], "MMStar") == {"c": 100.0}
+
+
+def test_only_mmmu_is_cut_to_its_validation_split_and_the_mode_reaches_the_grader(tmp_path, monkeypatch):
+    import bench.score as score
+
+    path = tmp_path / "m_X.csv"
+    pd.DataFrame({"index": [0, 1], "answer": ["1", "2"], "prediction": ["\\boxed{1}", "\\boxed{2}"],
+                  "split": ["dev", "validation"]}).to_csv(path, index=False)
+    assert score_file(path, dataset="MathVista_MINI")["n"] == 2
+    mmmu = score_file(path, dataset="MMMU_DEV_VAL")
+    assert mmmu["n"] == 1 and mmmu["split"] == "validation"
+    modes = []
+    real = score.grade_many
+    monkeypatch.setattr(score, "grade_many", lambda r, g, mode="default": modes.append(mode) or real(r, g, mode=mode))
+    assert score_file(path, mode="paper")["verifier_mode"] == "paper" and modes == ["paper"]
+
+
+def test_a_run_record_that_is_not_an_object_is_no_record(tmp_path):
+    from bench.score import run_record
+
+    (tmp_path / "bench_run.json").write_text("[1, 2]")
+    assert run_record(tmp_path) == {}
+    (tmp_path / "bench_run.json").write_text('{"status": "finished"}')
+    assert run_record(tmp_path) == {"status": "finished"}
+
+
+def test_a_status_file_with_nothing_evaluated_yet_is_no_scores_and_no_complaint(tmp_path, capsys):
+    from bench.score import vlmeval_scores
+
+    (tmp_path / "status.json").write_text("{}")
+    assert vlmeval_scores(tmp_path) == {} and capsys.readouterr().err == ""

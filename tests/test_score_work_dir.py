@@ -273,6 +273,7 @@ def test_only_the_predictions_bench_run_recorded_are_scored_and_marked_verified(
     ([0, 1], {"rows": 3}, "answers other items than the 3 bench.run recorded"),
     ([0, 1], {"indices_sha256": "0" * 64}, "answers other items than the 2 bench.run recorded"),
     ([0, 1], "drop", "recorded by an earlier bench.run, without its row count and index set; run bench.run again"),
+    ([0, 1], {"file": "m_Y.csv"}, "bench.run recorded 'm_Y.csv' for this dataset, not this file"),
 ])
 def test_a_recorded_file_must_answer_each_recorded_index_once(tmp_path, rows, entry, message):
     """Matching the recorded sha256 is not enough: every index answered once, and the row count and
