@@ -354,6 +354,10 @@ def test_the_files_of_the_runs_judge_are_not_predictions(work, capsys):
     update_record(work / "m", judge="qwen72b")
     assert score_work_dir(work).attrs["problems"] == 1  # m_Broken.tsv alone
     assert "qwen72b" not in capsys.readouterr().err
+    top = work / "m" / "m_Top_5.csv"  # a record whose judge is no name leaves every dataset in
+    pd.DataFrame(mmstar_rows()).to_csv(top, index=False)
+    record_predictions(work / "m", {"MMStar": work / "m" / "m_MMStar.xlsx", "Top_5": top}, judge=5)
+    assert list(score_work_dir(work)["dataset"]) == ["MMStar", "Top_5"]
 
 
 def checked(model_dir, allow_unverified: bool = False):
