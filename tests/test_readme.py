@@ -94,9 +94,15 @@ def test_relative_links_resolve():
 @pytest.mark.slow
 def test_readme_command_blocks_run_as_written(tmp_path):
     """In a folder with the repository's folders linked in (configs are read from
-    reproduce/configs/ as the README says) and the environment activated, as the README says."""
+    reproduce/configs/ as the README says) and the committed results copied (commands that read
+    them write beside them), with the environment activated, as the README says."""
+    import shutil
+
     for name in ("bench", "train", "reproduce", "tests"):
         (tmp_path / name).symlink_to(REPO / name)
+    shutil.copytree(REPO / "results", tmp_path / "results")
+    pooled = Path("results/mini/numerics/seeds5/pooled.md")  # written again by docs/reproduction.md's command
+    (tmp_path / pooled).unlink()
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -109,3 +115,4 @@ def test_readme_command_blocks_run_as_written(tmp_path):
         assert result.returncode == 0, f"README command failed: {command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
         ran.append(shlex.split(command.split("#")[0])[:3])
     assert len(ran) >= 14, ran  # the training, evaluation and verifier quick starts all ran
+    assert (tmp_path / pooled).read_text() == (REPO / pooled).read_text()  # the committed table is the command's
