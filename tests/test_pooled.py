@@ -12,7 +12,7 @@ import pytest
 
 from bench.errors import UsageError
 from reproduce.__main__ import main
-from reproduce.mini.pooled import call, pool, random_effects, read_run
+from reproduce.mini.pooled import pool, random_effects, read_run
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS5 = REPO / "results" / "mini" / "numerics" / "seeds5"
@@ -41,11 +41,6 @@ def test_random_effects_without_spread_is_the_inverse_variance_mean():
 def test_random_effects_needs_two_estimates_with_errors(estimates):
     with pytest.raises(ValueError, match="two or more estimates with positive errors"):
         random_effects(estimates)
-
-
-def test_the_two_se_rule_at_its_edge():
-    words = ("up", "down", "none")
-    assert [call(d, 1.0, *words) for d in (2.0, 2.01, -2.0, -2.01)] == ["none", "up", "none", "down"]
 
 
 def test_the_committed_runs_under_three_numeric_settings():

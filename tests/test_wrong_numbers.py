@@ -85,6 +85,15 @@ def test_a_difference_within_two_standard_errors_is_not_a_verdict():
     assert verdict("A", "B", -4.1, 2.0) == "B is ahead of A by 4.1 ± 2.0 points"
 
 
+def test_the_two_se_rule_at_its_edge():
+    """One rule for every verdict: the table's sentences and `reproduce pool`'s pooled verdicts."""
+    from reproduce.mini.analysis import two_se_rule
+
+    words = ("up", "down", "none")
+    assert [two_se_rule(d, 1.0, *words) for d in (2.0, 2.01, -2.0, -2.01, float("nan"))] == [
+        "none", "up", "none", "down", "none"]
+
+
 def _metrics_run(path: Path, steps: int, seconds: float, tokens: float) -> Path:
     path.mkdir()
     rows = [{"step": s, "reward/accuracy": s / 100, "adv/uniform_global_frac": 0.0, "adv/zero_frac": 0.0,

@@ -102,34 +102,34 @@ def power(se_diff: float, seeds: int, gap: float = 3.0) -> dict:
     }
 
 
+def two_se_rule(diff: float, se: float, above: str, below: str, within: str) -> str:
+    """The 2-SE rule of every verdict of the miniature: `above` when the difference exceeds twice its
+    standard error, `below` when it is under minus twice, `within` otherwise (a NaN falls within)."""
+    return above if diff > 2 * se else below if diff < -2 * se else within
+
+
 def verdict(a: str, b: str, diff: float, se: float) -> str:
-    """One plain sentence from a difference of averages and its standard error."""
-    if abs(diff) <= 2 * se:
-        return f"no difference between {a} and {b} is detectable at this size ({diff:+.1f} ± {se:.1f} points)"
-    ahead, behind = (a, b) if diff > 0 else (b, a)
-    return f"{ahead} is ahead of {behind} by {abs(diff):.1f} ± {se:.1f} points"
+    """One plain sentence from a difference of averages (a - b) and its standard error."""
+    return two_se_rule(diff, se, f"{a} is ahead of {b} by {abs(diff):.1f} ± {se:.1f} points",
+                       f"{b} is ahead of {a} by {abs(diff):.1f} ± {se:.1f} points",
+                       f"no difference between {a} and {b} is detectable at this size ({diff:+.1f} ± {se:.1f} points)")
 
 
 def rl_gain(diff: float, se: float, above: int, seeds: int) -> str:
     """The sentence on RL's gain over the warm start (GRPO - Base, with its standard error), by the
     2-SE rule of every other verdict: no gain is claimed unless the difference exceeds 2 SE."""
     runs = f"{above} of {seeds} seed{'s' * (seeds != 1)} above it"
-    if diff > 2 * se:
-        return f"RL learns: GRPO is {diff:+.1f} ± {se:.1f} points above the warm start on average ({runs})."
-    if diff < -2 * se:
-        return f"RL loses ground: GRPO is {diff:+.1f} ± {se:.1f} points below the warm start on average ({runs})."
-    return (f"RL: no gain over the warm start is detectable at this size (GRPO {diff:+.1f} ± {se:.1f} points; "
-            f"{runs}).")
+    return two_se_rule(
+        diff, se,
+        f"RL learns: GRPO is {diff:+.1f} ± {se:.1f} points above the warm start on average ({runs}).",
+        f"RL loses ground: GRPO is {diff:+.1f} ± {se:.1f} points below the warm start on average ({runs}).",
+        f"RL: no gain over the warm start is detectable at this size (GRPO {diff:+.1f} ± {se:.1f} points; {runs}).")
 
 
 def speed_verdict(diff: float, se: float) -> str:
     """Which method learns faster, from the difference of the areas under the held-out curves
     (Share-GRPO - GRPO) and its standard error, by the 2-SE rule."""
-    if diff > 2 * se:
-        return "Share-GRPO learns faster"
-    if diff < -2 * se:
-        return "GRPO learns faster"
-    return "neither learns detectably faster"
+    return two_se_rule(diff, se, "Share-GRPO learns faster", "GRPO learns faster", "neither learns detectably faster")
 
 
 def compare(rows: dict, tasks: tuple[str, ...], items: int) -> dict:

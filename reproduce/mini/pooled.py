@@ -22,6 +22,8 @@ from pathlib import Path
 from bench.errors import UsageError
 from bench.fileio import read_text_regular, write_text_atomic
 
+from .analysis import two_se_rule
+
 COMPARISONS = (
     # label, where its {"diff", "se"} is in run.json, and the verdict when above +2 SE, below -2 SE, within
     ("RL's gain (GRPO − Base)", ("held_out", "grpo_vs_base"), "learns", "loses ground", "no gain detectable"),
@@ -56,11 +58,6 @@ def random_effects(estimates: Sequence[tuple[float, float]]) -> dict[str, float]
     mean = sum(wi * x for wi, (x, _) in zip(w_star, estimates, strict=True)) / sum(w_star)
     return {"mean": mean, "se": 1 / math.sqrt(sum(w_star)), "q": q, "df": df, "p_heterogeneity": float(chi2.sf(q, df)),
             "tau2": tau2}
-
-
-def call(diff: float, se: float, above: str, below: str, within: str) -> str:
-    """The 2-SE rule of every verdict of the miniature (`analysis.verdict`)."""
-    return above if diff > 2 * se else below if diff < -2 * se else within
 
 
 def read_run(folder: Path) -> dict:
@@ -110,11 +107,11 @@ def pool(runs: dict[str, dict]) -> list[dict]:
     for label, (part, key), *words in COMPARISONS:
         estimates = [(run[part][key]["diff"], run[part][key]["se"]) for run in runs.values()]
         pooled = random_effects(estimates)
-        verdicts = [call(d, s, *words) for d, s in estimates]
+        verdicts = [two_se_rule(d, s, *words) for d, s in estimates]
         rows.append({"comparison": label, "runs": [{"diff": d, "se": s, "verdict": v}
                                                    for (d, s), v in zip(estimates, verdicts, strict=True)],
                      "agree": len(set(verdicts)) == 1, "pooled": pooled,
-                     "pooled_verdict": call(pooled["mean"], pooled["se"], *words)})
+                     "pooled_verdict": two_se_rule(pooled["mean"], pooled["se"], *words)})
     return rows
 
 
