@@ -18,6 +18,7 @@ import argparse
 import datetime
 import hashlib
 import logging
+import math
 import os
 import re
 import shutil
@@ -346,11 +347,16 @@ def _prediction_file(work_dir: Path, name: str, dataset: str) -> Path | None:
     return next((p for p in found if p.exists()), None)
 
 
+def _empty(cell) -> bool:
+    """An empty cell as `read_predictions` gives it without `text`: "" from a spreadsheet, TSV or
+    CSV, None or NaN from JSON."""
+    return cell is None or (isinstance(cell, str) and not cell) or (isinstance(cell, float) and math.isnan(cell))
+
+
 def saved_records(work_dir: Path, names: list[str], datasets: list[str]) -> dict[Path, dict]:
     """index -> extra_records of every finished prediction file. VLMEvalKit's --reuse keeps only the
     prediction column of a finished file and writes it back without extra_records, which hold our
     full responses (the thinking, and the format score with it)."""
-    import pandas as pd
 
     from .score import ResultsError, read_predictions
 
@@ -366,13 +372,12 @@ def saved_records(work_dir: Path, names: list[str], datasets: list[str]) -> dict
                 continue  # VLMEvalKit redoes what it cannot read
             if "extra_records" in frame.columns and "index" in frame.columns:
                 kept[path.resolve()] = {i: r for i, r in zip(frame["index"], frame["extra_records"], strict=True)
-                                        if not pd.isna(r)}
+                                        if not _empty(r)}
     return kept
 
 
 def restore_records(kept: dict[Path, dict]) -> None:
     """Put back the extra_records (and the thinking column) a re-run dropped, row by row."""
-    import pandas as pd
 
     from .fileio import write_table_atomic
     from .score import full_response, read_predictions
@@ -381,14 +386,14 @@ def restore_records(kept: dict[Path, dict]) -> None:
         if not path.exists() or not records:
             continue
         frame = read_predictions(path)
-        missing = "extra_records" not in frame.columns or frame["extra_records"].isna().any()
+        missing = "extra_records" not in frame.columns or any(_empty(r) for r in frame["extra_records"])
         if not missing:
             continue
         if "extra_records" not in frame.columns:
             frame["extra_records"] = None
         frame["extra_records"] = frame["extra_records"].astype(object)
         for k, index in enumerate(frame["index"]):
-            if pd.isna(frame.at[k, "extra_records"]) and index in records:
+            if _empty(frame.at[k, "extra_records"]) and index in records:
                 frame.at[k, "extra_records"] = records[index]
         if "thinking" in frame.columns:
             frame["thinking"] = frame["thinking"].astype(object)

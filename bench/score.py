@@ -78,22 +78,22 @@ def _json_cell_text(value) -> str:
 
 def read_predictions(path: Path, text: bool = False, require: tuple[str, ...] = ("answer", "prediction"),
                      data: bytes | None = None) -> pd.DataFrame:
-    """A results file as a frame (.xlsx, .tsv, .csv or JSON), with the columns `require`. `text`:
-    every cell as the string it holds (empty cells "", no value read as missing: see
-    EMPTY_MARKERS), as scoring and coverage checks read it; otherwise pandas' types, for the files
-    this project rewrites in place. `data`: the file's bytes, already read (`read_recorded`), parsed
-    instead of reading `path` again."""
-    as_text = {"dtype": str, "keep_default_na": False} if text else {}
+    """A results file (.xlsx, .tsv, .csv or JSON) as a frame, with the columns `require`. `text`:
+    every cell as the string it holds (empty cells and JSON nulls "", no value read as missing: see
+    EMPTY_MARKERS), as scoring and coverage checks read it. Otherwise every cell as stored, for the
+    files this project rewrites in place: a spreadsheet's numbers as numbers and its strings as
+    strings, every cell of a TSV or CSV as its text, JSON's values as JSON typed them (nulls as None
+    or NaN). Never pandas' type inference, which would turn a gold "007" into 7.0 and "NA" into an
+    empty cell, and a rewrite would write them back so. `data`: the file's bytes, already read
+    (`read_recorded`), parsed instead of reading `path` again."""
     try:
         source = io.BytesIO(data) if data is not None else regular_file(path)
         if path.suffix == ".xlsx":
-            frame = pd.read_excel(source, **as_text)
-        elif path.suffix == ".tsv":
-            frame = pd.read_csv(source, sep="\t", **as_text)
-        elif path.suffix == ".csv":
-            frame = pd.read_csv(source, **as_text)
+            frame = pd.read_excel(source, dtype=str if text else object, keep_default_na=False)
+        elif path.suffix in (".tsv", ".csv"):
+            frame = pd.read_csv(source, sep="\t" if path.suffix == ".tsv" else ",", dtype=str, keep_default_na=False)
         else:
-            frame = pd.read_json(source, dtype=False) if text else pd.read_json(source)
+            frame = pd.read_json(source, dtype=False)
             if text:
                 frame = frame.map(_json_cell_text)
     except Exception as exc:  # noqa: BLE001 - any reader failure is a broken results file

@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 
 from bench.data import write
 from bench.errors import UsageError
+from bench.fileio import write_table_atomic
 from bench.lock import hold_folder_lock
 from bench.preflight import finished_predictions
 from bench.provenance import prediction_entry, weights_digest
@@ -392,8 +394,8 @@ def test_saved_and_restored_records_row_by_row(tmp_path: Path):
     back = read_predictions(path)
     assert back["index"].tolist() == [3, 1, 2]
     assert back["extra_records"].tolist()[:2] == [frame.at[2, "extra_records"], frame.at[0, "extra_records"]]
-    assert pd.isna(back["extra_records"].tolist()[2])
-    assert back["thinking"].fillna("").tolist() == ["", "one", ""]
+    assert back["extra_records"].tolist()[2] == ""  # an empty cell, as stored
+    assert back["thinking"].tolist() == ["", "one", ""]
     untouched = path.read_bytes()
     restore_records(kept)  # nothing missing: the file is not rewritten
     assert path.read_bytes() == untouched
@@ -425,7 +427,46 @@ def test_records_are_kept_from_every_file_and_only_missing_cells_filled(tmp_path
     back = read_predictions(path)
     assert back["extra_records"].tolist() == ["{'full_response': 'old 1'}", "{'full_response': 'new 2'}",
                                               "{'full_response': '<think>x <think> y</think>z'}"]
-    assert back["thinking"].fillna("").tolist() == ["", "mine", "x <think> y"]  # the first <think> opens it
+    assert back["thinking"].tolist() == ["", "mine", "x <think> y"]  # the first <think> opens it
+
+
+CELLS = {"index": [1, 2, 3], "question": ["Which?", "How many?", "q"], "answer": ["007", "NA", "1e3"],
+         "A": ["None", "2020-01-01", ""], "B": [0.5, 3, ""], "prediction": ["007", "n/a", ""]}
+
+
+@pytest.mark.parametrize("suffix", [".xlsx", ".tsv", ".csv", ".json"])
+def test_restoring_the_records_leaves_every_other_cell_as_stored(tmp_path: Path, suffix: str):
+    """restore_records rewrites a predictions file in place. It once read it with pandas' type
+    inference and wrote that back: the golds "007" and "1e3" became 7.0 and 1000.0, "NA" and the
+    option "None" empty cells, in a TSV, CSV or spreadsheet (VLMEvalKit writes any of them, by
+    PRED_FORMAT). Only the emptied records may change."""
+    d = tmp_path / "m"
+    d.mkdir()
+    path = d / f"m_D{suffix}"
+    records = [repr({"full_response": f"<think>t{i}</think>{i}"}) for i in (1, 2, 3)]
+    cells = CELLS if suffix in (".xlsx", ".json") else {k: [str(v) for v in col] for k, col in CELLS.items()}
+    write_table_atomic(pd.DataFrame({**cells, "extra_records": records}), path)
+    kept = saved_records(tmp_path, ["m"], ["D"])
+    assert list(kept[path.resolve()].values()) == records
+    write_table_atomic(pd.DataFrame(cells), path)  # the re-run: no records
+    stored = path.read_bytes()
+    if suffix == ".xlsx":
+        stored_cells = [[c.value for c in row] for row in openpyxl.load_workbook(path).active.iter_rows()]
+    restore_records(kept)
+    back = read_predictions(path, text=True)
+    assert back["extra_records"].tolist() == records
+    assert back.drop(columns=["extra_records"]).equals(read_predictions_bytes(stored, suffix))
+    assert back["answer"].tolist() == ["007", "NA", "1e3"] and back["A"].tolist() == ["None", "2020-01-01", ""]
+    if suffix == ".xlsx":  # each cell of its type: numbers stay numbers, strings strings
+        after = [[c.value for c in row][:-1] for row in openpyxl.load_workbook(path).active.iter_rows()]
+        assert after == stored_cells
+    elif suffix == ".json":
+        assert [{k: v for k, v in row.items() if k != "extra_records"} for row in json.loads(path.read_text())] == \
+            json.loads(stored)
+
+
+def read_predictions_bytes(data: bytes, suffix: str) -> pd.DataFrame:
+    return read_predictions(Path(f"stored{suffix}"), text=True, data=data)
 
 
 def test_thinking_is_taken_only_between_both_tags(tmp_path: Path):
