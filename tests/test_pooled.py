@@ -12,7 +12,7 @@ import pytest
 
 from bench.errors import UsageError
 from reproduce.__main__ import main
-from reproduce.mini.pooled import pool, random_effects, read_run
+from reproduce.mini.pooled import pool, random_effects, read_run, seeds_for_agreement
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS5 = REPO / "results" / "mini" / "numerics" / "seeds5"
@@ -43,6 +43,19 @@ def test_random_effects_needs_two_estimates_with_errors(estimates):
         random_effects(estimates)
 
 
+def test_seeds_for_agreement_by_hand():
+    """One run, se 1 at 4 seeds, true difference 3: se(k) = 2/sqrt(k), and Phi(1.5 sqrt(k) - 2) first
+    reaches 0.95 at k = 6 (Phi(1.67) = 0.953; k = 5: Phi(1.35) = 0.912). Two such runs need
+    Phi(.)^2 >= 0.95: k = 7 (0.976^2 = 0.952; k = 6: 0.953^2 = 0.908)."""
+    assert seeds_for_agreement(3.0, [(1.0, 4)]) == 6
+    assert seeds_for_agreement(-3.0, [(1.0, 4)]) == 6  # either side
+    assert seeds_for_agreement(3.0, [(1.0, 4), (1.0, 4)]) == 7
+    assert seeds_for_agreement(3.0, [(1.0, 4)], target=0.9) == 5
+    assert seeds_for_agreement(3.0, [(2.0, 4)]) == 24  # twice the error: four times the seeds (5.9 x 4 = 23.6)
+    assert seeds_for_agreement(0.0, [(1.0, 4)]) is None  # no difference: no k makes every run find one
+    assert seeds_for_agreement(3.0, [(1.0, 4)], most=5) is None
+
+
 def test_the_committed_runs_under_three_numeric_settings():
     """The equal-cost verdicts differ (pinned: GRPO ahead by 8.4 ± 3.4; the others within 2 SE), yet
     the three estimates agree within their errors (Q = 2.0 on 2 df) and pool to GRPO ahead."""
@@ -52,6 +65,8 @@ def test_the_committed_runs_under_three_numeric_settings():
     assert not cost["agree"] and cost["pooled_verdict"] == "GRPO ahead"
     assert cost["pooled"]["mean"] == pytest.approx(-4.60, abs=0.01) and cost["pooled"]["se"] == pytest.approx(2.08, abs=0.01)
     assert cost["pooled"]["q"] == pytest.approx(2.00, abs=0.01) and cost["pooled"]["tau2"] == 0.0
+    assert cost["seeds_for_agreement"] == 53  # 5 seeds each now: -4.6 at 3.8, 3.7, 3.4
+    assert all(r["seeds_for_agreement"] is None for r in rows.values() if r is not cost)  # they agree
     assert {k: (r["agree"], r["pooled_verdict"]) for k, r in rows.items() if k != cost["comparison"]} == {
         "RL's gain (GRPO − Base)": (True, "learns"),
         "Share-GRPO − GRPO, equal responses": (True, "none detectable"),
@@ -66,7 +81,8 @@ def test_the_command_prints_and_writes_the_same_table(tmp_path, capsys):
     assert "| Share-GRPO (half) − GRPO, equal cost | -2.4 ± 3.8: none detectable | -2.2 ± 3.7: none detectable | " \
            "-8.4 ± 3.4: GRPO ahead | **no** | -4.6 ± 2.1: **GRPO ahead** | Q = 2.00 on 2 df, p = 0.37 |" in printed
     assert "- Share-GRPO (half) − GRPO, equal cost: the verdicts differ; the runs agree within their errors " \
-           "(p = 0.37); pooled, GRPO ahead (-4.6 ± 2.1)." in printed
+           "(p = 0.37); pooled, GRPO ahead (-4.6 ± 2.1). For every run to reach it as well, 95% of the time (if -4.6 " \
+           "is the true difference), each would need about 53 seeds per method." in printed
 
 
 def copy_run(tmp_path: Path, setting: str, name: str | None = None) -> Path:
@@ -81,6 +97,20 @@ def edit(folder: Path, change) -> Path:
     change(run)
     (folder / "run.json").write_text(json.dumps(run))
     return folder
+
+
+def test_no_seed_count_is_given_where_the_pooled_verdict_is_no_difference(tmp_path):
+    """+2.5 ± 1 (ahead) and -1.0 ± 1 (none) differ; pooled they are +0.75 ± 1.75 (Q = 6.1, tau2 =
+    5.1): no difference, which no number of seeds makes every run find."""
+    def responses(diff):
+        return lambda r: r["held_out"]["equal_responses"].update(diff=diff, se=1.0)
+
+    runs = {f.name: read_run(f) for f in (edit(copy_run(tmp_path, "pinned"), responses(2.5)),
+                                          edit(copy_run(tmp_path, "native"), responses(-1.0)))}
+    row = next(r for r in pool(runs) if r["comparison"] == "Share-GRPO − GRPO, equal responses")
+    assert not row["agree"] and row["pooled_verdict"] == "none detectable"
+    assert row["pooled"]["mean"] == pytest.approx(0.75) and row["pooled"]["tau2"] == pytest.approx(5.125)
+    assert row["seeds_for_agreement"] is None
 
 
 def test_every_refusal_is_one_line_naming_the_file(tmp_path, capsys):
@@ -111,3 +141,6 @@ def test_every_refusal_is_one_line_naming_the_file(tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(UsageError, match="no spec object"):
         read_run(edit(copy_run(tmp_path, "native", "nospec"), lambda r: r.pop("spec")))
+    for seeds in ([], None, 5):
+        with pytest.raises(UsageError, match="no list of seeds in its spec"):
+            read_run(edit(copy_run(tmp_path, "native", f"seeds_{seeds}"), lambda r, s=seeds: r["spec"].update(seeds=s)))

@@ -60,6 +60,24 @@ def random_effects(estimates: Sequence[tuple[float, float]]) -> dict[str, float]
             "tau2": tau2}
 
 
+def seeds_for_agreement(effect: float, runs: Sequence[tuple[float, int]], target: float = 0.95,
+                        most: int = 10_000) -> int | None:
+    """Seeds per method at which every run would find a true difference `effect` beyond 2 SE on its
+    side, all at once, with probability `target`: the smallest k with
+    prod_i Phi(|effect| / se_i(k) - 2) >= target, where run i measured its difference with standard
+    error se_i at n_i seeds, so se_i(k) = se_i sqrt(n_i / k) (`analysis.power`'s scaling, normal
+    errors, independent runs). `runs`: (se_i, n_i). None for no effect (every run then stays within
+    2 SE only 95.4% of the time, whatever k) or beyond `most` seeds."""
+    from scipy.stats import norm
+
+    if effect == 0:
+        return None
+    for k in range(1, most + 1):
+        if math.prod(norm.cdf(abs(effect) / (se * math.sqrt(n / k)) - 2) for se, n in runs) >= target:
+            return k
+    return None
+
+
 def read_run(folder: Path) -> dict:
     """A results folder's run.json, with every estimate the comparisons need; one line naming the
     file and what is missing otherwise."""
@@ -77,6 +95,8 @@ def read_run(folder: Path) -> dict:
     for key in ("spec", "warm_start"):
         if not isinstance(run.get(key), dict):
             raise UsageError(f"{path}: no {key} object")
+    if not (isinstance(run["spec"].get("seeds"), list) and run["spec"]["seeds"]):
+        raise UsageError(f"{path}: no list of seeds in its spec")
     return run
 
 
@@ -108,10 +128,16 @@ def pool(runs: dict[str, dict]) -> list[dict]:
         estimates = [(run[part][key]["diff"], run[part][key]["se"]) for run in runs.values()]
         pooled = random_effects(estimates)
         verdicts = [two_se_rule(d, s, *words) for d, s in estimates]
+        pooled_verdict = two_se_rule(pooled["mean"], pooled["se"], *words)
+        agree = len(set(verdicts)) == 1
         rows.append({"comparison": label, "runs": [{"diff": d, "se": s, "verdict": v}
                                                    for (d, s), v in zip(estimates, verdicts, strict=True)],
-                     "agree": len(set(verdicts)) == 1, "pooled": pooled,
-                     "pooled_verdict": two_se_rule(pooled["mean"], pooled["se"], *words)})
+                     "agree": agree, "pooled": pooled, "pooled_verdict": pooled_verdict,
+                     # how many seeds each run would need to reach the pooled verdict together, when
+                     # they do not and it is a difference (taken as the true one)
+                     "seeds_for_agreement": None if agree or pooled_verdict == words[2] else seeds_for_agreement(
+                         pooled["mean"], [(s, len(run["spec"]["seeds"])) for (_, s), run in
+                                          zip(estimates, runs.values(), strict=True)])})
     return rows
 
 
@@ -130,9 +156,13 @@ def render(names: Sequence[str], rows: list[dict]) -> str:
         p = row["pooled"]
         spread = ("the runs differ by more than their errors allow" if p["p_heterogeneity"] < 0.05
                   else "the runs agree within their errors")
+        needed = row["seeds_for_agreement"]
+        power = "" if needed is None else (
+            f" For every run to reach it as well, 95% of the time (if {p['mean']:+.1f} is the true difference), "
+            f"each would need about {needed} seeds per method.")
         sentences.append(f"{row['comparison']}: {'one verdict in every run' if row['agree'] else 'the verdicts differ'}; "
                          f"{spread} (p = {p['p_heterogeneity']:.2f}); pooled, {row['pooled_verdict']} "
-                         f"({p['mean']:+.1f} ± {p['se']:.1f}).")
+                         f"({p['mean']:+.1f} ± {p['se']:.1f}).{power}")
     return "".join(lines) + "\n" + "\n".join(f"- {s}" for s in sentences) + "\n"
 
 
