@@ -38,17 +38,25 @@ def test_a_tsv_read_as_text_keeps_each_cells_text(tmp_path):
     assert read_predictions(path, text=True).iloc[0].tolist() == ["007", "NA", "1.50"]
 
 
-def test_read_without_text_gives_pandas_types(tmp_path):
-    """The default read (files this project rewrites in place) keeps pandas' own types."""
+def test_read_without_text_keeps_every_cell_as_stored(tmp_path):
+    """The default read (files this project rewrites in place) keeps each cell as the file stores
+    it: JSON's numbers as numbers and its strings as strings (pandas would infer 7 from "7"), a CSV's
+    cells as their text, a spreadsheet's numbers as numbers and its strings as strings ("007" stays)."""
     path = tmp_path / "m_X.json"
-    path.write_text(json.dumps([{"index": 7, "answer": 2, "prediction": "p"}]))
+    path.write_text(json.dumps([{"index": 7, "answer": "2", "prediction": "p", "B": None},
+                                {"index": 8, "answer": "10", "prediction": "q", "B": 1.5}]))
     frame = read_predictions(path)
-    assert frame["index"].tolist() == [7] and frame["answer"].tolist() == [2]
+    assert frame["index"].tolist() == [7, 8] and frame["answer"].tolist() == ["2", "10"]
+    assert pd.isna(frame.at[0, "B"]) and frame.at[1, "B"] == 1.5  # a null as pandas gives it back
     csv = tmp_path / "m_X.csv"
     csv.write_text("index,answer,prediction\n07,NA,1.50\n")
-    row = read_predictions(csv).iloc[0]
-    assert row["index"] == 7 and pd.isna(row["answer"]) and row["prediction"] == 1.5
+    assert read_predictions(csv).iloc[0].tolist() == ["07", "NA", "1.50"]
     assert read_predictions(csv, text=True).iloc[0].tolist() == ["07", "NA", "1.50"]
+    sheet = tmp_path / "m_X.xlsx"
+    pd.DataFrame({"index": [1], "answer": ["007"], "prediction": ["NA"], "B": [2.5], "C": [None]}).to_excel(
+        sheet, index=False)
+    assert read_predictions(sheet).iloc[0].tolist() == [1, "007", "NA", 2.5, ""]
+    assert read_predictions(sheet, text=True).iloc[0].tolist() == ["1", "007", "NA", "2.5", ""]
 
 
 def test_a_json_cell_that_is_a_string_stays_as_it_is_and_a_null_prediction_scores_as_empty(tmp_path):
