@@ -443,26 +443,34 @@ def test_restoring_the_records_leaves_every_other_cell_as_stored(tmp_path: Path,
     d = tmp_path / "m"
     d.mkdir()
     path = d / f"m_D{suffix}"
-    records = [repr({"full_response": f"<think>t{i}</think>{i}"}) for i in (1, 2, 3)]
+    records = [repr({"full_response": f"<think>t{i}</think>{i}"}) for i in (1, 2)] + [None]  # the third: none
     cells = CELLS if suffix in (".xlsx", ".json") else {k: [str(v) for v in col] for k, col in CELLS.items()}
     write_table_atomic(pd.DataFrame({**cells, "extra_records": records}), path)
     kept = saved_records(tmp_path, ["m"], ["D"])
-    assert list(kept[path.resolve()].values()) == records
+    assert list(kept[path.resolve()].values()) == records[:2]
     write_table_atomic(pd.DataFrame(cells), path)  # the re-run: no records
     stored = path.read_bytes()
     if suffix == ".xlsx":
         stored_cells = [[c.value for c in row] for row in openpyxl.load_workbook(path).active.iter_rows()]
     restore_records(kept)
     back = read_predictions(path, text=True)
-    assert back["extra_records"].tolist() == records
+    assert back["extra_records"].tolist() == [*records[:2], ""]
     assert back.drop(columns=["extra_records"]).equals(read_predictions_bytes(stored, suffix))
     assert back["answer"].tolist() == ["007", "NA", "1e3"] and back["A"].tolist() == ["None", "2020-01-01", ""]
     if suffix == ".xlsx":  # each cell of its type: numbers stay numbers, strings strings
         after = [[c.value for c in row][:-1] for row in openpyxl.load_workbook(path).active.iter_rows()]
         assert after == stored_cells
     elif suffix == ".json":
-        assert [{k: v for k, v in row.items() if k != "extra_records"} for row in json.loads(path.read_text())] == \
-            json.loads(stored)
+        rows = json.loads(path.read_text())
+        assert [{k: v for k, v in row.items() if k != "extra_records"} for row in rows] == json.loads(stored)
+        assert rows[2]["extra_records"] is None  # a row with no record stays null
+
+
+def test_an_empty_cell_in_each_form_a_file_gives_it():
+    from bench.run import _empty
+
+    assert [_empty(c) for c in ("", None, float("nan"), np.float64("nan"))] == [True] * 4
+    assert [_empty(c) for c in (" ", "x", 0, 0.0, "nan", np.int64(0))] == [False] * 6
 
 
 def read_predictions_bytes(data: bytes, suffix: str) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import pytest
 
 from bench.errors import UsageError
 from reproduce.__main__ import main
-from reproduce.mini.pooled import pool, random_effects, read_run, seeds_for_agreement
+from reproduce.mini.pooled import pool, random_effects, read_run, render, seeds_for_agreement
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS5 = REPO / "results" / "mini" / "numerics" / "seeds5"
@@ -54,6 +54,9 @@ def test_seeds_for_agreement_by_hand():
     assert seeds_for_agreement(3.0, [(2.0, 4)]) == 24  # twice the error: four times the seeds (5.9 x 4 = 23.6)
     assert seeds_for_agreement(0.0, [(1.0, 4)]) is None  # no difference: no k makes every run find one
     assert seeds_for_agreement(3.0, [(1.0, 4)], most=5) is None
+    assert seeds_for_agreement(3.0, [(1.0, 4)], most=6) == 6  # the last k tried is `most`
+    assert seeds_for_agreement(1.0, [(1.0, 4)]) == 54  # Phi(sqrt(k)/2 - 2) >= 0.95 from sqrt(k) >= 7.29
+    assert seeds_for_agreement(5.0, [(1.0, 1)]) == 1  # Phi(3) = 0.9987 at one seed already
 
 
 def test_the_committed_runs_under_three_numeric_settings():
@@ -77,7 +80,7 @@ def test_the_command_prints_and_writes_the_same_table(tmp_path, capsys):
     out = tmp_path / "pooled.md"
     assert main(["pool", *(str(SEEDS5 / s) for s in SETTINGS), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed == out.read_text()
+    assert printed == out.read_text() == (SEEDS5 / "pooled.md").read_text()  # the committed table, byte for byte
     assert "| Share-GRPO (half) − GRPO, equal cost | -2.4 ± 3.8: none detectable | -2.2 ± 3.7: none detectable | " \
            "-8.4 ± 3.4: GRPO ahead | **no** | -4.6 ± 2.1: **GRPO ahead** | Q = 2.00 on 2 df, p = 0.37 |" in printed
     assert "- Share-GRPO (half) − GRPO, equal cost: the verdicts differ; the runs agree within their errors " \
@@ -111,6 +114,10 @@ def test_no_seed_count_is_given_where_the_pooled_verdict_is_no_difference(tmp_pa
     assert not row["agree"] and row["pooled_verdict"] == "none detectable"
     assert row["pooled"]["mean"] == pytest.approx(0.75) and row["pooled"]["tau2"] == pytest.approx(5.125)
     assert row["seeds_for_agreement"] is None
+    text = render(list(runs), [row])
+    assert text.splitlines()[-1] == ("- Share-GRPO − GRPO, equal responses: the verdicts differ; the runs differ by more "
+                                     "than their errors allow (p = 0.01); pooled, none detectable (+0.8 ± 1.8).")
+    assert text.splitlines()[1] == "|---|---|---|---|---|---|"
 
 
 def test_every_refusal_is_one_line_naming_the_file(tmp_path, capsys):
@@ -119,6 +126,11 @@ def test_every_refusal_is_one_line_naming_the_file(tmp_path, capsys):
     other = edit(copy_run(tmp_path, "native", "sparse"), lambda r: r["spec"].update(tasks=["SynthCount"], warmup_steps=75))
     reseeded = edit(copy_run(tmp_path, "native", "more_seeds"), lambda r: r["spec"].update(seeds=[1, 2, 3, 4, 5, 6]))
     old = edit(copy_run(tmp_path, "native", "old"), lambda r: r["learning_curves"].pop("auc_diff"))
+    extra = edit(copy_run(tmp_path, "native", "extra"), lambda r: r["spec"].update(regime="sparse"))  # one side only
+    unlike = edit(copy_run(tmp_path, "native", "unlike"), lambda r: r.update(held_out=[1]))
+    listed = tmp_path / "listed"
+    listed.mkdir()
+    (listed / "run.json").write_text("[]")
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "run.json").write_text("{")
@@ -132,6 +144,11 @@ def test_every_refusal_is_one_line_naming_the_file(tmp_path, capsys):
         ([a, same], f"{same} and {a} start from one warm start (sha256 e12a1030…), so they are not independent: "
                     "pool one of them"),
         ([a, other], f"{other}: another design than {a} (tasks, warmup_steps differ); pool runs of one design"),
+        ([a, extra], f"{extra}: another design than {a} (regime differ); pool runs of one design"),
+        ([a, listed], f"{listed / 'run.json'}: no held_out.grpo_vs_base with a diff and an se (a run.json of another "
+                      "version?)"),
+        ([a, unlike], f"{unlike / 'run.json'}: no held_out.grpo_vs_base with a diff and an se (a run.json of another "
+                      "version?)"),
     ]
     for folders, message in cases:
         assert main(["pool", *map(str, folders)]) == 2

@@ -342,6 +342,13 @@ def test_the_rl_gain_sentence_is_computed_by_the_two_se_rule(diff, se, start):
     assert rl_gain(diff, se, 2, 3).startswith(start)
 
 
+def test_the_rl_gain_sentence_counts_its_seeds_in_words():
+    from reproduce.mini import rl_gain
+
+    assert rl_gain(10.0, 2.0, 1, 1).endswith("(1 of 1 seed above it).")
+    assert rl_gain(10.0, 2.0, 2, 2).endswith("(2 of 2 seeds above it).")
+
+
 def test_the_comparisons_the_conclusions_rest_on_hand_worked():
     """One task, 100 items. Base 50 (one run), GRPO 60 and 70, Share-GRPO 55 and 65, Share-GRPO at
     half the steps 40 and 60: differences 15, 10, -5 and -15, each with the two rows' errors combined."""
