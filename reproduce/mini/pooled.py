@@ -6,8 +6,10 @@ machines): each run's verdict, whether they all agree, and the estimate pooled o
 A verdict at 2 SE can differ between two runs whose estimates agree within their errors: one just
 beyond 2 SE, the other just within. So each comparison carries Cochran's Q, the test of whether the
 runs' estimates differ by more than their errors allow, and a random-effects estimate over the runs
-(DerSimonian and Laird, 1986), whose error grows by the spread between runs that Q finds. The runs'
-own tables stand unchanged; this reads their run.json.
+(DerSimonian and Laird, 1986), whose error grows by the spread between runs that Q finds. Where the
+runs' verdicts differ and the pooled one is a difference, it also gives the seeds per method at
+which every run would reach that verdict (`seeds_for_agreement`). The runs' own tables stand
+unchanged; this reads their run.json.
 
 The runs must be independent: each from its own warm start (two runs from one warm start share it
 and, with the same seeds, whole runs), and of one design (the same spec but for the seeds)."""
