@@ -18,7 +18,6 @@ import argparse
 import datetime
 import hashlib
 import logging
-import math
 import os
 import re
 import shutil
@@ -349,8 +348,10 @@ def _prediction_file(work_dir: Path, name: str, dataset: str) -> Path | None:
 
 def _empty(cell) -> bool:
     """An empty cell as `read_predictions` gives it without `text`: "" from a spreadsheet, TSV or
-    CSV, None or NaN from JSON."""
-    return cell is None or (isinstance(cell, str) and not cell) or (isinstance(cell, float) and math.isnan(cell))
+    CSV, a null (`score.is_null`) from JSON."""
+    from .score import is_null
+
+    return (isinstance(cell, str) and not cell) or is_null(cell)
 
 
 def saved_records(work_dir: Path, names: list[str], datasets: list[str]) -> dict[Path, dict]:

@@ -68,10 +68,15 @@ cell. pandas' default markers ("None", "NA", "null", "N/A", "nan", "NaN", ...) a
 benchmarks have (read as missing, 6 of 7 such exact answers scored 0)."""
 
 
+def is_null(value) -> bool:
+    """A JSON null as pandas gives it back from a results file: None or NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _json_cell_text(value) -> str:
-    """A cell of a JSON results file as text: a string as it is, null as "" (pandas gives null back
-    as None or as NaN), anything else (a number, a list) as its JSON."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A cell of a JSON results file as text: a string as it is, null as "" (`is_null`), anything
+    else (a number, a list) as its JSON."""
+    if is_null(value):
         return ""
     return value if isinstance(value, str) else json.dumps(value)
 
