@@ -455,7 +455,7 @@ def test_restoring_the_records_leaves_every_other_cell_as_stored(tmp_path: Path,
     restore_records(kept)
     back = read_predictions(path, text=True)
     assert back["extra_records"].tolist() == [*records[:2], ""]
-    assert back.drop(columns=["extra_records"]).equals(read_predictions_bytes(stored, suffix))
+    assert back.drop(columns=["extra_records"]).equals(read_predictions(path, text=True, data=stored))
     assert back["answer"].tolist() == ["007", "NA", "1e3"] and back["A"].tolist() == ["None", "2020-01-01", ""]
     if suffix == ".xlsx":  # each cell of its type: numbers stay numbers, strings strings
         after = [[c.value for c in row][:-1] for row in openpyxl.load_workbook(path).active.iter_rows()]
@@ -473,8 +473,6 @@ def test_an_empty_cell_in_each_form_a_file_gives_it():
     assert [_empty(c) for c in (" ", "x", 0, 0.0, "nan", np.int64(0))] == [False] * 6
 
 
-def read_predictions_bytes(data: bytes, suffix: str) -> pd.DataFrame:
-    return read_predictions(Path(f"stored{suffix}"), text=True, data=data)
 
 
 def test_thinking_is_taken_only_between_both_tags(tmp_path: Path):
